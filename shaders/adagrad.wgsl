@@ -1,0 +1,41 @@
+// adagrad.wgsl: one step of torch.optim.Adagrad over one parameter buffer.
+//
+// Bindings: 0 AdagradScalars (uniform), 1 param, 2 grad (common.wgsl),
+//           3 sum (read_write, starts at initial_accumulator_value).
+// Bounds guard: invocations past arrayLength(&param) return at once.
+// Mirror: src/cpu/adagrad.rs.
+
+// neg_clr is -lr / (1 + (step - 1) * lr_decay), computed on the host in f64.
+struct AdagradScalars {
+    weight_decay: f32,
+    eps: f32,
+    neg_clr: f32,
+    _pad0: f32,
+}
+
+override MAXIMIZE: bool = false;
+
+@group(0) @binding(0) var<uniform> s: AdagradScalars;
+@group(0) @binding(3) var<storage, read_write> sum: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let i = element_index(wid, nwg, lid);
+    if (i >= arrayLength(&param)) {
+        return;
+    }
+    let p = param[i];
+    var g = grad[i];
+    if (MAXIMIZE) {
+        g = -g;
+    }
+    g = g + s.weight_decay * p;
+    let acc = sum[i] + g * g;
+    sum[i] = acc;
+    let denom = sqrt(acc) + s.eps;
+    param[i] = p + s.neg_clr * (g / denom);
+}

@@ -1,0 +1,59 @@
+// adam.wgsl: one step of torch.optim.Adam / AdamW over one parameter buffer.
+//
+// Bindings: 0 AdamScalars (uniform), 1 param, 2 grad (common.wgsl),
+//           3 exp_avg, 4 exp_avg_sq, 5 max_exp_avg_sq (read_write; the last is a
+//           1-element placeholder when AMSGRAD is off).
+// Bounds guard: invocations past arrayLength(&param) return at once.
+// Mirror: src/cpu/adam.rs.
+
+// Decoupled weight decay (AdamW) arrives as param_decay = 1 - lr * weight_decay
+// with weight_decay = 0; L2 decay (Adam) as weight_decay with param_decay = 1.
+// The bias corrections and step size are computed on the host in f64.
+struct AdamScalars {
+    weight_decay: f32,
+    param_decay: f32,
+    one_minus_beta1: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    bias_correction2_sqrt: f32,
+    eps: f32,
+    neg_step_size: f32,
+}
+
+override AMSGRAD: bool = false;
+override MAXIMIZE: bool = false;
+
+@group(0) @binding(0) var<uniform> s: AdamScalars;
+@group(0) @binding(3) var<storage, read_write> exp_avg: array<f32>;
+@group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<f32>;
+@group(0) @binding(5) var<storage, read_write> max_exp_avg_sq: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let i = element_index(wid, nwg, lid);
+    if (i >= arrayLength(&param)) {
+        return;
+    }
+    let p0 = param[i];
+    var g = grad[i];
+    if (MAXIMIZE) {
+        g = -g;
+    }
+    g = g + s.weight_decay * p0;
+    let p = p0 * s.param_decay;
+    let m = torch_lerp(exp_avg[i], g, s.one_minus_beta1);
+    let v = exp_avg_sq[i] * s.beta2 + s.one_minus_beta2 * g * g;
+    exp_avg[i] = m;
+    exp_avg_sq[i] = v;
+    var v_hat = v;
+    if (AMSGRAD) {
+        v_hat = max(max_exp_avg_sq[i], v);
+        max_exp_avg_sq[i] = v_hat;
+    }
+    let denom = sqrt(v_hat) / s.bias_correction2_sqrt + s.eps;
+    param[i] = p + s.neg_step_size * (m / denom);
+}

@@ -1,0 +1,33 @@
+// common.wgsl: what every optimizer kernel shares, prepended to each of them by
+// `kernel::compose` (src/kernel.rs).
+//
+// Bindings shared by all kernels (group 0):
+//   1  param  read_write  the parameter, updated in place
+//   2  grad   read        its gradient
+// Binding 0 is the kernel's own uniform of per-step scalars; bindings 3.. are
+// its state buffers. Every buffer is bound with exactly the parameter's length,
+// so `arrayLength(&param)` is the element count and the bounds guard.
+
+// Threads per workgroup. The host sets it (WORKGROUP_SIZE in src/kernel.rs) so
+// the dispatch size and the shader can never disagree.
+override WG: u32 = 256u;
+
+@group(0) @binding(1) var<storage, read_write> param: array<f32>;
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
+
+// Flattened element index of this invocation. The host dispatches a 2-D grid
+// of workgroups when one dimension's 65535-workgroup limit is too small, so
+// the index counts whole rows of workgroups first.
+fn element_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid.x;
+}
+
+// torch.lerp's formula (ATen's `lerp` in Lerp.h): the two branches keep the
+// result exact at weight 0 and weight 1, and PyTorch picks one by |weight| < 0.5.
+// Optimizers use it for exponential moving averages: a.lerp_(b, 1 - beta).
+fn torch_lerp(a: f32, b: f32, weight: f32) -> f32 {
+    if (abs(weight) < 0.5) {
+        return a + weight * (b - a);
+    }
+    return b - (b - a) * (1.0 - weight);
+}

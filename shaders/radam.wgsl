@@ -1,0 +1,61 @@
+// radam.wgsl: one step of torch.optim.RAdam over one parameter buffer.
+//
+// Bindings: 0 RAdamScalars (uniform), 1 param, 2 grad (common.wgsl),
+//           3 exp_avg, 4 exp_avg_sq (read_write).
+// Bounds guard: invocations past arrayLength(&param) return at once.
+// Mirror: src/cpu/radam.rs.
+
+// Whether this step is rectified (rho_t > 5) depends on the step number, which
+// kernels never see: the host decides and sends `rectify` (1 or 0) with the
+// rectification term `rect`. The branch is uniform across the dispatch.
+struct RAdamScalars {
+    weight_decay: f32,
+    param_decay: f32,
+    one_minus_beta1: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    bias_correction1: f32,
+    bias_correction2_sqrt: f32,
+    lr: f32,
+    eps: f32,
+    rect: f32,
+    rectify: f32,
+    _pad0: f32,
+}
+
+override MAXIMIZE: bool = false;
+
+@group(0) @binding(0) var<uniform> s: RAdamScalars;
+@group(0) @binding(3) var<storage, read_write> exp_avg: array<f32>;
+@group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let i = element_index(wid, nwg, lid);
+    if (i >= arrayLength(&param)) {
+        return;
+    }
+    let p0 = param[i];
+    var g = grad[i];
+    if (MAXIMIZE) {
+        g = -g;
+    }
+    g = g + s.weight_decay * p0;
+    let p = p0 * s.param_decay;
+    let m = torch_lerp(exp_avg[i], g, s.one_minus_beta1);
+    let v = exp_avg_sq[i] * s.beta2 + s.one_minus_beta2 * g * g;
+    exp_avg[i] = m;
+    exp_avg_sq[i] = v;
+    let bias_corrected_exp_avg = m / s.bias_correction1;
+    if (s.rectify != 0.0) {
+        // PyTorch: bias_correction2 ** 0.5 / (sqrt(v) + eps), evaluated as reciprocal * scalar.
+        let adaptive_lr = (1.0 / (sqrt(v) + s.eps)) * s.bias_correction2_sqrt;
+        param[i] = p - bias_corrected_exp_avg * s.lr * adaptive_lr * s.rect;
+    } else {
+        param[i] = p - bias_corrected_exp_avg * s.lr;
+    }
+}

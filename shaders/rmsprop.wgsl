@@ -1,0 +1,64 @@
+// rmsprop.wgsl: one step of torch.optim.RMSprop over one parameter buffer.
+//
+// Bindings: 0 RmsPropScalars (uniform), 1 param, 2 grad (common.wgsl),
+//           3 square_avg, 4 momentum_buffer, 5 grad_avg (read_write; the last two are
+//           1-element placeholders when MOMENTUM or CENTERED is off).
+// Bounds guard: invocations past arrayLength(&param) return at once.
+// Mirror: src/cpu/rmsprop.rs.
+
+// eps is added after the square root, as PyTorch does (TensorFlow adds it inside).
+struct RmsPropScalars {
+    weight_decay: f32,
+    alpha: f32,
+    one_minus_alpha: f32,
+    eps: f32,
+    momentum: f32,
+    neg_lr: f32,
+    _pad0: f32,
+    _pad1: f32,
+}
+
+override CENTERED: bool = false;
+override MOMENTUM: bool = false;
+override MAXIMIZE: bool = false;
+
+@group(0) @binding(0) var<uniform> s: RmsPropScalars;
+@group(0) @binding(3) var<storage, read_write> square_avg: array<f32>;
+@group(0) @binding(4) var<storage, read_write> momentum_buffer: array<f32>;
+@group(0) @binding(5) var<storage, read_write> grad_avg: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let i = element_index(wid, nwg, lid);
+    if (i >= arrayLength(&param)) {
+        return;
+    }
+    let p = param[i];
+    var g = grad[i];
+    if (MAXIMIZE) {
+        g = -g;
+    }
+    g = g + s.weight_decay * p;
+    let sq = square_avg[i] * s.alpha + s.one_minus_alpha * g * g;
+    square_avg[i] = sq;
+    var avg: f32;
+    if (CENTERED) {
+        let ga = torch_lerp(grad_avg[i], g, s.one_minus_alpha);
+        grad_avg[i] = ga;
+        avg = sqrt(sq + -1.0 * ga * ga);
+    } else {
+        avg = sqrt(sq);
+    }
+    avg = avg + s.eps;
+    if (MOMENTUM) {
+        let buf = momentum_buffer[i] * s.momentum + g / avg;
+        momentum_buffer[i] = buf;
+        param[i] = p + s.neg_lr * buf;
+    } else {
+        param[i] = p + s.neg_lr * (g / avg);
+    }
+}

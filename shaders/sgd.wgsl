@@ -1,0 +1,55 @@
+// sgd.wgsl: one step of torch.optim.SGD over one parameter buffer.
+//
+// Bindings: 0 SgdScalars (uniform), 1 param, 2 grad (common.wgsl),
+//           3 momentum_buffer (read_write; a 1-element placeholder when MOMENTUM is off).
+// Bounds guard: invocations past arrayLength(&param) return at once.
+// Mirror: src/cpu/sgd.rs.
+
+// PyTorch's single-tensor path: grad (negated if maximize) + weight_decay * param,
+// then buf = momentum * buf + (1 - dampening) * grad (buf = grad on the first step:
+// the host sends momentum_keep = 0, grad_weight = 1 then), then param -= lr * step.
+struct SgdScalars {
+    weight_decay: f32,
+    momentum_keep: f32,
+    grad_weight: f32,
+    momentum: f32,
+    neg_lr: f32,
+    _pad0: f32,
+    _pad1: f32,
+    _pad2: f32,
+}
+
+override MOMENTUM: bool = false;
+override NESTEROV: bool = false;
+override MAXIMIZE: bool = false;
+
+@group(0) @binding(0) var<uniform> s: SgdScalars;
+@group(0) @binding(3) var<storage, read_write> momentum_buffer: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let i = element_index(wid, nwg, lid);
+    if (i >= arrayLength(&param)) {
+        return;
+    }
+    let p = param[i];
+    var g = grad[i];
+    if (MAXIMIZE) {
+        g = -g;
+    }
+    g = g + s.weight_decay * p;
+    if (MOMENTUM) {
+        let buf = momentum_buffer[i] * s.momentum_keep + s.grad_weight * g;
+        momentum_buffer[i] = buf;
+        if (NESTEROV) {
+            g = g + s.momentum * buf;
+        } else {
+            g = buf;
+        }
+    }
+    param[i] = p + s.neg_lr * g;
+}

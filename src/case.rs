@@ -1,0 +1,559 @@
+//! Parity cases: optimizer trajectories recorded from PyTorch and optax (`optim-trajectory/1`),
+//! and their replay through this crate's public API on the GPU or the CPU.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::context::GpuContext;
+use crate::cpu_optimizer::CpuOptimizer;
+use crate::error::{Error, Result};
+use crate::gpu::GpuOptimizer;
+use crate::optim::{Adagrad, Adam, AdamW, Algorithm, RAdam, RmsProp, Sgd};
+use crate::schedule::Schedule;
+use crate::scheduler::GroupId;
+
+/// The `format` metadata value this crate reads.
+pub const FORMAT: &str = "optim-trajectory/1";
+
+/// Optimizers implemented here, by their case name.
+pub const IMPLEMENTED: &[&str] = &["sgd", "adam", "adamw", "rmsprop", "adagrad", "radam"];
+/// Optimizers the format names that are planned but not implemented yet.
+pub const PLANNED: &[&str] = &["lamb", "lars", "lion"];
+
+/// One recorded parameter of a case.
+#[derive(Debug, Clone)]
+pub struct CaseParam {
+    /// Its name (`w`, `b`, ...).
+    pub name: String,
+    /// Its original shape.
+    pub shape: Vec<usize>,
+    /// Its initial value, flattened.
+    pub init: Vec<f32>,
+    /// The gradient fed at each step, `[steps, numel]` row-major.
+    pub grads: Vec<f32>,
+    /// The reference's value after each step, `[steps, numel]` row-major.
+    pub expect: Vec<f32>,
+}
+
+impl CaseParam {
+    /// Elements in the parameter.
+    pub fn numel(&self) -> usize {
+        self.init.len()
+    }
+
+    /// Row `step` (0-based) of a `[steps, numel]` tensor of this parameter.
+    pub fn row<'a>(&self, data: &'a [f32], step: usize) -> &'a [f32] {
+        &data[step * self.numel()..(step + 1) * self.numel()]
+    }
+}
+
+/// A recorded trajectory.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The `optimizer` metadata: `name` plus hyperparameters under PyTorch's names.
+    pub optimizer: Map<String, Value>,
+    /// The `schedule` metadata, if any.
+    pub schedule: Option<Value>,
+    /// Steps recorded.
+    pub steps: usize,
+    /// The parameters, sorted by name.
+    pub params: Vec<CaseParam>,
+    /// The learning rate of the first group during each step.
+    pub lr: Vec<f32>,
+}
+
+fn bad(path: &Path, reason: impl Into<String>) -> Error {
+    Error::BadCase {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn f32_tensor(path: &Path, st: &SafeTensors<'_>, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    let view = st
+        .tensor(name)
+        .map_err(|_| bad(path, format!("missing tensor {name:?}")))?;
+    if view.dtype() != Dtype::F32 {
+        return Err(bad(
+            path,
+            format!("tensor {name:?} is {:?}, expected F32", view.dtype()),
+        ));
+    }
+    if view.shape() != shape {
+        return Err(bad(
+            path,
+            format!(
+                "tensor {name:?} has shape {:?}, expected {shape:?}",
+                view.shape()
+            ),
+        ));
+    }
+    Ok(view
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+fn json_meta(path: &Path, meta: &HashMap<String, String>, key: &str) -> Result<Option<Value>> {
+    meta.get(key)
+        .map(|s| {
+            serde_json::from_str(s)
+                .map_err(|e| bad(path, format!("metadata {key:?} is not valid JSON: {e}")))
+        })
+        .transpose()
+}
+
+impl Case {
+    /// Reads and checks a case file: every tensor present, f32, and of the shape the metadata
+    /// implies.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| bad(path, format!("not a valid safetensors file: {e}")))?;
+        let (_, header) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| bad(path, format!("not a valid safetensors file: {e}")))?;
+        let meta = header
+            .metadata()
+            .clone()
+            .ok_or_else(|| bad(path, "no __metadata__"))?;
+        match meta.get("format").map(String::as_str) {
+            Some(FORMAT) => {}
+            other => return Err(bad(path, format!("format is {other:?}, expected {FORMAT:?}"))),
+        }
+        let optimizer = match json_meta(path, &meta, "optimizer")? {
+            Some(Value::Object(o)) => o,
+            Some(other) => return Err(bad(path, format!("optimizer is not an object: {other}"))),
+            None => return Err(bad(path, "missing metadata \"optimizer\"")),
+        };
+        let schedule = json_meta(path, &meta, "schedule")?;
+        let steps: usize = meta
+            .get("steps")
+            .ok_or_else(|| bad(path, "missing metadata \"steps\""))?
+            .parse()
+            .map_err(|e| bad(path, format!("steps is not a count: {e}")))?;
+        if steps == 0 {
+            return Err(bad(path, "steps is 0"));
+        }
+        let shapes: HashMap<String, Vec<usize>> = match json_meta(path, &meta, "params")? {
+            Some(v) => serde_json::from_value(v).map_err(|e| {
+                bad(path, format!("params is not a map of name to shape: {e}"))
+            })?,
+            None => return Err(bad(path, "missing metadata \"params\"")),
+        };
+        if shapes.is_empty() {
+            return Err(bad(path, "params is empty"));
+        }
+        let mut params = Vec::new();
+        for (name, shape) in shapes {
+            let numel: usize = shape.iter().product();
+            if numel == 0 {
+                return Err(bad(path, format!("parameter {name:?} has no elements")));
+            }
+            params.push(CaseParam {
+                init: f32_tensor(path, &st, &format!("param.{name}"), &[numel])?,
+                grads: f32_tensor(path, &st, &format!("grad.{name}"), &[steps, numel])?,
+                expect: f32_tensor(path, &st, &format!("expect.{name}"), &[steps, numel])?,
+                name,
+                shape,
+            });
+        }
+        params.sort_by(|a, b| a.name.cmp(&b.name));
+        let lr = f32_tensor(path, &st, "lr", &[steps])?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            optimizer,
+            schedule,
+            steps,
+            params,
+            lr,
+        })
+    }
+
+    /// The optimizer's name.
+    pub fn optimizer_name(&self) -> &str {
+        self.optimizer
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+}
+
+/// Where a replay runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The fused WGSL kernels, through [`GpuOptimizer`].
+    Gpu,
+    /// The CPU reference, through [`CpuOptimizer`].
+    Cpu,
+}
+
+/// What a replay computed.
+#[derive(Debug, Clone)]
+pub struct Trajectory {
+    /// Per parameter (in [`Case::params`] order), its value after each step, `[steps, numel]`.
+    pub results: Vec<Vec<f32>>,
+    /// The learning rate of the first group during each step.
+    pub lr: Vec<f32>,
+}
+
+/// How one parameter's replay compares with the recording.
+#[derive(Debug, Clone)]
+pub struct ParamReport {
+    /// The parameter's name.
+    pub name: String,
+    /// The largest |ours - reference| over all steps and elements.
+    pub max_abs_err: f64,
+    /// The largest ratio of a step's error to that step's tolerance (≤ 1 is within).
+    pub worst_ratio: f64,
+}
+
+/// The comparison of a replay with its recording.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// One entry per parameter.
+    pub params: Vec<ParamReport>,
+    /// The largest relative difference between our learning rate and the recorded one.
+    pub max_lr_rel_err: f64,
+}
+
+/// Relative tolerance on the parameter, per step: of the reference's largest displacement from
+/// its initial value at that step.
+pub const DISPLACEMENT_RTOL: f64 = 1e-4;
+/// Absolute slack on the parameter, per step.
+pub const ATOL: f64 = 2e-6;
+/// Relative tolerance on the learning rate at every step.
+pub const LR_RTOL: f64 = 1e-6;
+
+impl Report {
+    /// Whether every parameter and the learning rate are within tolerance at every step.
+    pub fn within_tolerance(&self) -> bool {
+        self.max_lr_rel_err <= LR_RTOL && self.params.iter().all(|p| p.worst_ratio <= 1.0)
+    }
+}
+
+/// Compares a computed trajectory with the recording: at each step,
+/// `max |ours - ref| ≤ DISPLACEMENT_RTOL · max |ref - init| + ATOL`.
+pub fn compare(case: &Case, ours: &Trajectory) -> Report {
+    let params = case
+        .params
+        .iter()
+        .zip(&ours.results)
+        .map(|(p, result)| {
+            let (mut max_abs_err, mut worst_ratio) = (0.0f64, 0.0f64);
+            for t in 0..case.steps {
+                let (want, got) = (p.row(&p.expect, t), p.row(result, t));
+                let displacement = want
+                    .iter()
+                    .zip(&p.init)
+                    .map(|(&w, &i)| (f64::from(w) - f64::from(i)).abs())
+                    .fold(0.0, f64::max);
+                let err = want
+                    .iter()
+                    .zip(got)
+                    .map(|(&w, &g)| (f64::from(w) - f64::from(g)).abs())
+                    .fold(0.0, |a: f64, e| if e.is_nan() { f64::INFINITY } else { a.max(e) });
+                max_abs_err = max_abs_err.max(err);
+                worst_ratio = worst_ratio.max(err / (DISPLACEMENT_RTOL * displacement + ATOL));
+            }
+            ParamReport {
+                name: p.name.clone(),
+                max_abs_err,
+                worst_ratio,
+            }
+        })
+        .collect();
+    let max_lr_rel_err = case
+        .lr
+        .iter()
+        .zip(&ours.lr)
+        .map(|(&want, &got)| {
+            let (w, g) = (f64::from(want), f64::from(got));
+            if w == g { 0.0 } else { (w - g).abs() / w.abs().max(f64::MIN_POSITIVE) }
+        })
+        .fold(0.0, f64::max);
+    Report {
+        params,
+        max_lr_rel_err,
+    }
+}
+
+/// The parameter groups of a case: each group's hyperparameters (top-level keys overridden by
+/// the group's own) and the indices of its parameters in [`Case::params`].
+fn groups<O: DeserializeOwned>(case: &Case) -> Result<Vec<(O, Vec<usize>)>> {
+    let path = case.path.as_path();
+    let mut base = case.optimizer.clone();
+    base.remove("name");
+    let listed = base.remove("param_groups");
+    let parse = |map: Map<String, Value>| -> Result<O> {
+        serde_json::from_value(Value::Object(map)).map_err(|e| {
+            Error::InvalidOptions(format!("{} hyperparameters: {e}", case.optimizer_name()))
+        })
+    };
+    let Some(listed) = listed else {
+        return Ok(vec![(parse(base)?, (0..case.params.len()).collect())]);
+    };
+    let Value::Array(listed) = listed else {
+        return Err(bad(path, "param_groups is not a list"));
+    };
+    let mut seen = vec![false; case.params.len()];
+    let mut out = Vec::new();
+    for g in listed {
+        let Value::Object(mut g) = g else {
+            return Err(bad(path, "a param group is not an object"));
+        };
+        let names: Vec<String> = g
+            .remove("params")
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| bad(path, format!("a param group's params is not a list of names: {e}")))?
+            .ok_or_else(|| bad(path, "a param group has no params"))?;
+        let mut members = Vec::new();
+        for n in names {
+            let i = case
+                .params
+                .iter()
+                .position(|p| p.name == n)
+                .ok_or_else(|| bad(path, format!("param group names unknown parameter {n:?}")))?;
+            if std::mem::replace(&mut seen[i], true) {
+                return Err(bad(path, format!("parameter {n:?} is in two param groups")));
+            }
+            members.push(i);
+        }
+        let mut merged = base.clone();
+        merged.extend(g);
+        out.push((parse(merged)?, members));
+    }
+    if let Some(i) = seen.iter().position(|s| !s) {
+        return Err(bad(
+            path,
+            format!("parameter {:?} is in no param group", case.params[i].name),
+        ));
+    }
+    if out.is_empty() {
+        return Err(bad(path, "param_groups is empty"));
+    }
+    Ok(out)
+}
+
+/// The optimizer operations a replay needs, on either backend.
+trait Runner<O: Algorithm> {
+    fn add_group(&mut self, config: O) -> Result<GroupId>;
+    fn register(&mut self, group: GroupId, init: &[f32]) -> Result<()>;
+    fn set_schedule(&mut self, schedule: Option<Schedule>) -> Result<()>;
+    fn lr_next(&self) -> f64;
+    fn step(&mut self, grads: &[&[f32]]) -> Result<()>;
+    fn params(&self) -> Result<Vec<Vec<f32>>>;
+}
+
+struct CpuRunner<O: Algorithm> {
+    opt: CpuOptimizer<O>,
+    params: Vec<Vec<f32>>,
+}
+
+impl<O: Algorithm> Runner<O> for CpuRunner<O> {
+    fn add_group(&mut self, config: O) -> Result<GroupId> {
+        self.opt.add_param_group(config)
+    }
+    fn register(&mut self, group: GroupId, init: &[f32]) -> Result<()> {
+        self.opt.register(group, init.len())?;
+        self.params.push(init.to_vec());
+        Ok(())
+    }
+    fn set_schedule(&mut self, schedule: Option<Schedule>) -> Result<()> {
+        self.opt.set_schedule(schedule)
+    }
+    fn lr_next(&self) -> f64 {
+        let s = self.opt.scheduler();
+        s.lr(0, s.steps_taken() + 1)
+    }
+    fn step(&mut self, grads: &[&[f32]]) -> Result<()> {
+        let mut params: Vec<&mut [f32]> = self.params.iter_mut().map(Vec::as_mut_slice).collect();
+        self.opt.step(&mut params, grads)
+    }
+    fn params(&self) -> Result<Vec<Vec<f32>>> {
+        Ok(self.params.clone())
+    }
+}
+
+struct GpuRunner<'c, O: Algorithm> {
+    ctx: &'c GpuContext,
+    opt: GpuOptimizer<O>,
+    params: Vec<wgpu::Buffer>,
+    grads: Vec<wgpu::Buffer>,
+}
+
+impl<O: Algorithm> Runner<O> for GpuRunner<'_, O> {
+    fn add_group(&mut self, config: O) -> Result<GroupId> {
+        self.opt.add_param_group(config)
+    }
+    fn register(&mut self, group: GroupId, init: &[f32]) -> Result<()> {
+        let param = self.ctx.upload("param", init);
+        let grad = self.ctx.upload("grad", &vec![0.0; init.len()]);
+        self.opt.register(group, &param, &grad)?;
+        self.params.push(param);
+        self.grads.push(grad);
+        Ok(())
+    }
+    fn set_schedule(&mut self, schedule: Option<Schedule>) -> Result<()> {
+        self.opt.set_schedule(schedule)
+    }
+    fn lr_next(&self) -> f64 {
+        let s = self.opt.scheduler();
+        s.lr(0, s.steps_taken() + 1)
+    }
+    fn step(&mut self, grads: &[&[f32]]) -> Result<()> {
+        for (buffer, g) in self.grads.iter().zip(grads) {
+            self.ctx.write(buffer, g);
+        }
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        self.opt.step(&mut encoder);
+        self.ctx.queue.submit([encoder.finish()]);
+        Ok(())
+    }
+    fn params(&self) -> Result<Vec<Vec<f32>>> {
+        self.params.iter().map(|b| self.ctx.read(b)).collect()
+    }
+}
+
+fn run_with<O: Algorithm>(case: &Case, groups: Vec<(O, Vec<usize>)>, runner: &mut dyn Runner<O>) -> Result<Trajectory> {
+    // Register parameters in case order; each goes to the group that lists it.
+    let mut group_of = vec![GroupId(0); case.params.len()];
+    for (g, (config, members)) in groups.into_iter().enumerate() {
+        let id = if g == 0 { GroupId(0) } else { runner.add_group(config)? };
+        for m in members {
+            group_of[m] = id;
+        }
+    }
+    for (p, &g) in case.params.iter().zip(&group_of) {
+        runner.register(g, &p.init)?;
+    }
+    let schedule = case.schedule.as_ref().map(Schedule::from_json).transpose()?;
+    runner.set_schedule(schedule)?;
+    let mut results: Vec<Vec<f32>> = case
+        .params
+        .iter()
+        .map(|p| Vec::with_capacity(case.steps * p.numel()))
+        .collect();
+    let mut lr = Vec::with_capacity(case.steps);
+    for t in 0..case.steps {
+        lr.push(runner.lr_next() as f32);
+        let grads: Vec<&[f32]> = case.params.iter().map(|p| p.row(&p.grads, t)).collect();
+        runner.step(&grads)?;
+        for (r, now) in results.iter_mut().zip(runner.params()?) {
+            r.extend_from_slice(&now);
+        }
+    }
+    Ok(Trajectory { results, lr })
+}
+
+fn replay_as<O: Algorithm + DeserializeOwned>(
+    case: &Case,
+    backend: Backend,
+    ctx: Option<&GpuContext>,
+) -> Result<Trajectory> {
+    let groups = groups::<O>(case)?;
+    let first = groups[0].0.clone();
+    match backend {
+        Backend::Cpu => {
+            let mut runner = CpuRunner {
+                opt: CpuOptimizer::new(first)?,
+                params: Vec::new(),
+            };
+            run_with(case, groups, &mut runner)
+        }
+        Backend::Gpu => {
+            let owned;
+            let ctx = match ctx {
+                Some(c) => c,
+                None => {
+                    owned = GpuContext::new()?;
+                    &owned
+                }
+            };
+            let mut runner = GpuRunner {
+                ctx,
+                opt: GpuOptimizer::new(&ctx.device, &ctx.queue, first)?,
+                params: Vec::new(),
+                grads: Vec::new(),
+            };
+            run_with(case, groups, &mut runner)
+        }
+    }
+}
+
+/// Replays `case` through the public API on `backend`. On the GPU, uses `ctx` or, without one,
+/// opens a [`GpuContext`].
+pub fn replay(case: &Case, backend: Backend, ctx: Option<&GpuContext>) -> Result<Trajectory> {
+    let name = case.optimizer_name();
+    match name {
+        "sgd" => replay_as::<Sgd>(case, backend, ctx),
+        "adam" => replay_as::<Adam>(case, backend, ctx),
+        "adamw" => replay_as::<AdamW>(case, backend, ctx),
+        "rmsprop" => replay_as::<RmsProp>(case, backend, ctx),
+        "adagrad" => replay_as::<Adagrad>(case, backend, ctx),
+        "radam" => replay_as::<RAdam>(case, backend, ctx),
+        n if PLANNED.contains(&n) => Err(Error::NotImplemented {
+            kind: "optimizer",
+            name: n.to_string(),
+        }),
+        n => Err(Error::Unknown {
+            kind: "optimizer",
+            name: n.to_string(),
+        }),
+    }
+}
+
+/// Writes a trajectory as safetensors: `result.NAME` (`[steps, numel]` f32) and `lr` (`[steps]`).
+///
+/// Writes to a temporary file beside `out` and renames it into place, so `out` is either the
+/// complete new file or untouched.
+pub fn write_trajectory(case: &Case, ours: &Trajectory, out: &Path) -> Result<()> {
+    let io = |source| Error::Io {
+        path: out.to_path_buf(),
+        source,
+    };
+    let mut views = Vec::new();
+    for (p, r) in case.params.iter().zip(&ours.results) {
+        let view = safetensors::tensor::TensorView::new(
+            Dtype::F32,
+            vec![case.steps, p.numel()],
+            bytemuck::cast_slice(r),
+        )
+        .map_err(|e| Error::Io {
+            path: out.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        views.push((format!("result.{}", p.name), view));
+    }
+    let lr = safetensors::tensor::TensorView::new(
+        Dtype::F32,
+        vec![case.steps],
+        bytemuck::cast_slice(&ours.lr),
+    )
+    .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+    views.push(("lr".to_string(), lr));
+    let meta = HashMap::from([
+        ("format".to_string(), "optim-result/1".to_string()),
+        ("case".to_string(), case.path.display().to_string()),
+    ]);
+    let bytes = safetensors::tensor::serialize(views, Some(meta))
+        .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+    let mut tmp = out.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, out).map_err(|e| {
+        std::fs::remove_file(&tmp).ok();
+        io(e)
+    })
+}

@@ -1,0 +1,144 @@
+//! A convenience path for callers without a wgpu stack: pick an adapter, open a device, move f32
+//! data in and out. Callers with their own device use [`crate::GpuOptimizer`] directly.
+
+use futures_intrusive::channel::shared::oneshot_channel;
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result};
+
+/// A device and queue opened on the best adapter found.
+#[derive(Debug, Clone)]
+pub struct GpuContext {
+    /// The adapter the device was opened on.
+    pub adapter: wgpu::Adapter,
+    /// The device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+}
+
+/// Every adapter wgpu can see, honouring `WGPU_BACKEND` (e.g. `vulkan` or `gl`).
+pub fn enumerate_adapters() -> (wgpu::Instance, Vec<wgpu::Adapter>) {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    (instance, adapters)
+}
+
+/// Preference order: a hardware GPU first, then anything else (software adapters included).
+fn rank(info: &wgpu::AdapterInfo) -> u8 {
+    match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// Picks the adapter [`GpuContext::new`] would use: a hardware GPU if there is one, otherwise
+/// any adapter, software included. Among equals, Vulkan comes first.
+pub fn pick_adapter(adapters: &[wgpu::Adapter]) -> Option<&wgpu::Adapter> {
+    adapters.iter().min_by_key(|a| {
+        let info = a.get_info();
+        (rank(&info), info.backend != wgpu::Backend::Vulkan)
+    })
+}
+
+impl GpuContext {
+    /// Opens a device on the adapter [`pick_adapter`] chooses, with that adapter's own limits
+    /// (so large buffers work) and timestamp queries where supported.
+    pub fn new() -> Result<Self> {
+        let (_instance, adapters) = enumerate_adapters();
+        let backend = std::env::var("WGPU_BACKEND")
+            .map(|b| format!(" (WGPU_BACKEND={b})"))
+            .unwrap_or_default();
+        let adapter = pick_adapter(&adapters)
+            .cloned()
+            .ok_or(Error::NoAdapter(backend))?;
+        Self::from_adapter(adapter, None)
+    }
+
+    /// Opens a device on `adapter`, with its limits or with `limits` when given.
+    pub fn from_adapter(adapter: wgpu::Adapter, limits: Option<wgpu::Limits>) -> Result<Self> {
+        let wanted = wgpu::Features::TIMESTAMP_QUERY;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgpu-optim"),
+            required_features: adapter.features() & wanted,
+            required_limits: limits.unwrap_or_else(|| adapter.limits()),
+            ..Default::default()
+        }))?;
+        Ok(Self {
+            adapter,
+            device,
+            queue,
+        })
+    }
+
+    /// A storage buffer holding `data`, usable as a parameter or gradient and for copies.
+    pub fn upload(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(data),
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
+    /// Overwrites the start of `buffer` with `data`, at the next submit.
+    pub fn write(&self, buffer: &wgpu::Buffer, data: &[f32]) {
+        self.queue.write_buffer(buffer, 0, bytemuck::cast_slice(data));
+    }
+
+    /// Reads a whole f32 buffer (which needs `COPY_SRC`) back to the host, waiting for the GPU.
+    pub fn read(&self, buffer: &wgpu::Buffer) -> Result<Vec<f32>> {
+        read_buffer(&self.device, &self.queue, buffer)
+    }
+}
+
+/// Reads a whole f32 buffer (which needs `COPY_SRC`) back to the host, waiting for the GPU.
+pub fn read_buffer(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    buffer: &wgpu::Buffer,
+) -> Result<Vec<f32>> {
+    if !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
+        return Err(Error::Readback(format!(
+            "buffer lacks COPY_SRC usage (its usage is {:?})",
+            buffer.usage()
+        )));
+    }
+    let size = buffer.size();
+    let staging = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("wgpu-optim readback"),
+        size,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+        label: Some("wgpu-optim readback"),
+    });
+    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+    queue.submit([encoder.finish()]);
+    let slice = staging.slice(..);
+    let (tx, rx) = oneshot_channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        tx.send(r).ok();
+    });
+    device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| Error::Readback(e.to_string()))?;
+    pollster::block_on(rx.receive())
+        .ok_or_else(|| Error::Readback("the map callback was dropped".into()))?
+        .map_err(|e| Error::Readback(e.to_string()))?;
+    let data = {
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+    };
+    staging.unmap();
+    Ok(data)
+}

@@ -1,0 +1,123 @@
+//! [`CpuOptimizer`]: the CPU reference behind the same API as the GPU optimizer.
+
+use crate::error::{Error, Result};
+use crate::optim::{Algorithm, MAX_STATES};
+use crate::schedule::Schedule;
+use crate::scheduler::{GroupId, StepScheduler};
+
+/// Identifies a registered parameter, in registration order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ParamId(pub(crate) usize);
+
+impl ParamId {
+    /// The parameter's index, in the order parameters were registered.
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CpuParam {
+    group: usize,
+    states: [Vec<f32>; MAX_STATES],
+}
+
+/// An optimizer running the CPU reference ([`crate::cpu`]) on host slices.
+///
+/// It owns the optimizer state; the caller owns parameters and gradients and passes them to
+/// [`CpuOptimizer::step`] in registration order.
+#[derive(Debug, Clone)]
+pub struct CpuOptimizer<O: Algorithm> {
+    scheduler: StepScheduler<O>,
+    params: Vec<CpuParam>,
+    lens: Vec<usize>,
+}
+
+impl<O: Algorithm> CpuOptimizer<O> {
+    /// An optimizer whose first parameter group (group 0) uses `config`.
+    pub fn new(config: O) -> Result<Self> {
+        Ok(Self {
+            scheduler: StepScheduler::new(config)?,
+            params: Vec::new(),
+            lens: Vec::new(),
+        })
+    }
+
+    /// Adds a parameter group with its own hyperparameters.
+    pub fn add_param_group(&mut self, config: O) -> Result<GroupId> {
+        self.scheduler.add_group(config)
+    }
+
+    /// Sets the learning-rate schedule (see [`StepScheduler::set_schedule`]).
+    pub fn set_schedule(&mut self, schedule: Option<Schedule>) -> Result<()> {
+        self.scheduler.set_schedule(schedule)
+    }
+
+    /// The step scheduler: step count, groups and learning rates.
+    pub fn scheduler(&self) -> &StepScheduler<O> {
+        &self.scheduler
+    }
+
+    /// Registers a parameter of `len` elements in `group`, allocating its state.
+    pub fn register(&mut self, group: GroupId, len: usize) -> Result<ParamId> {
+        let config = self.scheduler.group(group)?;
+        if len == 0 {
+            return Err(Error::BadBufferSize {
+                which: "param",
+                size: 0,
+            });
+        }
+        let states = std::array::from_fn(|slot| {
+            if slot < O::STATE_NAMES.len() && config.uses_state(slot) {
+                vec![config.initial_state(slot); len]
+            } else {
+                Vec::new()
+            }
+        });
+        self.params.push(CpuParam {
+            group: group.0,
+            states,
+        });
+        self.lens.push(len);
+        Ok(ParamId(self.params.len() - 1))
+    }
+
+    /// One optimizer step over every registered parameter.
+    ///
+    /// `params[i]` and `grads[i]` belong to the `i`-th registered parameter. Shapes are checked
+    /// before anything is written, so a bad call changes nothing.
+    pub fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]]) -> Result<()> {
+        if params.len() != self.params.len() || grads.len() != self.params.len() {
+            return Err(Error::StepShape(format!(
+                "{} parameters are registered, got {} parameters and {} gradients",
+                self.params.len(),
+                params.len(),
+                grads.len()
+            )));
+        }
+        for (i, &len) in self.lens.iter().enumerate() {
+            if params[i].len() != len || grads[i].len() != len {
+                return Err(Error::StepShape(format!(
+                    "parameter {i} has {len} elements, got a parameter of {} and a gradient of {}",
+                    params[i].len(),
+                    grads[i].len()
+                )));
+            }
+        }
+        let t = self.scheduler.advance();
+        let groups = self.scheduler.groups();
+        for (i, p) in self.params.iter_mut().enumerate() {
+            let s = self.scheduler.scalars(p.group, t);
+            let states = p.states.each_mut().map(|v| v.as_mut_slice());
+            groups[p.group].cpu_step(&s, params[i], grads[i], states);
+        }
+        Ok(())
+    }
+
+    /// State `name` (PyTorch's key, e.g. `exp_avg`) of parameter `param`, if these options keep it.
+    pub fn state(&self, param: ParamId, name: &str) -> Option<&[f32]> {
+        let slot = O::STATE_NAMES.iter().position(|&n| n == name)?;
+        let v = &self.params.get(param.0)?.states[slot];
+        (!v.is_empty()).then_some(v.as_slice())
+    }
+}

@@ -1,0 +1,150 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in this crate, each variant naming the offending value.
+///
+/// Nothing a caller passes in makes the crate panic: invalid hyperparameters, mismatched or
+/// unusable buffers and malformed case files all come back as one of these.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A hyperparameter outside the range PyTorch accepts.
+    #[error("invalid {name}: {reason}, got {value}")]
+    InvalidHyperparameter {
+        /// PyTorch's name of the hyperparameter (`lr`, `betas[0]`, ...).
+        name: &'static str,
+        /// The value given.
+        value: f64,
+        /// What the value must satisfy.
+        reason: &'static str,
+    },
+    /// A combination of options PyTorch rejects.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+    /// A parameter and its gradient have different lengths.
+    #[error("parameter has {param} elements but its gradient has {grad}")]
+    LengthMismatch {
+        /// Elements in the parameter.
+        param: u64,
+        /// Elements in the gradient.
+        grad: u64,
+    },
+    /// A buffer that cannot hold f32 parameters (empty, or a size not a multiple of 4).
+    #[error("{which} buffer of {size} bytes does not hold a whole, non-zero number of f32 values")]
+    BadBufferSize {
+        /// `param` or `grad`.
+        which: &'static str,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// A buffer larger than one storage binding may be on this device.
+    #[error(
+        "{which} buffer of {size} bytes exceeds this device's max_storage_buffer_binding_size of {limit} bytes"
+    )]
+    BufferTooLarge {
+        /// `param` or `grad`.
+        which: &'static str,
+        /// Its size in bytes.
+        size: u64,
+        /// The device limit.
+        limit: u64,
+    },
+    /// A buffer registered without `BufferUsages::STORAGE`.
+    #[error("{which} buffer lacks STORAGE usage (its usage is {usage:?})")]
+    MissingStorageUsage {
+        /// `param` or `grad`.
+        which: &'static str,
+        /// The usage it was created with.
+        usage: wgpu::BufferUsages,
+    },
+    /// The same parameter buffer registered twice, or a buffer used as its own gradient.
+    #[error("{0}")]
+    AliasedBuffer(String),
+    /// A parameter group id this optimizer did not hand out.
+    #[error("no parameter group {0}")]
+    UnknownGroup(usize),
+    /// A step was given the wrong number of parameters or gradients, or ones of the wrong length.
+    #[error("step: {0}")]
+    StepShape(String),
+    /// No wgpu adapter could be found.
+    #[error(
+        "no wgpu adapter found{0}; on Debian, `apt-get install mesa-vulkan-drivers libvulkan1` adds the \
+         lavapipe software adapter (Mesa's llvmpipe also serves GL through EGL)"
+    )]
+    NoAdapter(String),
+    /// wgpu rejected a shader module or pipeline (for example a kernel an adapter cannot compile).
+    #[error("wgpu rejected the {what}: {message}")]
+    Gpu {
+        /// What was being created.
+        what: String,
+        /// wgpu's message.
+        message: String,
+    },
+    /// The adapter refused to create a device.
+    #[error("requesting a device failed: {0}")]
+    RequestDevice(#[from] wgpu::RequestDeviceError),
+    /// Mapping a buffer for readback failed.
+    #[error("reading a buffer back failed: {0}")]
+    Readback(String),
+    /// Reading a file failed.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A parity case file that does not follow `optim-trajectory/1`.
+    #[error("bad case file {path}: {reason}")]
+    BadCase {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An optimizer or schedule name this crate does not know at all.
+    #[error("unknown {kind} {name:?}")]
+    Unknown {
+        /// `optimizer` or `schedule`.
+        kind: &'static str,
+        /// The name given.
+        name: String,
+    },
+    /// An optimizer or schedule that is planned but not implemented yet.
+    #[error("{kind} {name:?} is not implemented yet")]
+    NotImplemented {
+        /// `optimizer` or `schedule`.
+        kind: &'static str,
+        /// The name given.
+        name: String,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Checks that `value` is finite and non-negative.
+pub(crate) fn non_negative(name: &'static str, value: f64) -> Result<()> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::InvalidHyperparameter {
+            name,
+            value,
+            reason: "must be finite and >= 0",
+        })
+    }
+}
+
+/// Checks that `value` lies in `[0, 1)`.
+pub(crate) fn unit_interval(name: &'static str, value: f64) -> Result<()> {
+    if (0.0..1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::InvalidHyperparameter {
+            name,
+            value,
+            reason: "must be in [0, 1)",
+        })
+    }
+}

@@ -1,0 +1,45 @@
+//! WGSL sources and how they are put together.
+//!
+//! Each optimizer's kernel lives in `shaders/<name>.wgsl`; what they share (the workgroup size,
+//! the `param` and `grad` bindings, the element index, PyTorch's `lerp`) lives once in
+//! `shaders/common.wgsl` and is prepended by [`compose`].
+
+/// Threads per workgroup, passed to every kernel as its `WG` override constant.
+pub const WORKGROUP_SIZE: u32 = 256;
+
+/// The WGSL shared by every kernel.
+pub const COMMON_WGSL: &str = include_str!("../shaders/common.wgsl");
+
+/// One optimizer kernel: its name and its WGSL source, without the common part.
+#[derive(Debug, Clone, Copy)]
+pub struct Kernel {
+    /// The file stem under `shaders/`, also the shader module's label.
+    pub name: &'static str,
+    /// The kernel's own WGSL.
+    pub source: &'static str,
+}
+
+/// The complete WGSL for one kernel: the common part, then the kernel's own.
+pub fn compose(kernel: &Kernel) -> String {
+    format!(
+        "// ---- common.wgsl ----\n{COMMON_WGSL}\n// ---- {}.wgsl ----\n{}",
+        kernel.name, kernel.source
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compose_puts_common_first_and_each_part_once() {
+        let k = Kernel {
+            name: "probe",
+            source: "fn probe_body() {}\n",
+        };
+        let wgsl = compose(&k);
+        assert_eq!(wgsl.matches("override WG").count(), 1);
+        assert_eq!(wgsl.matches("fn probe_body").count(), 1);
+        assert!(wgsl.find("fn element_index").unwrap() < wgsl.find("fn probe_body").unwrap());
+    }
+}

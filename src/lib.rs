@@ -1,0 +1,42 @@
+//! # wgpu-optim
+//!
+//! GPU optimizer kernels for deep learning on wgpu (Vulkan, Metal, DX12, GL, WebGPU), with
+//! PyTorch's numerics and a CPU reference that proves every number.
+//!
+//! - [`Sgd`], [`Adam`], [`AdamW`], [`RmsProp`], [`Adagrad`], [`RAdam`]: config structs with
+//!   PyTorch's hyperparameter names and defaults; see each for its update rule and paper.
+//! - [`GpuOptimizer`]: one fused WGSL dispatch per parameter buffer per step, recorded into the
+//!   caller's `CommandEncoder` from the caller's `Device` and `Queue`; parameter groups as
+//!   PyTorch's.
+//! - [`StepScheduler`]: the step counter and every step-dependent scalar, in f64 on the host.
+//! - [`Schedule`]: learning-rate schedules as pure functions of the step.
+//! - [`CpuOptimizer`] and [`cpu`]: the reference, loops that mirror the kernels one to one.
+//! - [`case`]: reading and replaying trajectories recorded from PyTorch.
+//! - [`GpuContext`]: an adapter, device and f32 upload/readback for callers without a stack.
+//!
+//! Not provided (yet): LAMB, LARS and Lion; gradient clipping and loss scaling; parameter buffers
+//! larger than one storage binding; checkpoints. Gradients are f32 and dense.
+//!
+//! Where this crate differs from PyTorch: the step count is the optimizer's, not each
+//! parameter's, so a parameter registered after training began starts at the optimizer's step.
+//! `OneCycleLR` keeps its final rate past `total_steps` where PyTorch raises.
+#![warn(missing_docs)]
+
+pub mod case;
+mod context;
+pub mod cpu;
+mod cpu_optimizer;
+mod error;
+mod gpu;
+pub mod kernel;
+pub mod optim;
+pub mod schedule;
+mod scheduler;
+
+pub use context::{GpuContext, enumerate_adapters, pick_adapter, read_buffer};
+pub use cpu_optimizer::{CpuOptimizer, ParamId};
+pub use error::{Error, Result};
+pub use gpu::{GpuOptimizer, UNIFORM_SLOTS};
+pub use optim::{Adagrad, Adam, AdamW, Algorithm, RAdam, RmsProp, Sgd};
+pub use schedule::Schedule;
+pub use scheduler::{GroupId, StepScheduler};

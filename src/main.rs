@@ -1,0 +1,138 @@
+//! `wgpu-optim`: replay PyTorch trajectories, describe adapters, benchmark optimizer steps.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use wgpu_optim::case::{self, Backend, Case};
+use wgpu_optim::{GpuContext, enumerate_adapters, pick_adapter};
+
+mod bench;
+
+#[derive(Parser)]
+#[command(version, about = "Fused WGSL optimizer kernels with PyTorch-exact numerics")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    Gpu,
+    Cpu,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay a recorded PyTorch/optax trajectory and compare with it (exit 0 within
+    /// tolerance, 1 outside, 2 on bad input).
+    Replay {
+        /// The case file (optim-trajectory/1 safetensors).
+        case: PathBuf,
+        /// Where to run it.
+        #[arg(long, value_enum, default_value = "gpu")]
+        backend: BackendArg,
+        /// Write what was computed (result.NAME, lr) to this safetensors file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// List the adapters found, the one used, and the limits that matter here.
+    Info,
+    /// Time optimizer steps against a same-bytes streaming kernel (the main job).
+    Bench(bench::BenchArgs),
+}
+
+fn replay(path: &PathBuf, backend: BackendArg, out: Option<&PathBuf>) -> Result<bool, wgpu_optim::Error> {
+    let case = Case::load(path)?;
+    let backend = match backend {
+        BackendArg::Gpu => Backend::Gpu,
+        BackendArg::Cpu => Backend::Cpu,
+    };
+    let ctx = match backend {
+        Backend::Gpu => Some(GpuContext::new()?),
+        Backend::Cpu => None,
+    };
+    let ours = case::replay(&case, backend, ctx.as_ref())?;
+    let report = case::compare(&case, &ours);
+    let on = match &ctx {
+        Some(c) => {
+            let info = c.adapter.get_info();
+            format!("gpu: {} ({:?})", info.name, info.backend)
+        }
+        None => "cpu reference".to_string(),
+    };
+    println!(
+        "{} — {} for {} steps on {on}",
+        path.display(),
+        case.optimizer_name(),
+        case.steps
+    );
+    for p in &report.params {
+        println!(
+            "  {:<8} max_abs_err {:.3e}  ({:.3} of tolerance) {}",
+            p.name,
+            p.max_abs_err,
+            p.worst_ratio,
+            if p.worst_ratio <= 1.0 { "ok" } else { "OUTSIDE TOLERANCE" }
+        );
+    }
+    println!(
+        "  lr       max_rel_err {:.3e} {}",
+        report.max_lr_rel_err,
+        if report.max_lr_rel_err <= case::LR_RTOL { "ok" } else { "OUTSIDE TOLERANCE" }
+    );
+    let within = report.within_tolerance();
+    println!("{}", if within { "within tolerance" } else { "OUTSIDE TOLERANCE" });
+    if let Some(out) = out {
+        case::write_trajectory(&case, &ours, out)?;
+        println!("wrote {}", out.display());
+    }
+    Ok(within)
+}
+
+fn info() -> Result<(), wgpu_optim::Error> {
+    let (_instance, adapters) = enumerate_adapters();
+    if adapters.is_empty() {
+        return Err(wgpu_optim::Error::NoAdapter(String::new()));
+    }
+    let chosen = pick_adapter(&adapters).map(|a| a.get_info());
+    println!("adapters found: {}", adapters.len());
+    for a in &adapters {
+        let info = a.get_info();
+        let limits = a.limits();
+        let used = Some(&info) == chosen.as_ref();
+        println!(
+            "{} {} — {:?}, {:?}, driver {} {}",
+            if used { "*" } else { " " },
+            info.name,
+            info.backend,
+            info.device_type,
+            info.driver,
+            info.driver_info
+        );
+        println!(
+            "    max_buffer_size {}  max_storage_buffer_binding_size {}  max_compute_workgroups_per_dimension {}  timestamps {}",
+            limits.max_buffer_size,
+            limits.max_storage_buffer_binding_size,
+            limits.max_compute_workgroups_per_dimension,
+            a.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+        );
+    }
+    println!("* = the adapter used (a hardware GPU if present, else any; WGPU_BACKEND=vulkan|gl narrows the search)");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Replay { case, backend, out } => replay(case, *backend, out.as_ref()).map(|ok| {
+            if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }),
+        Command::Info => info().map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}

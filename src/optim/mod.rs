@@ -1,0 +1,69 @@
+//! Optimizer configurations and the contract each one fulfils.
+//!
+//! Every optimizer is a plain config struct whose fields are PyTorch's constructor arguments, with
+//! `Default` equal to PyTorch's defaults, implementing [`Algorithm`]: how to validate it, which
+//! state buffers it keeps, which kernel flags it sets, the per-step scalars the host computes in
+//! f64, and the CPU reference step.
+
+use crate::error::Result;
+use crate::kernel::Kernel;
+
+mod adagrad;
+mod adam;
+mod radam;
+mod rmsprop;
+mod sgd;
+
+pub use adagrad::{Adagrad, AdagradScalars};
+pub use adam::{Adam, AdamScalars, AdamW};
+pub use radam::{RAdam, RAdamScalars};
+pub use rmsprop::{RmsProp, RmsPropScalars};
+pub use sgd::{Sgd, SgdScalars};
+
+/// The most state buffers any optimizer keeps per parameter.
+pub const MAX_STATES: usize = 3;
+
+/// One parameter's state buffers in binding order ([`Algorithm::STATE_NAMES`]); a state the
+/// options do not use is an empty slice.
+pub type States<'a> = [&'a mut [f32]; MAX_STATES];
+
+/// What the CPU reference, the GPU optimizer and the replay harness need from an optimizer.
+///
+/// Implemented by [`Sgd`], [`Adam`], [`AdamW`], [`RmsProp`], [`Adagrad`] and [`RAdam`].
+pub trait Algorithm: Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// The name used in parity cases and on the command line (`adamw`).
+    const NAME: &'static str;
+    /// The fused kernel that applies one step.
+    const KERNEL: Kernel;
+    /// PyTorch's state keys, in the kernel's binding order (bindings 3, 4, ...).
+    const STATE_NAMES: &'static [&'static str];
+    /// The per-step scalars uploaded as the kernel's uniform, mirrored field for field in WGSL.
+    type Scalars: bytemuck::Pod + std::fmt::Debug;
+
+    /// Checks every hyperparameter against PyTorch's ranges.
+    fn validate(&self) -> Result<()>;
+    /// The (base) learning rate.
+    fn lr(&self) -> f64;
+    /// Whether these options keep state `slot` (an index into [`Self::STATE_NAMES`]).
+    fn uses_state(&self, slot: usize) -> bool;
+    /// The value state `slot` starts at (Adagrad's `initial_accumulator_value`; 0 otherwise).
+    fn initial_state(&self, _slot: usize) -> f32 {
+        0.0
+    }
+    /// The kernel's `override` flags for these options; one pipeline exists per distinct set.
+    fn flags(&self) -> Vec<(&'static str, bool)>;
+    /// The scalars for step `step` (1-based, as PyTorch counts) at learning rate `lr`, in f64
+    /// and rounded to f32 once, as PyTorch rounds Python floats when it meets an f32 tensor.
+    fn scalars(&self, lr: f64, step: u64) -> Self::Scalars;
+    /// The CPU reference: one step over one parameter, element by element as the kernel does.
+    fn cpu_step(&self, s: &Self::Scalars, param: &mut [f32], grad: &[f32], state: States<'_>);
+
+    /// Bytes one step must move per parameter: read and write the parameter, read the gradient,
+    /// read and write each state in use.
+    fn bytes_per_param(&self) -> u64 {
+        let states = (0..Self::STATE_NAMES.len())
+            .filter(|&s| self.uses_state(s))
+            .count() as u64;
+        12 + 8 * states
+    }
+}

@@ -1,0 +1,168 @@
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, non_negative, unit_interval};
+use crate::kernel::Kernel;
+use crate::optim::{Algorithm, States};
+
+/// RAdam (rectified Adam), as `torch.optim.RAdam`.
+///
+/// Update rule, for gradient `g` and parameter `p` at step `t` (1-based):
+///
+/// ```text
+/// g ← -g                                     if maximize
+/// p ← p · (1 - lr · weight_decay)            if decoupled_weight_decay
+/// g ← g + weight_decay · p                   otherwise (L2)
+/// m ← lerp(m, g, 1 - β₁);  v ← β₂ · v + (1 - β₂) · g²
+/// m̂ = m / (1 - β₁ᵗ)
+/// ρ∞ = 2 / (1 - β₂) - 1;   ρₜ = ρ∞ - 2t · β₂ᵗ / (1 - β₂ᵗ)
+/// if ρₜ > 5:  r = √((ρₜ - 4)(ρₜ - 2)ρ∞ / ((ρ∞ - 4)(ρ∞ - 2)ρₜ))
+///             p ← p - m̂ · lr · √(1 - β₂ᵗ) / (√v + eps) · r
+/// else:       p ← p - m̂ · lr
+/// ```
+///
+/// ρₜ and r are computed on the host in f64. Defaults are PyTorch's: `lr` 1e-3, `betas`
+/// (0.9, 0.999), `eps` 1e-8, `weight_decay` 0, `decoupled_weight_decay` and `maximize` false.
+/// State: `exp_avg`, `exp_avg_sq`.
+///
+/// Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", 2020.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RAdam {
+    /// Learning rate (≥ 0).
+    pub lr: f64,
+    /// Decay rates of the first and second moment estimates, each in [0, 1).
+    pub betas: (f64, f64),
+    /// Added to the denominator after the square root (≥ 0).
+    pub eps: f64,
+    /// Weight decay (≥ 0): an L2 penalty added to the gradient, or decoupled (see below).
+    pub weight_decay: f64,
+    /// Decay the parameter directly, as AdamW, instead of adding an L2 term to the gradient.
+    pub decoupled_weight_decay: bool,
+    /// Maximize the objective instead of minimizing it.
+    pub maximize: bool,
+}
+
+impl Default for RAdam {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled_weight_decay: false,
+            maximize: false,
+        }
+    }
+}
+
+/// Per-step scalars of [`RAdam`], as `RAdamScalars` in `shaders/radam.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RAdamScalars {
+    /// L2 penalty (0 with decoupled weight decay).
+    pub weight_decay: f32,
+    /// `1 - lr · weight_decay` with decoupled weight decay, else 1.
+    pub param_decay: f32,
+    /// `1 - β₁`.
+    pub one_minus_beta1: f32,
+    /// `β₂`.
+    pub beta2: f32,
+    /// `1 - β₂`.
+    pub one_minus_beta2: f32,
+    /// `1 - β₁ᵗ`.
+    pub bias_correction1: f32,
+    /// `√(1 - β₂ᵗ)`.
+    pub bias_correction2_sqrt: f32,
+    /// The scheduled learning rate.
+    pub lr: f32,
+    /// `eps`.
+    pub eps: f32,
+    /// The rectification term r (only meaningful when `rectify` is 1).
+    pub rect: f32,
+    /// 1 when ρₜ > 5 (the adaptive, rectified step), 0 for the plain momentum step.
+    pub rectify: f32,
+    #[doc(hidden)]
+    pub _pad: f32,
+}
+
+impl RAdam {
+    /// ρₜ, the length of the approximated simple moving average at step `t`, and ρ∞.
+    pub fn rho(&self, step: u64) -> (f64, f64) {
+        let beta2 = self.betas.1;
+        let t = step as f64;
+        let bias_correction2 = 1.0 - beta2.powf(t);
+        let rho_inf = 2.0 / (1.0 - beta2) - 1.0;
+        let rho_t = rho_inf - 2.0 * t * beta2.powf(t) / bias_correction2;
+        (rho_t, rho_inf)
+    }
+}
+
+impl Algorithm for RAdam {
+    const NAME: &'static str = "radam";
+    const KERNEL: Kernel = Kernel {
+        name: "radam",
+        source: include_str!("../../shaders/radam.wgsl"),
+    };
+    const STATE_NAMES: &'static [&'static str] = &["exp_avg", "exp_avg_sq"];
+    type Scalars = RAdamScalars;
+
+    fn validate(&self) -> Result<()> {
+        non_negative("lr", self.lr)?;
+        non_negative("eps", self.eps)?;
+        non_negative("weight_decay", self.weight_decay)?;
+        unit_interval("betas[0]", self.betas.0)?;
+        unit_interval("betas[1]", self.betas.1)
+    }
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn uses_state(&self, slot: usize) -> bool {
+        slot < 2
+    }
+
+    fn flags(&self) -> Vec<(&'static str, bool)> {
+        vec![("MAXIMIZE", self.maximize)]
+    }
+
+    fn scalars(&self, lr: f64, step: u64) -> RAdamScalars {
+        let (beta1, beta2) = self.betas;
+        let t = step as f64;
+        let bias_correction1 = 1.0 - beta1.powf(t);
+        let bias_correction2 = 1.0 - beta2.powf(t);
+        let (rho_t, rho_inf) = self.rho(step);
+        let rectify = rho_t > 5.0;
+        let rect = if rectify {
+            ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+                / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+                .sqrt()
+        } else {
+            0.0
+        };
+        let (weight_decay, param_decay) = if self.decoupled_weight_decay {
+            (0.0, 1.0 - lr * self.weight_decay)
+        } else {
+            (self.weight_decay, 1.0)
+        };
+        RAdamScalars {
+            weight_decay: weight_decay as f32,
+            param_decay: param_decay as f32,
+            one_minus_beta1: (1.0 - beta1) as f32,
+            beta2: beta2 as f32,
+            one_minus_beta2: (1.0 - beta2) as f32,
+            bias_correction1: bias_correction1 as f32,
+            bias_correction2_sqrt: bias_correction2.sqrt() as f32,
+            lr: lr as f32,
+            eps: self.eps as f32,
+            rect: rect as f32,
+            rectify: if rectify { 1.0 } else { 0.0 },
+            _pad: 0.0,
+        }
+    }
+
+    fn cpu_step(&self, s: &RAdamScalars, param: &mut [f32], grad: &[f32], state: States<'_>) {
+        let [exp_avg, exp_avg_sq, _] = state;
+        crate::cpu::radam(s, self.maximize, param, grad, exp_avg, exp_avg_sq);
+    }
+}

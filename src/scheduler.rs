@@ -1,0 +1,104 @@
+//! The host-side step scheduler: the step counter and every step-dependent scalar.
+//!
+//! Kernels never see the step number. For each step the scheduler computes, in f64, the
+//! scheduled learning rate of every parameter group and from it the optimizer's scalars (bias
+//! corrections, RAdam's rectification, Adagrad's decayed rate), which the GPU optimizer uploads
+//! as one small uniform per group and the CPU reference consumes directly. Both optimizers own
+//! one, so CPU-vs-GPU tests compare kernel arithmetic only.
+
+use crate::error::{Error, Result};
+use crate::optim::Algorithm;
+use crate::schedule::Schedule;
+
+/// Identifies a parameter group of one optimizer; group 0 is the one the optimizer was built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GroupId(pub(crate) usize);
+
+impl GroupId {
+    /// The group's index, in the order groups were added.
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// Parameter groups, the optional schedule and the step counter.
+#[derive(Debug, Clone)]
+pub struct StepScheduler<O> {
+    groups: Vec<O>,
+    schedule: Option<Schedule>,
+    step: u64,
+}
+
+impl<O: Algorithm> StepScheduler<O> {
+    /// A scheduler with one parameter group, at step 0, with a constant learning rate.
+    pub fn new(config: O) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            groups: vec![config],
+            schedule: None,
+            step: 0,
+        })
+    }
+
+    /// Adds a parameter group with its own hyperparameters.
+    pub fn add_group(&mut self, config: O) -> Result<GroupId> {
+        config.validate()?;
+        self.groups.push(config);
+        Ok(GroupId(self.groups.len() - 1))
+    }
+
+    /// Sets (or, with `None`, removes) the learning-rate schedule applied to every group's base rate.
+    pub fn set_schedule(&mut self, schedule: Option<Schedule>) -> Result<()> {
+        if let Some(s) = &schedule {
+            s.validate()?;
+        }
+        self.schedule = schedule;
+        Ok(())
+    }
+
+    /// The schedule, if any.
+    pub fn schedule(&self) -> Option<&Schedule> {
+        self.schedule.as_ref()
+    }
+
+    /// Steps taken so far.
+    pub fn steps_taken(&self) -> u64 {
+        self.step
+    }
+
+    /// The parameter groups' hyperparameters.
+    pub fn groups(&self) -> &[O] {
+        &self.groups
+    }
+
+    /// The group's hyperparameters, or [`Error::UnknownGroup`].
+    pub fn group(&self, group: GroupId) -> Result<&O> {
+        self.groups.get(group.0).ok_or(Error::UnknownGroup(group.0))
+    }
+
+    /// The learning rate group `group` uses during step `step` (1-based).
+    pub fn lr(&self, group: usize, step: u64) -> f64 {
+        let base = self.groups[group].lr();
+        match &self.schedule {
+            None => base,
+            Some(s) => s.lr(base, step.saturating_sub(1)),
+        }
+    }
+
+    /// The learning rate of the next step, for group `group`.
+    pub fn next_lr(&self, group: GroupId) -> Result<f64> {
+        self.group(group)?;
+        Ok(self.lr(group.0, self.step + 1))
+    }
+
+    /// Group `group`'s kernel scalars for step `step` (1-based).
+    pub fn scalars(&self, group: usize, step: u64) -> O::Scalars {
+        self.groups[group].scalars(self.lr(group, step), step)
+    }
+
+    /// Counts one more step and returns its number (1-based).
+    pub fn advance(&mut self) -> u64 {
+        self.step += 1;
+        self.step
+    }
+}

@@ -49,7 +49,7 @@ fn main(
     if (CENTERED) {
         let ga = torch_lerp(grad_avg[i], g, s.one_minus_alpha);
         grad_avg[i] = ga;
-        avg = sqrt(sq + -1.0 * ga * ga);
+        avg = sqrt(sq - ga * ga);
     } else {
         avg = sqrt(sq);
     }

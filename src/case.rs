@@ -128,7 +128,12 @@ impl Case {
             .ok_or_else(|| bad(path, "no __metadata__"))?;
         match meta.get("format").map(String::as_str) {
             Some(FORMAT) => {}
-            other => return Err(bad(path, format!("format is {other:?}, expected {FORMAT:?}"))),
+            other => {
+                return Err(bad(
+                    path,
+                    format!("format is {other:?}, expected {FORMAT:?}"),
+                ));
+            }
         }
         let optimizer = match json_meta(path, &meta, "optimizer")? {
             Some(Value::Object(o)) => o,
@@ -145,9 +150,8 @@ impl Case {
             return Err(bad(path, "steps is 0"));
         }
         let shapes: HashMap<String, Vec<usize>> = match json_meta(path, &meta, "params")? {
-            Some(v) => serde_json::from_value(v).map_err(|e| {
-                bad(path, format!("params is not a map of name to shape: {e}"))
-            })?,
+            Some(v) => serde_json::from_value(v)
+                .map_err(|e| bad(path, format!("params is not a map of name to shape: {e}")))?,
             None => return Err(bad(path, "missing metadata \"params\"")),
         };
         if shapes.is_empty() {
@@ -261,7 +265,10 @@ pub fn compare(case: &Case, ours: &Trajectory) -> Report {
                     .iter()
                     .zip(got)
                     .map(|(&w, &g)| (f64::from(w) - f64::from(g)).abs())
-                    .fold(0.0, |a: f64, e| if e.is_nan() { f64::INFINITY } else { a.max(e) });
+                    .fold(
+                        0.0,
+                        |a: f64, e| if e.is_nan() { f64::INFINITY } else { a.max(e) },
+                    );
                 max_abs_err = max_abs_err.max(err);
                 worst_ratio = worst_ratio.max(err / (DISPLACEMENT_RTOL * displacement + ATOL));
             }
@@ -278,7 +285,11 @@ pub fn compare(case: &Case, ours: &Trajectory) -> Report {
         .zip(&ours.lr)
         .map(|(&want, &got)| {
             let (w, g) = (f64::from(want), f64::from(got));
-            if w == g { 0.0 } else { (w - g).abs() / w.abs().max(f64::MIN_POSITIVE) }
+            if w == g {
+                0.0
+            } else {
+                (w - g).abs() / w.abs().max(f64::MIN_POSITIVE)
+            }
         })
         .fold(0.0, f64::max);
     Report {
@@ -315,7 +326,12 @@ fn groups<O: DeserializeOwned>(case: &Case) -> Result<Vec<(O, Vec<usize>)>> {
             .remove("params")
             .map(serde_json::from_value)
             .transpose()
-            .map_err(|e| bad(path, format!("a param group's params is not a list of names: {e}")))?
+            .map_err(|e| {
+                bad(
+                    path,
+                    format!("a param group's params is not a list of names: {e}"),
+                )
+            })?
             .ok_or_else(|| bad(path, "a param group has no params"))?;
         let mut members = Vec::new();
         for n in names {
@@ -425,11 +441,19 @@ impl<O: Algorithm> Runner<O> for GpuRunner<'_, O> {
     }
 }
 
-fn run_with<O: Algorithm>(case: &Case, groups: Vec<(O, Vec<usize>)>, runner: &mut dyn Runner<O>) -> Result<Trajectory> {
+fn run_with<O: Algorithm>(
+    case: &Case,
+    groups: Vec<(O, Vec<usize>)>,
+    runner: &mut dyn Runner<O>,
+) -> Result<Trajectory> {
     // Register parameters in case order; each goes to the group that lists it.
     let mut group_of = vec![GroupId(0); case.params.len()];
     for (g, (config, members)) in groups.into_iter().enumerate() {
-        let id = if g == 0 { GroupId(0) } else { runner.add_group(config)? };
+        let id = if g == 0 {
+            GroupId(0)
+        } else {
+            runner.add_group(config)?
+        };
         for m in members {
             group_of[m] = id;
         }
@@ -437,7 +461,11 @@ fn run_with<O: Algorithm>(case: &Case, groups: Vec<(O, Vec<usize>)>, runner: &mu
     for (p, &g) in case.params.iter().zip(&group_of) {
         runner.register(g, &p.init)?;
     }
-    let schedule = case.schedule.as_ref().map(Schedule::from_json).transpose()?;
+    let schedule = case
+        .schedule
+        .as_ref()
+        .map(Schedule::from_json)
+        .transpose()?;
     runner.set_schedule(schedule)?;
     let mut results: Vec<Vec<f32>> = case
         .params

@@ -19,7 +19,8 @@ pub struct GpuContext {
 
 /// Every adapter wgpu can see, honouring `WGPU_BACKEND` (e.g. `vulkan` or `gl`).
 pub fn enumerate_adapters() -> (wgpu::Instance, Vec<wgpu::Adapter>) {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
     let adapters = pollster::block_on(instance.enumerate_adapters(backends));
     (instance, adapters)
@@ -62,12 +63,13 @@ impl GpuContext {
     /// Opens a device on `adapter`, with its limits or with `limits` when given.
     pub fn from_adapter(adapter: wgpu::Adapter, limits: Option<wgpu::Limits>) -> Result<Self> {
         let wanted = wgpu::Features::TIMESTAMP_QUERY;
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("wgpu-optim"),
-            required_features: adapter.features() & wanted,
-            required_limits: limits.unwrap_or_else(|| adapter.limits()),
-            ..Default::default()
-        }))?;
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgpu-optim"),
+                required_features: adapter.features() & wanted,
+                required_limits: limits.unwrap_or_else(|| adapter.limits()),
+                ..Default::default()
+            }))?;
         Ok(Self {
             adapter,
             device,
@@ -89,7 +91,8 @@ impl GpuContext {
 
     /// Overwrites the start of `buffer` with `data`, at the next submit.
     pub fn write(&self, buffer: &wgpu::Buffer, data: &[f32]) {
-        self.queue.write_buffer(buffer, 0, bytemuck::cast_slice(data));
+        self.queue
+            .write_buffer(buffer, 0, bytemuck::cast_slice(data));
     }
 
     /// Reads a whole f32 buffer (which needs `COPY_SRC`) back to the host, waiting for the GPU.

@@ -43,6 +43,11 @@ impl<O: Algorithm> CpuOptimizer<O> {
         })
     }
 
+    /// Group 0, the group the optimizer was built with.
+    pub fn default_group(&self) -> GroupId {
+        GroupId(0)
+    }
+
     /// Adds a parameter group with its own hyperparameters.
     pub fn add_param_group(&mut self, config: O) -> Result<GroupId> {
         self.scheduler.add_group(config)

@@ -204,9 +204,13 @@ impl<O: Algorithm> GpuOptimizer<O> {
     pub fn add_param_group(&mut self, config: O) -> Result<GroupId> {
         config.validate()?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let pipelines = self.pipelines.len();
         self.push_group(&config);
-        if let Err(e) = checked(scope, || format!("{} pipeline for {config:?}", O::KERNEL.name)) {
+        if let Err(e) = checked(scope, || {
+            format!("{} pipeline for {config:?}", O::KERNEL.name)
+        }) {
             self.groups.pop();
+            self.pipelines.truncate(pipelines);
             return Err(e);
         }
         self.scheduler.add_group(config)
@@ -230,10 +234,10 @@ impl<O: Algorithm> GpuOptimizer<O> {
             });
         }
         let size = buffer.size();
-        if size == 0 || size % 4 != 0 {
+        if size == 0 || !size.is_multiple_of(4) {
             return Err(Error::BadBufferSize { which, size });
         }
-        let limit = u64::from(self.device.limits().max_storage_buffer_binding_size);
+        let limit = self.device.limits().max_storage_buffer_binding_size;
         if size > limit {
             return Err(Error::BufferTooLarge { which, size, limit });
         }
@@ -307,8 +311,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 resource: whole(grad, bytes),
             },
         ];
-        for slot in 0..O::STATE_NAMES.len() {
-            let resource = match &states[slot] {
+        for (slot, state) in states.iter().enumerate().take(O::STATE_NAMES.len()) {
+            let resource = match state {
                 Some(b) => whole(b, bytes),
                 None => whole(&self.placeholders[slot], 16),
             };

@@ -10,7 +10,10 @@ use wgpu_optim::{GpuContext, enumerate_adapters, pick_adapter};
 mod bench;
 
 #[derive(Parser)]
-#[command(version, about = "Fused WGSL optimizer kernels with PyTorch-exact numerics")]
+#[command(
+    version,
+    about = "Fused WGSL optimizer kernels with PyTorch-exact numerics"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,7 +45,11 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-fn replay(path: &PathBuf, backend: BackendArg, out: Option<&PathBuf>) -> Result<bool, wgpu_optim::Error> {
+fn replay(
+    path: &std::path::Path,
+    backend: BackendArg,
+    out: Option<&std::path::Path>,
+) -> Result<bool, wgpu_optim::Error> {
     let case = Case::load(path)?;
     let backend = match backend {
         BackendArg::Gpu => Backend::Gpu,
@@ -73,16 +80,31 @@ fn replay(path: &PathBuf, backend: BackendArg, out: Option<&PathBuf>) -> Result<
             p.name,
             p.max_abs_err,
             p.worst_ratio,
-            if p.worst_ratio <= 1.0 { "ok" } else { "OUTSIDE TOLERANCE" }
+            if p.worst_ratio <= 1.0 {
+                "ok"
+            } else {
+                "OUTSIDE TOLERANCE"
+            }
         );
     }
     println!(
         "  lr       max_rel_err {:.3e} {}",
         report.max_lr_rel_err,
-        if report.max_lr_rel_err <= case::LR_RTOL { "ok" } else { "OUTSIDE TOLERANCE" }
+        if report.max_lr_rel_err <= case::LR_RTOL {
+            "ok"
+        } else {
+            "OUTSIDE TOLERANCE"
+        }
     );
     let within = report.within_tolerance();
-    println!("{}", if within { "within tolerance" } else { "OUTSIDE TOLERANCE" });
+    println!(
+        "{}",
+        if within {
+            "within tolerance"
+        } else {
+            "OUTSIDE TOLERANCE"
+        }
+    );
     if let Some(out) = out {
         case::write_trajectory(&case, &ours, out)?;
         println!("wrote {}", out.display());
@@ -118,16 +140,24 @@ fn info() -> Result<(), wgpu_optim::Error> {
             a.features().contains(wgpu::Features::TIMESTAMP_QUERY)
         );
     }
-    println!("* = the adapter used (a hardware GPU if present, else any; WGPU_BACKEND=vulkan|gl narrows the search)");
+    println!(
+        "* = the adapter used (a hardware GPU if present, else any; WGPU_BACKEND=vulkan|gl narrows the search)"
+    );
     Ok(())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Replay { case, backend, out } => replay(case, *backend, out.as_ref()).map(|ok| {
-            if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
-        }),
+        Command::Replay { case, backend, out } => {
+            replay(case, *backend, out.as_deref()).map(|ok| {
+                if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            })
+        }
         Command::Info => info().map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
     };

@@ -420,7 +420,8 @@ mod tests {
 
     #[test]
     fn warm_restarts_restart_at_cycle_ends() {
-        let s = parse(r#"{"name":"cosine_warm_restarts","t_0":4,"t_mult":2,"eta_min":0.0}"#).unwrap();
+        let s =
+            parse(r#"{"name":"cosine_warm_restarts","t_0":4,"t_mult":2,"eta_min":0.0}"#).unwrap();
         assert_eq!(s.lr(1.0, 0), 1.0);
         assert_eq!(s.lr(1.0, 4), 1.0);
         assert_eq!(s.lr(1.0, 12), 1.0);

@@ -1,7 +1,13 @@
 use crate::optim::AdagradScalars;
 
 /// One Adagrad step; mirrors `shaders/adagrad.wgsl`.
-pub fn adagrad(s: &AdagradScalars, maximize: bool, param: &mut [f32], grad: &[f32], sum: &mut [f32]) {
+pub fn adagrad(
+    s: &AdagradScalars,
+    maximize: bool,
+    param: &mut [f32],
+    grad: &[f32],
+    sum: &mut [f32],
+) {
     for i in 0..param.len() {
         let p = param[i];
         let mut g = grad[i];

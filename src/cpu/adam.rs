@@ -3,6 +3,7 @@ use crate::optim::AdamScalars;
 
 /// One Adam / AdamW step; mirrors `shaders/adam.wgsl`. `max_exp_avg_sq` may be empty when
 /// `amsgrad` is off.
+#[allow(clippy::too_many_arguments)] // one argument per kernel binding, as in the shader
 pub fn adam(
     s: &AdamScalars,
     amsgrad: bool,

@@ -3,6 +3,7 @@ use crate::optim::RmsPropScalars;
 
 /// One RMSprop step; mirrors `shaders/rmsprop.wgsl`. `momentum_buffer` and `grad_avg` may be
 /// empty when `momentum` or `centered` is off.
+#[allow(clippy::too_many_arguments)] // one argument per kernel binding, as in the shader
 pub fn rmsprop(
     s: &RmsPropScalars,
     centered: bool,
@@ -26,7 +27,7 @@ pub fn rmsprop(
         let mut avg = if centered {
             let ga = torch_lerp(grad_avg[i], g, s.one_minus_alpha);
             grad_avg[i] = ga;
-            (sq + -1.0 * ga * ga).sqrt()
+            (sq - ga * ga).sqrt()
         } else {
             sq.sqrt()
         };

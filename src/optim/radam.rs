@@ -134,8 +134,7 @@ impl Algorithm for RAdam {
         let (rho_t, rho_inf) = self.rho(step);
         let rectify = rho_t > 5.0;
         let rect = if rectify {
-            ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
-                / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+            ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
                 .sqrt()
         } else {
             0.0

@@ -119,7 +119,11 @@ impl Algorithm for Sgd {
         SgdScalars {
             weight_decay: self.weight_decay as f32,
             momentum_keep: if first { 0.0 } else { self.momentum as f32 },
-            grad_weight: if first { 1.0 } else { (1.0 - self.dampening) as f32 },
+            grad_weight: if first {
+                1.0
+            } else {
+                (1.0 - self.dampening) as f32
+            },
             momentum: self.momentum as f32,
             neg_lr: -lr as f32,
             _pad: [0.0; 3],

@@ -1,0 +1,293 @@
+//! CPU reference vs GPU kernels: every optimizer, every option combination, parameters and state.
+//!
+//! Tolerance, and why. Both sides compute in f32 from identical inputs and identical host
+//! scalars, so they differ only where WGSL lets the GPU round differently: `sqrt` and `/` may be
+//! off by up to ~3 ULP, and `a * b + c` may be fused. Each step's update therefore differs by a
+//! few ULP relative (~1e-6 at most), which 20 steps accumulate to ~1e-5 of the displacement at
+//! worst. So after 20 steps:
+//!
+//! - parameter: `|gpu - cpu| ≤ 1e-4 · max|cpu - init| + 32 ε · max|cpu|`: 10× above the
+//!   worst rounding drift, yet 100× below the ≥ 1e-2 relative change of any wrong formula
+//!   (a missing bias correction, dampening, a wrong sign or flag);
+//! - state: `|gpu - cpu| ≤ 1e-5 · |cpu| + 1e-6 · max|cpu|`: relative, with an absolute floor for
+//!   entries that pass through zero by cancellation.
+//!
+//! Lengths 1, 3, 4, 1757 and 1_000_003 cover a lone element, partial vectors, partial workgroups
+//! and a buffer of ~3900 workgroups, all in one optimizer (one dispatch each).
+
+mod common;
+
+use common::{Rng, gpu};
+use wgpu_optim::{
+    Adagrad, Adam, AdamW, Algorithm, CpuOptimizer, GpuContext, GpuOptimizer, ParamId, RAdam,
+    RmsProp, Sgd,
+};
+
+const LENS: [usize; 5] = [1, 3, 4, 1757, 1_000_003];
+const STEPS: usize = 20;
+
+/// Largest |a - b| / tolerance over a tensor; ≤ 1 passes.
+fn worst_ratio(got: &[f32], want: &[f32], tol: impl Fn(f32) -> f64) -> (f64, usize) {
+    let mut worst = (0.0, 0);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (f64::from(g) - f64::from(w)).abs();
+        let r = if err.is_nan() {
+            f64::INFINITY
+        } else {
+            err / tol(w)
+        };
+        if r > worst.0 {
+            worst = (r, i);
+        }
+    }
+    worst
+}
+
+fn max_abs(v: &[f32]) -> f64 {
+    v.iter().map(|x| f64::from(x.abs())).fold(0.0, f64::max)
+}
+
+/// Runs `groups` (each a config and the lengths registered in it) for STEPS steps on both
+/// backends from the same inputs, then compares every parameter and every state.
+fn check<O: Algorithm>(ctx: &GpuContext, label: &str, groups: &[(O, &[usize])]) {
+    let mut rng = Rng::new(0x5eed ^ label.len() as u64);
+    let mut cpu = CpuOptimizer::new(groups[0].0.clone()).unwrap();
+    let mut gpu = GpuOptimizer::new(&ctx.device, &ctx.queue, groups[0].0.clone()).unwrap();
+    let mut inits = Vec::new();
+    let mut params = Vec::new();
+    let mut ids = Vec::new();
+    let mut buffers = Vec::new();
+    for (g, (config, lens)) in groups.iter().enumerate() {
+        let (cg, gg) = if g == 0 {
+            (gpu.default_group(), gpu.default_group())
+        } else {
+            (
+                cpu.add_param_group(config.clone()).unwrap(),
+                gpu.add_param_group(config.clone()).unwrap(),
+            )
+        };
+        for &len in *lens {
+            let init = rng.vec(len);
+            let p = ctx.upload("param", &init);
+            let gr = ctx.upload("grad", &vec![0.0; len]);
+            let id: ParamId = gpu.register(gg, &p, &gr).unwrap();
+            assert_eq!(cpu.register(cg, len).unwrap(), id);
+            params.push(init.clone());
+            inits.push(init);
+            ids.push(id);
+            buffers.push((p, gr));
+        }
+    }
+    for _ in 0..STEPS {
+        let grads: Vec<Vec<f32>> = params.iter().map(|p| rng.vec(p.len())).collect();
+        for ((_, gb), g) in buffers.iter().zip(&grads) {
+            ctx.write(gb, g);
+        }
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        gpu.step(&mut encoder);
+        ctx.queue.submit([encoder.finish()]);
+        let mut views: Vec<&mut [f32]> = params.iter_mut().map(Vec::as_mut_slice).collect();
+        let grad_views: Vec<&[f32]> = grads.iter().map(Vec::as_slice).collect();
+        cpu.step(&mut views, &grad_views).unwrap();
+    }
+    for (k, &id) in ids.iter().enumerate() {
+        let len = params[k].len();
+        let got = ctx.read(&buffers[k].0).unwrap();
+        let want = &params[k];
+        let displacement = want
+            .iter()
+            .zip(&inits[k])
+            .map(|(&w, &i)| f64::from((w - i).abs()))
+            .fold(0.0, f64::max);
+        assert!(
+            displacement > 0.0,
+            "{label}: len {len}: the parameter never moved"
+        );
+        let floor = 32.0 * f64::from(f32::EPSILON) * max_abs(want);
+        let (r, i) = worst_ratio(&got, want, |_| 1e-4 * displacement + floor);
+        assert!(
+            r <= 1.0,
+            "{label}: len {len}: param[{i}] gpu {} vs cpu {} ({r:.2} × tolerance)",
+            got[i],
+            want[i]
+        );
+        for &name in O::STATE_NAMES {
+            let (cs, gs) = (cpu.state(id, name), gpu.read_state(id, name).unwrap());
+            assert_eq!(
+                cs.is_some(),
+                gs.is_some(),
+                "{label}: state {name} kept on one side only"
+            );
+            let (Some(cs), Some(gs)) = (cs, gs) else {
+                continue;
+            };
+            let floor = 1e-6 * max_abs(cs);
+            let (r, i) = worst_ratio(&gs, cs, |w| 1e-5 * f64::from(w.abs()) + floor);
+            assert!(
+                r <= 1.0,
+                "{label}: len {len}: {name}[{i}] gpu {} vs cpu {} ({r:.2} × tolerance)",
+                gs[i],
+                cs[i]
+            );
+        }
+    }
+}
+
+fn all<O: Algorithm>(ctx: &GpuContext, configs: Vec<O>) {
+    for c in configs {
+        check(ctx, &format!("{c:?}"), &[(c.clone(), &LENS)]);
+    }
+}
+
+#[test]
+fn sgd_every_option() {
+    let Some(ctx) = gpu() else { return };
+    let mut configs = Vec::new();
+    for maximize in [false, true] {
+        for (momentum, dampening, nesterov) in [
+            (0.0, 0.0, false),
+            (0.9, 0.0, false),
+            (0.9, 0.3, false),
+            (0.9, 0.0, true),
+        ] {
+            configs.push(Sgd {
+                lr: 0.05,
+                momentum,
+                dampening,
+                nesterov,
+                weight_decay: 1e-2,
+                maximize,
+            });
+        }
+    }
+    all(&ctx, configs);
+}
+
+#[test]
+fn adam_and_adamw_every_option() {
+    let Some(ctx) = gpu() else { return };
+    let mut adam = Vec::new();
+    let mut adamw = Vec::new();
+    for amsgrad in [false, true] {
+        for maximize in [false, true] {
+            adam.push(Adam {
+                lr: 0.01,
+                weight_decay: 1e-2,
+                amsgrad,
+                maximize,
+                ..Default::default()
+            });
+            adamw.push(AdamW {
+                lr: 0.01,
+                weight_decay: 0.1,
+                amsgrad,
+                maximize,
+                ..Default::default()
+            });
+        }
+    }
+    adam.push(Adam {
+        lr: 0.01,
+        betas: (0.8, 0.95),
+        weight_decay: 0.05,
+        decoupled_weight_decay: true,
+        ..Default::default()
+    });
+    all(&ctx, adam);
+    all(&ctx, adamw);
+}
+
+#[test]
+fn rmsprop_every_option() {
+    let Some(ctx) = gpu() else { return };
+    let mut configs = Vec::new();
+    for centered in [false, true] {
+        for momentum in [0.0, 0.9] {
+            for maximize in [false, true] {
+                configs.push(RmsProp {
+                    lr: 0.01,
+                    alpha: 0.9,
+                    weight_decay: 1e-3,
+                    momentum,
+                    centered,
+                    maximize,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    all(&ctx, configs);
+}
+
+#[test]
+fn adagrad_every_option() {
+    let Some(ctx) = gpu() else { return };
+    let mut configs = Vec::new();
+    for maximize in [false, true] {
+        configs.push(Adagrad {
+            lr: 0.05,
+            maximize,
+            ..Default::default()
+        });
+        configs.push(Adagrad {
+            lr: 0.05,
+            lr_decay: 0.01,
+            weight_decay: 1e-3,
+            initial_accumulator_value: 0.1,
+            maximize,
+            ..Default::default()
+        });
+    }
+    all(&ctx, configs);
+}
+
+#[test]
+fn radam_every_option() {
+    // 20 steps with β₂ = 0.999 cross from the un-rectified (ρₜ ≤ 5) to the rectified branch.
+    let Some(ctx) = gpu() else { return };
+    let b = RAdam::default();
+    assert!(b.rho(1).0 <= 5.0 && b.rho(20).0 > 5.0);
+    let mut configs = Vec::new();
+    for decoupled_weight_decay in [false, true] {
+        for maximize in [false, true] {
+            configs.push(RAdam {
+                lr: 0.01,
+                weight_decay: 0.01,
+                decoupled_weight_decay,
+                maximize,
+                ..Default::default()
+            });
+        }
+    }
+    all(&ctx, configs);
+}
+
+#[test]
+fn param_groups_with_different_flags_share_one_step() {
+    let Some(ctx) = gpu() else { return };
+    let plain = Adam {
+        lr: 0.01,
+        ..Default::default()
+    };
+    let ams = Adam {
+        lr: 0.02,
+        amsgrad: true,
+        weight_decay: 0.1,
+        ..Default::default()
+    };
+    check(&ctx, "adam groups", &[(plain, &[3, 1757]), (ams, &[1, 4])]);
+    let heavy = RmsProp {
+        centered: true,
+        momentum: 0.5,
+        ..Default::default()
+    };
+    check(
+        &ctx,
+        "rmsprop groups",
+        &[
+            (RmsProp::default(), &[1757]),
+            (heavy, &[3]),
+            (RmsProp::default(), &[4]),
+        ],
+    );
+}

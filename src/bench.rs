@@ -1,12 +1,682 @@
-//! `wgpu-optim bench`.
+//! The benchmark harness behind `wgpu-optim bench` and `cargo bench`.
+//!
+//! An optimizer step is memory-bound, so each measurement is set against a roofline taken in the
+//! same run on the same adapter: a same-bytes streaming kernel (`shaders/stream.wgsl`) that reads
+//! and writes exactly the buffers the step does, and the adapter's buffer-copy bandwidth.
 
-use wgpu_optim::Result;
+use std::time::Instant;
 
-/// Options of `wgpu-optim bench`.
-#[derive(clap::Args)]
-pub struct BenchArgs {}
+use serde::Serialize;
 
-/// Runs the benchmark.
-pub fn run(_args: &BenchArgs) -> Result<()> {
+use crate::context::{GpuContext, read_bytes};
+use crate::cpu_optimizer::CpuOptimizer;
+use crate::error::{Error, Result};
+use crate::gpu::{GpuOptimizer, grid, whole};
+use crate::kernel::{Kernel, WORKGROUP_SIZE};
+use crate::optim::{Adagrad, Adam, AdamW, Algorithm, MAX_STATES, RAdam, RmsProp, Sgd};
+
+/// Every benchmark variant: an optimizer name, optionally with the option it turns on.
+pub const VARIANTS: &[&str] = &[
+    "sgd",
+    "sgd-momentum",
+    "adam",
+    "adamw",
+    "adamw-amsgrad",
+    "rmsprop",
+    "rmsprop-centered",
+    "adagrad",
+    "radam",
+];
+
+/// The variants `--optimizer all` runs: each optimizer with PyTorch's default options, plus SGD
+/// with momentum, the form SGD is trained with.
+pub const DEFAULT_VARIANTS: &[&str] = &[
+    "sgd",
+    "sgd-momentum",
+    "adam",
+    "adamw",
+    "rmsprop",
+    "adagrad",
+    "radam",
+];
+
+/// Any optimizer's configuration, for choosing one at run time.
+#[derive(Debug, Clone)]
+pub enum AnyConfig {
+    /// [`Sgd`].
+    Sgd(Sgd),
+    /// [`Adam`].
+    Adam(Adam),
+    /// [`AdamW`].
+    AdamW(AdamW),
+    /// [`RmsProp`].
+    RmsProp(RmsProp),
+    /// [`Adagrad`].
+    Adagrad(Adagrad),
+    /// [`RAdam`].
+    RAdam(RAdam),
+}
+
+/// Calls a generic expression with the concrete configuration inside an [`AnyConfig`].
+macro_rules! with_config {
+    ($any:expr, $c:ident => $body:expr) => {
+        match $any {
+            AnyConfig::Sgd($c) => $body,
+            AnyConfig::Adam($c) => $body,
+            AnyConfig::AdamW($c) => $body,
+            AnyConfig::RmsProp($c) => $body,
+            AnyConfig::Adagrad($c) => $body,
+            AnyConfig::RAdam($c) => $body,
+        }
+    };
+}
+
+/// The configuration of a benchmark variant (see [`VARIANTS`]).
+pub fn variant(name: &str) -> Result<AnyConfig> {
+    Ok(match name {
+        "sgd" => AnyConfig::Sgd(Sgd::default()),
+        "sgd-momentum" => AnyConfig::Sgd(Sgd {
+            momentum: 0.9,
+            ..Default::default()
+        }),
+        "adam" => AnyConfig::Adam(Adam::default()),
+        "adamw" => AnyConfig::AdamW(AdamW::default()),
+        "adamw-amsgrad" => AnyConfig::AdamW(AdamW {
+            amsgrad: true,
+            ..Default::default()
+        }),
+        "rmsprop" => AnyConfig::RmsProp(RmsProp::default()),
+        "rmsprop-centered" => AnyConfig::RmsProp(RmsProp {
+            centered: true,
+            ..Default::default()
+        }),
+        "adagrad" => AnyConfig::Adagrad(Adagrad::default()),
+        "radam" => AnyConfig::RAdam(RAdam::default()),
+        other => {
+            return Err(Error::Unknown {
+                kind: "benchmark optimizer",
+                name: format!("{other} (one of {})", VARIANTS.join(", ")),
+            });
+        }
+    })
+}
+
+impl AnyConfig {
+    /// Bytes one step moves per parameter with these options.
+    pub fn bytes_per_param(&self) -> u64 {
+        with_config!(self, c => c.bytes_per_param())
+    }
+
+    /// State buffers these options keep.
+    pub fn states(&self) -> u32 {
+        ((self.bytes_per_param() - 12) / 8) as u32
+    }
+}
+
+/// Parses a parameter count such as `1M`, `10M`, `2.5K` or `1G` (decimal multiples).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 1e3),
+        Some('M') => (&t[..t.len() - 1], 1e6),
+        Some('G') => (&t[..t.len() - 1], 1e9),
+        _ => (t, 1.0),
+    };
+    let bad = || {
+        Error::InvalidOptions(format!(
+            "parameter count must be like 1M, 10M or 4096, got {s:?}"
+        ))
+    };
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    let n = v * mult;
+    if !(n >= 1.0 && n.is_finite() && n.fract() == 0.0) {
+        return Err(bad());
+    }
+    Ok(n as u64)
+}
+
+/// One measurement: an optimizer variant at one size on one backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    /// The variant (see [`VARIANTS`]).
+    pub optimizer: String,
+    /// Parameters updated per step.
+    pub params: u64,
+    /// `gpu` or `cpu`.
+    pub backend: &'static str,
+    /// The adapter (or CPU) measured.
+    pub adapter: String,
+    /// `gpu-timestamps` (GPU time between the pass's start and end) or `wall` (submit to done).
+    pub timing: &'static str,
+    /// Timed steps (after warm-up).
+    pub steps: usize,
+    /// Median time per step.
+    pub ms_per_step: f64,
+    /// Bytes per parameter the step must move (param r/w, grad r, each state r/w).
+    pub bytes_per_param: u64,
+    /// `bytes_per_param · params / ms_per_step`, in GB/s (10⁹ bytes).
+    pub gb_per_s: f64,
+    /// Median time of the same-bytes streaming kernel, same timing method.
+    pub stream_ms: f64,
+    /// `stream_ms / ms_per_step`: 1.0 means the step runs at the streaming roofline.
+    pub roofline: f64,
+    /// Buffer-copy bandwidth (bytes read + written per second, GB/s), wall-clock timed.
+    pub copy_gb_per_s: f64,
+    /// Host time to record and submit one step, without waiting (GPU only). Software adapters
+    /// such as lavapipe execute the work inside `queue.submit`, so there it includes the step.
+    pub host_us_per_step: Option<f64>,
+    /// Host time to record one step into an encoder: creating the encoder and
+    /// `GpuOptimizer::step`, which writes the step's scalars and records the dispatches (GPU only).
+    pub record_us_per_step: Option<f64>,
+    /// Heap allocations inside one `GpuOptimizer::step` call, when the caller counts them.
+    pub allocs_per_step: Option<f64>,
+    /// With `--verify`: max |GPU - CPU reference| over the parameter after the same steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_abs_err_vs_cpu: Option<f64>,
+}
+
+/// What to measure and how.
+#[derive(Clone, Copy)]
+pub struct BenchOptions<'a> {
+    /// Timed steps.
+    pub steps: usize,
+    /// Untimed steps first.
+    pub warmup: usize,
+    /// Compare the GPU result with the CPU reference afterwards.
+    pub verify: bool,
+    /// CPU threads (CPU backend and verification).
+    pub threads: usize,
+    /// Returns the process's allocation count so far, if the binary counts allocations.
+    pub alloc_count: Option<&'a dyn Fn() -> u64>,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Random values in [-1, 1), deterministic (SplitMix64).
+fn random(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Checks that a buffer of `params` f32 values fits this device, before anything is allocated.
+pub fn check_fits(ctx: &GpuContext, params: u64) -> Result<()> {
+    let limits = ctx.device.limits();
+    let size = params.saturating_mul(4);
+    let limit = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    if size > limit {
+        return Err(Error::BufferTooLarge {
+            which: "param",
+            size,
+            limit,
+        });
+    }
     Ok(())
+}
+
+fn wait(ctx: &GpuContext) -> Result<()> {
+    ctx.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map(|_| ())
+        .map_err(|e| Error::Readback(e.to_string()))
+}
+
+/// Times compute passes one at a time: with timestamp queries around each pass where the adapter
+/// has them, else by the wall clock from recording to completion.
+struct PassTimer {
+    queries: Option<(wgpu::QuerySet, wgpu::Buffer)>,
+    passes: u32,
+    wall_ms: Vec<f64>,
+}
+
+impl PassTimer {
+    fn new(ctx: &GpuContext, capacity: u32) -> Self {
+        let queries = ctx
+            .device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+            .then(|| {
+                let set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("wgpu-optim bench"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2 * capacity,
+                });
+                let resolve = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgpu-optim bench timestamps"),
+                    size: u64::from(2 * capacity) * 8,
+                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                });
+                (set, resolve)
+            });
+        Self {
+            queries,
+            passes: 0,
+            wall_ms: Vec::new(),
+        }
+    }
+
+    /// Records one pass with `record`, submits it alone and waits for it: one step at a time,
+    /// as in training, which on software adapters also keeps the host off the cores the
+    /// "device" runs on while a pass is timed.
+    fn time(
+        &mut self,
+        ctx: &GpuContext,
+        record: impl FnOnce(&mut wgpu::ComputePass<'_>),
+    ) -> Result<()> {
+        let t0 = Instant::now();
+        let k = self.passes;
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        record(
+            &mut encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("wgpu-optim bench"),
+                timestamp_writes: self.queries.as_ref().map(|(set, _)| {
+                    wgpu::ComputePassTimestampWrites {
+                        query_set: set,
+                        beginning_of_pass_write_index: Some(2 * k),
+                        end_of_pass_write_index: Some(2 * k + 1),
+                    }
+                }),
+            }),
+        );
+        ctx.queue.submit([encoder.finish()]);
+        wait(ctx)?;
+        self.wall_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        self.passes += 1;
+        Ok(())
+    }
+
+    /// Milliseconds per timed pass, and how they were measured.
+    fn finish(self, ctx: &GpuContext) -> Result<(Vec<f64>, &'static str)> {
+        let Some((set, resolve)) = self.queries else {
+            return Ok((self.wall_ms, "wall"));
+        };
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        encoder.resolve_query_set(&set, 0..2 * self.passes, &resolve, 0);
+        ctx.queue.submit([encoder.finish()]);
+        let ticks: Vec<u64> =
+            bytemuck::pod_collect_to_vec(&read_bytes(&ctx.device, &ctx.queue, &resolve)?);
+        let period_ns = f64::from(ctx.queue.get_timestamp_period());
+        let ms = ticks[..2 * self.passes as usize]
+            .chunks_exact(2)
+            .map(|t| t[1].saturating_sub(t[0]) as f64 * period_ns / 1e6)
+            .collect();
+        Ok((ms, "gpu-timestamps"))
+    }
+}
+
+/// Buffer-copy bandwidth on `ctx`: GB/s of bytes read plus written by `copy_buffer_to_buffer`.
+pub fn copy_bandwidth(ctx: &GpuContext, bytes: u64) -> Result<f64> {
+    let make = |usage| {
+        ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgpu-optim bench copy"),
+            size: bytes,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
+    let src = make(wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST);
+    let dst = make(wgpu::BufferUsages::COPY_DST);
+    let copies = 8;
+    let run = |n: usize| -> Result<f64> {
+        let t0 = Instant::now();
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        for _ in 0..n {
+            encoder.copy_buffer_to_buffer(&src, 0, &dst, 0, bytes);
+        }
+        ctx.queue.submit([encoder.finish()]);
+        wait(ctx)?;
+        Ok(t0.elapsed().as_secs_f64())
+    };
+    run(1)?;
+    let secs = run(copies)?;
+    Ok(2.0 * bytes as f64 * copies as f64 / secs / 1e9)
+}
+
+/// The same-bytes streaming kernel for `states` state buffers, bound to fresh buffers of
+/// `params` elements.
+struct Stream {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    workgroups: (u32, u32),
+}
+
+const STREAM: Kernel = Kernel {
+    name: "stream",
+    source: include_str!("../shaders/stream.wgsl"),
+};
+
+impl Stream {
+    fn new(ctx: &GpuContext, params: u64, states: u32, init: &[f32]) -> Self {
+        let device = &ctx.device;
+        let module = crate::kernel::create_module(device, &STREAM);
+        let entries: Vec<_> = (1..3 + MAX_STATES as u32)
+            .map(|b| crate::gpu::storage_entry(b, b == 2))
+            .collect();
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(STREAM.name),
+            entries: &entries,
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(STREAM.name),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(STREAM.name),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[
+                    ("WG", f64::from(WORKGROUP_SIZE)),
+                    ("N_STATES", f64::from(states)),
+                ],
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        let bytes = params * 4;
+        let buffers: Vec<wgpu::Buffer> = (0..2 + MAX_STATES as u32)
+            .map(|b| {
+                if b < 2 + states {
+                    ctx.upload("stream", init)
+                } else {
+                    ctx.upload("stream placeholder", &[0.0; 4])
+                }
+            })
+            .collect();
+        let entries: Vec<_> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: 1 + i as u32,
+                resource: whole(b, bytes.min(b.size())),
+            })
+            .collect();
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(STREAM.name),
+            layout: &layout,
+            entries: &entries,
+        });
+        let workgroups = grid(params, device.limits().max_compute_workgroups_per_dimension);
+        Self {
+            pipeline,
+            bind_group,
+            workgroups,
+        }
+    }
+
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.workgroups.0, self.workgroups.1, 1);
+    }
+}
+
+fn gpu_typed<O: Algorithm>(
+    ctx: &GpuContext,
+    name: &str,
+    config: &O,
+    params: u64,
+    opts: &BenchOptions<'_>,
+) -> Result<BenchResult> {
+    check_fits(ctx, params)?;
+    let n = params as usize;
+    let init = random(n, 1);
+    let grads = random(n, 2);
+    let param = ctx.upload("param", &init);
+    let grad = ctx.upload("grad", &grads);
+    let mut opt = GpuOptimizer::new(&ctx.device, &ctx.queue, config.clone())?;
+    opt.register(opt.default_group(), &param, &grad)?;
+
+    let bytes_per_param = config.bytes_per_param();
+    let stream = Stream::new(ctx, params, ((bytes_per_param - 12) / 8) as u32, &init);
+    // Warm up, then alternate optimizer and streaming passes so both see the same conditions.
+    for _ in 0..opts.warmup {
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        opt.step(&mut encoder);
+        stream.record(&mut encoder.begin_compute_pass(&Default::default()));
+        ctx.queue.submit([encoder.finish()]);
+        wait(ctx)?;
+    }
+    let (mut opt_timer, mut stream_timer) = (
+        PassTimer::new(ctx, opts.steps as u32),
+        PassTimer::new(ctx, opts.steps as u32),
+    );
+    for _ in 0..opts.steps {
+        opt_timer.time(ctx, |pass| opt.record(pass))?;
+        stream_timer.time(ctx, |pass| stream.record(pass))?;
+    }
+    let (mut ms, timing) = opt_timer.finish(ctx)?;
+    let (mut stream_ms, _) = stream_timer.finish(ctx)?;
+    drop(stream);
+
+    // Host cost: record and submit, no wait, as a training loop would.
+    let host_steps = opts.steps.min(32);
+    let (mut host_secs, mut record_secs, mut allocs) = (0.0, 0.0, 0u64);
+    for _ in 0..host_steps {
+        let t0 = Instant::now();
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        let before = opts.alloc_count.map(|f| f());
+        opt.step(&mut encoder);
+        if let (Some(f), Some(b)) = (opts.alloc_count, before) {
+            allocs += f() - b;
+        }
+        record_secs += t0.elapsed().as_secs_f64();
+        ctx.queue.submit([encoder.finish()]);
+        host_secs += t0.elapsed().as_secs_f64();
+    }
+    wait(ctx)?;
+
+    let max_abs_err_vs_cpu = if opts.verify {
+        let got = ctx.read(&param)?;
+        let mut cpu = CpuOptimizer::new(config.clone())?;
+        cpu.set_threads(opts.threads);
+        cpu.register(cpu.default_group(), n)?;
+        let mut want = init.clone();
+        for _ in 0..opt.scheduler().steps_taken() {
+            cpu.step(&mut [&mut want], &[&grads])?;
+        }
+        Some(
+            got.iter()
+                .zip(&want)
+                .map(|(&a, &b)| f64::from((a - b).abs()))
+                .fold(0.0, f64::max),
+        )
+    } else {
+        None
+    };
+    drop(opt);
+    drop((param, grad));
+    let copy_gb_per_s = copy_bandwidth(ctx, params * 4)?;
+
+    let ms_per_step = median(&mut ms);
+    let stream_ms = median(&mut stream_ms);
+    let info = ctx.adapter.get_info();
+    Ok(BenchResult {
+        optimizer: name.to_string(),
+        params,
+        backend: "gpu",
+        adapter: format!("{} ({:?})", info.name, info.backend),
+        timing,
+        steps: opts.steps,
+        ms_per_step,
+        bytes_per_param,
+        gb_per_s: (bytes_per_param * params) as f64 / ms_per_step / 1e6,
+        stream_ms,
+        roofline: stream_ms / ms_per_step,
+        copy_gb_per_s,
+        host_us_per_step: Some(host_secs / host_steps as f64 * 1e6),
+        record_us_per_step: Some(record_secs / host_steps as f64 * 1e6),
+        allocs_per_step: opts.alloc_count.map(|_| allocs as f64 / host_steps as f64),
+        max_abs_err_vs_cpu,
+    })
+}
+
+/// Benchmarks variant `name` at `params` parameters on the GPU of `ctx`.
+pub fn gpu(
+    ctx: &GpuContext,
+    name: &str,
+    params: u64,
+    opts: &BenchOptions<'_>,
+) -> Result<BenchResult> {
+    let config = variant(name)?;
+    with_config!(&config, c => gpu_typed(ctx, name, c, params, opts))
+}
+
+/// Bytes of memory the system can still hand out, from `/proc/meminfo` where it exists.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn time_cpu(steps: usize, mut f: impl FnMut()) -> Vec<f64> {
+    (0..steps)
+        .map(|_| {
+            let t0 = Instant::now();
+            f();
+            t0.elapsed().as_secs_f64() * 1e3
+        })
+        .collect()
+}
+
+fn cpu_typed<O: Algorithm>(
+    name: &str,
+    config: &O,
+    params: u64,
+    opts: &BenchOptions<'_>,
+) -> Result<BenchResult> {
+    let bytes_per_param = config.bytes_per_param();
+    // Optimizer buffers, then the streaming kernel's copies of them, one set at a time.
+    let needed = params.saturating_mul(bytes_per_param / 2 + 8);
+    if let Some(available) = available_memory()
+        && needed > available
+    {
+        return Err(Error::InvalidOptions(format!(
+            "{params} parameters need about {needed} bytes of host memory, {available} are available"
+        )));
+    }
+    let n = params as usize;
+    let threads = opts.threads.max(1);
+    let mut param = random(n, 1);
+    let grad = random(n, 2);
+    let mut opt = CpuOptimizer::new(config.clone())?;
+    opt.set_threads(threads);
+    opt.register(opt.default_group(), n)?;
+    for _ in 0..opts.warmup {
+        opt.step(&mut [&mut param], &[&grad])?;
+    }
+    let mut failed = None;
+    let mut ms = time_cpu(opts.steps, || {
+        if let Err(e) = opt.step(&mut [&mut param], &[&grad]) {
+            failed = Some(e);
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    drop(opt);
+
+    let states = ((bytes_per_param - 12) / 8) as usize;
+    let mut state: Vec<Vec<f32>> = (0..states).map(|_| grad.clone()).collect();
+    let chunk = n.div_ceil(threads);
+    let mut stream = || {
+        std::thread::scope(|scope| {
+            let mut state_chunks: Vec<_> = state.iter_mut().map(|s| s.chunks_mut(chunk)).collect();
+            for (p, g) in param.chunks_mut(chunk).zip(grad.chunks(chunk)) {
+                let mut mine: Vec<&mut [f32]> =
+                    state_chunks.iter_mut().filter_map(Iterator::next).collect();
+                scope.spawn(move || {
+                    for i in 0..p.len() {
+                        let gi = g[i];
+                        p[i] += gi;
+                        for s in mine.iter_mut() {
+                            s[i] += gi;
+                        }
+                    }
+                });
+            }
+        });
+    };
+    stream();
+    let mut stream_ms = time_cpu(opts.steps, &mut stream);
+    let mut dst = vec![0.0f32; n];
+    let mut copy_ms = time_cpu(opts.steps.clamp(1, 5), || dst.copy_from_slice(&grad));
+
+    let ms_per_step = median(&mut ms);
+    let stream_ms = median(&mut stream_ms);
+    Ok(BenchResult {
+        optimizer: name.to_string(),
+        params,
+        backend: "cpu",
+        adapter: format!("cpu ({threads} threads)"),
+        timing: "wall",
+        steps: opts.steps,
+        ms_per_step,
+        bytes_per_param,
+        gb_per_s: (bytes_per_param * params) as f64 / ms_per_step / 1e6,
+        stream_ms,
+        roofline: stream_ms / ms_per_step,
+        copy_gb_per_s: 8.0 * params as f64 / median(&mut copy_ms) / 1e6,
+        host_us_per_step: None,
+        record_us_per_step: None,
+        allocs_per_step: None,
+        max_abs_err_vs_cpu: None,
+    })
+}
+
+/// Benchmarks variant `name` at `params` parameters on the CPU reference, spread over
+/// `opts.threads` threads.
+pub fn cpu(name: &str, params: u64, opts: &BenchOptions<'_>) -> Result<BenchResult> {
+    let config = variant(name)?;
+    with_config!(&config, c => cpu_typed(name, c, params, opts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_suffixes() {
+        assert_eq!(parse_size("1M").unwrap(), 1_000_000);
+        assert_eq!(parse_size("10m").unwrap(), 10_000_000);
+        assert_eq!(parse_size("2.5K").unwrap(), 2_500);
+        assert_eq!(parse_size("1G").unwrap(), 1_000_000_000);
+        assert_eq!(parse_size("1757").unwrap(), 1757);
+        for bad in ["", "M", "0", "-1M", "1.5", "ten"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bytes_per_param_match_the_kernels() {
+        let b = |n| variant(n).unwrap().bytes_per_param();
+        assert_eq!(b("sgd"), 12);
+        assert_eq!(b("sgd-momentum"), 20);
+        assert_eq!(b("adamw"), 28);
+        assert_eq!(b("adamw-amsgrad"), 36);
+        assert_eq!(b("rmsprop-centered"), 28);
+        assert!(variant("lion").is_err());
+    }
 }

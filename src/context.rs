@@ -107,6 +107,17 @@ pub fn read_buffer(
     queue: &wgpu::Queue,
     buffer: &wgpu::Buffer,
 ) -> Result<Vec<f32>> {
+    Ok(bytemuck::pod_collect_to_vec(&read_bytes(
+        device, queue, buffer,
+    )?))
+}
+
+/// Reads a whole buffer (which needs `COPY_SRC`) back to the host as bytes, waiting for the GPU.
+pub fn read_bytes(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    buffer: &wgpu::Buffer,
+) -> Result<Vec<u8>> {
     if !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
         return Err(Error::Readback(format!(
             "buffer lacks COPY_SRC usage (its usage is {:?})",
@@ -140,7 +151,7 @@ pub fn read_buffer(
         let view = slice
             .get_mapped_range()
             .map_err(|e| Error::Readback(e.to_string()))?;
-        bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        view.to_vec()
     };
     staging.unmap();
     Ok(data)

@@ -1,7 +1,7 @@
 //! [`CpuOptimizer`]: the CPU reference behind the same API as the GPU optimizer.
 
 use crate::error::{Error, Result};
-use crate::optim::{Algorithm, MAX_STATES};
+use crate::optim::{Algorithm, MAX_STATES, States};
 use crate::schedule::Schedule;
 use crate::scheduler::{GroupId, StepScheduler};
 
@@ -31,6 +31,44 @@ pub struct CpuOptimizer<O: Algorithm> {
     scheduler: StepScheduler<O>,
     params: Vec<CpuParam>,
     lens: Vec<usize>,
+    threads: usize,
+}
+
+/// Parameters shorter than this are stepped on the calling thread whatever the thread count.
+pub const PARALLEL_MIN_LEN: usize = 1 << 16;
+
+/// One step of `config` over one parameter, split into `threads` contiguous chunks stepped
+/// concurrently. Every update is elementwise, so the result is bit-identical to one call.
+fn step_chunked<O: Algorithm>(
+    config: &O,
+    s: &O::Scalars,
+    param: &mut [f32],
+    grad: &[f32],
+    states: States<'_>,
+    threads: usize,
+) {
+    if threads <= 1 || param.len() < PARALLEL_MIN_LEN {
+        config.cpu_step(s, param, grad, states);
+        return;
+    }
+    let chunk = param.len().div_ceil(threads);
+    let mut state_chunks = states.map(|v| {
+        let empty = v.is_empty();
+        (empty, v.chunks_mut(chunk))
+    });
+    std::thread::scope(|scope| {
+        for (p, g) in param.chunks_mut(chunk).zip(grad.chunks(chunk)) {
+            let mine: States<'_> = std::array::from_fn(|k| {
+                let (empty, it) = &mut state_chunks[k];
+                if *empty {
+                    &mut []
+                } else {
+                    it.next().unwrap_or_default()
+                }
+            });
+            scope.spawn(move || config.cpu_step(s, p, g, mine));
+        }
+    });
 }
 
 impl<O: Algorithm> CpuOptimizer<O> {
@@ -40,6 +78,7 @@ impl<O: Algorithm> CpuOptimizer<O> {
             scheduler: StepScheduler::new(config)?,
             params: Vec::new(),
             lens: Vec::new(),
+            threads: 1,
         })
     }
 
@@ -56,6 +95,12 @@ impl<O: Algorithm> CpuOptimizer<O> {
     /// Sets the learning-rate schedule (see [`StepScheduler::set_schedule`]).
     pub fn set_schedule(&mut self, schedule: Option<Schedule>) -> Result<()> {
         self.scheduler.set_schedule(schedule)
+    }
+
+    /// Spreads each large parameter's step over `threads` threads (1, the default, steps on the
+    /// calling thread). Results are bit-identical whatever the count.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
     }
 
     /// The step scheduler: step count, groups and learning rates.
@@ -114,7 +159,14 @@ impl<O: Algorithm> CpuOptimizer<O> {
         for (i, p) in self.params.iter_mut().enumerate() {
             let s = self.scheduler.scalars(p.group, t);
             let states = p.states.each_mut().map(|v| v.as_mut_slice());
-            groups[p.group].cpu_step(&s, params[i], grads[i], states);
+            step_chunked(
+                &groups[p.group],
+                &s,
+                params[i],
+                grads[i],
+                states,
+                self.threads,
+            );
         }
         Ok(())
     }

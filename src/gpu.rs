@@ -5,7 +5,7 @@ use std::num::NonZeroU64;
 use crate::context::read_buffer;
 use crate::cpu_optimizer::ParamId;
 use crate::error::{Error, Result};
-use crate::kernel::{WORKGROUP_SIZE, compose};
+use crate::kernel::WORKGROUP_SIZE;
 use crate::optim::{Algorithm, MAX_STATES};
 use crate::schedule::Schedule;
 use crate::scheduler::{GroupId, StepScheduler};
@@ -72,7 +72,7 @@ pub struct GpuOptimizer<O: Algorithm> {
     slot_stride: u64,
 }
 
-fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+pub(crate) fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
     wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
@@ -104,10 +104,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
         let scalars_size = std::mem::size_of::<O::Scalars>() as u64;
         let align = u64::from(device.limits().min_uniform_buffer_offset_alignment);
         let slot_stride = scalars_size.div_ceil(align) * align;
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(O::KERNEL.name),
-            source: wgpu::ShaderSource::Wgsl(compose(&O::KERNEL).into()),
-        });
+        let module = crate::kernel::create_module(device, &O::KERNEL);
         let mut entries = vec![
             wgpu::BindGroupLayoutEntry {
                 binding: 0,
@@ -403,7 +400,7 @@ fn checked(scope: wgpu::ErrorScopeGuard, what: impl FnOnce() -> String) -> Resul
 }
 
 /// The first `size` bytes of `buffer`, as a binding.
-fn whole(buffer: &wgpu::Buffer, size: u64) -> wgpu::BindingResource<'_> {
+pub(crate) fn whole(buffer: &wgpu::Buffer, size: u64) -> wgpu::BindingResource<'_> {
     wgpu::BindingResource::Buffer(wgpu::BufferBinding {
         buffer,
         offset: 0,

@@ -27,6 +27,22 @@ pub fn compose(kernel: &Kernel) -> String {
     )
 }
 
+/// Compiles `kernel` (composed with the common part) on `device`.
+///
+/// Runtime bounds checks are off: every kernel returns before touching memory unless its index is
+/// below `arrayLength(&param)`, and every buffer it then touches is bound with exactly the
+/// parameter's length; the one-element placeholders bound for unused states sit behind `override`
+/// flags that are constant-false in their pipelines. Naga's per-access clamps would only repeat
+/// that guard on every load and store.
+pub fn create_module(device: &wgpu::Device, kernel: &Kernel) -> wgpu::ShaderModule {
+    let desc = wgpu::ShaderModuleDescriptor {
+        label: Some(kernel.name),
+        source: wgpu::ShaderSource::Wgsl(compose(kernel).into()),
+    };
+    // SAFETY: see above; every access is guarded by the kernel's own bounds check.
+    unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

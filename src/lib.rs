@@ -22,6 +22,7 @@
 //! `OneCycleLR` keeps its final rate past `total_steps` where PyTorch raises.
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod case;
 mod context;
 pub mod cpu;
@@ -33,7 +34,7 @@ pub mod optim;
 pub mod schedule;
 mod scheduler;
 
-pub use context::{GpuContext, enumerate_adapters, pick_adapter, read_buffer};
+pub use context::{GpuContext, enumerate_adapters, pick_adapter, read_buffer, read_bytes};
 pub use cpu_optimizer::{CpuOptimizer, ParamId};
 pub use error::{Error, Result};
 pub use gpu::{GpuOptimizer, UNIFORM_SLOTS};

@@ -7,7 +7,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use wgpu_optim::case::{self, Backend, Case};
 use wgpu_optim::{GpuContext, enumerate_adapters, pick_adapter};
 
-mod bench;
+mod bench_cli;
+
+#[global_allocator]
+static ALLOC: bench_cli::CountingAlloc = bench_cli::CountingAlloc;
 
 #[derive(Parser)]
 #[command(
@@ -42,7 +45,7 @@ enum Command {
     /// List the adapters found, the one used, and the limits that matter here.
     Info,
     /// Time optimizer steps against a same-bytes streaming kernel (the main job).
-    Bench(bench::BenchArgs),
+    Bench(bench_cli::BenchArgs),
 }
 
 fn replay(
@@ -159,7 +162,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Info => info().map(|()| ExitCode::SUCCESS),
-        Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => bench_cli::run(args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e}");

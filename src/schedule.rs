@@ -381,6 +381,17 @@ impl Schedule {
     }
 }
 
+impl std::str::FromStr for Schedule {
+    type Err = Error;
+
+    /// Parses and validates a schedule from its JSON text (see [`Schedule::from_json`]).
+    fn from_str(json: &str) -> Result<Self> {
+        let value: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| Error::InvalidOptions(format!("schedule is not valid JSON: {e}")))?;
+        Self::from_json(&value)
+    }
+}
+
 fn finite(name: &'static str, value: f64) -> Result<()> {
     if value.is_finite() {
         Ok(())

@@ -38,7 +38,7 @@ pub trait Algorithm: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// PyTorch's state keys, in the kernel's binding order (bindings 3, 4, ...).
     const STATE_NAMES: &'static [&'static str];
     /// The per-step scalars uploaded as the kernel's uniform, mirrored field for field in WGSL.
-    type Scalars: bytemuck::Pod + std::fmt::Debug;
+    type Scalars: bytemuck::Pod + std::fmt::Debug + Send + Sync;
 
     /// Checks every hyperparameter against PyTorch's ranges.
     fn validate(&self) -> Result<()>;

@@ -1,0 +1,93 @@
+//! The benchmark command runs end to end and reports what it promises (no timing assertions).
+
+mod common;
+
+use std::process::Command;
+
+use common::gpu;
+
+fn bench(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wgpu-optim"))
+        .arg("bench")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn json_has_every_field_and_verify_matches_the_cpu() {
+    if gpu().is_none() {
+        return;
+    }
+    let out = bench(&[
+        "--optimizer",
+        "adamw,sgd-momentum,rmsprop-centered",
+        "--params",
+        "5K,70001",
+        "--steps",
+        "3",
+        "--warmup",
+        "1",
+        "--json",
+        "--verify",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(rows.len(), 3 * 2 * 2, "optimizers × sizes × backends");
+    for r in &rows {
+        for key in [
+            "optimizer",
+            "params",
+            "backend",
+            "adapter",
+            "timing",
+            "ms_per_step",
+            "gb_per_s",
+            "bytes_per_param",
+            "stream_ms",
+            "roofline",
+            "copy_gb_per_s",
+            "host_us_per_step",
+        ] {
+            assert!(r.get(key).is_some(), "{key} missing from {r}");
+        }
+        assert!(r["ms_per_step"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["roofline"].as_f64().unwrap() > 0.0, "{r}");
+        if r["backend"] == "gpu" {
+            let timing = r["timing"].as_str().unwrap();
+            assert!(timing == "gpu-timestamps" || timing == "wall", "{r}");
+            // Same inputs, same steps: only kernel rounding may differ.
+            let err = r["max_abs_err_vs_cpu"].as_f64().unwrap();
+            assert!(err < 1e-4, "{r}");
+        }
+    }
+    let bytes: Vec<u64> = rows
+        .iter()
+        .map(|r| r["bytes_per_param"].as_u64().unwrap())
+        .collect();
+    assert!(bytes.contains(&28) && bytes.contains(&20));
+}
+
+#[test]
+fn bad_sizes_and_names_are_rejected_before_any_work() {
+    for args in [
+        &["--params", "1.5"][..],
+        &["--params", "0"],
+        &["--optimizer", "lion"],
+        &["--params", "2G", "--backend", "gpu"],
+    ] {
+        let out = bench(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("error:"), "{stderr}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("gpu "),
+            "{args:?} ran something"
+        );
+    }
+}

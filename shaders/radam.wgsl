@@ -51,11 +51,13 @@ fn main(
     exp_avg[i] = m;
     exp_avg_sq[i] = v;
     let bias_corrected_exp_avg = m / s.bias_correction1;
+    // One store whichever branch runs: the plain step is m̂ · lr, and the rectified one scales
+    // that same product, so both keep PyTorch's left-to-right order.
+    var update = bias_corrected_exp_avg * s.lr;
     if (s.rectify != 0.0) {
         // PyTorch: bias_correction2 ** 0.5 / (sqrt(v) + eps), evaluated as reciprocal * scalar.
         let adaptive_lr = (1.0 / (sqrt(v) + s.eps)) * s.bias_correction2_sqrt;
-        param[i] = p - bias_corrected_exp_avg * s.lr * adaptive_lr * s.rect;
-    } else {
-        param[i] = p - bias_corrected_exp_avg * s.lr;
+        update = update * adaptive_lr * s.rect;
     }
+    param[i] = p - update;
 }

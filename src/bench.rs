@@ -170,6 +170,10 @@ pub struct BenchResult {
     pub record_us_per_step: Option<f64>,
     /// Heap allocations inside one `GpuOptimizer::step` call, when the caller counts them.
     pub allocs_per_step: Option<f64>,
+    /// Heap allocations wgpu makes for the same calls (a compute pass, one small
+    /// `write_buffer`, one dispatch) without this crate: the part of `allocs_per_step` that is
+    /// wgpu's own.
+    pub wgpu_allocs_per_step: Option<f64>,
     /// With `--verify`: max |GPU - CPU reference| over the parameter after the same steps.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_abs_err_vs_cpu: Option<f64>,
@@ -189,6 +193,9 @@ pub struct BenchOptions<'a> {
     /// Returns the process's allocation count so far, if the binary counts allocations.
     pub alloc_count: Option<&'a dyn Fn() -> u64>,
 }
+
+/// Steps measured for host cost and allocations.
+const ALLOC_SAMPLES: usize = 16;
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -351,9 +358,9 @@ pub fn copy_bandwidth(ctx: &GpuContext, bytes: u64) -> Result<f64> {
     Ok(2.0 * bytes as f64 * copies as f64 / secs / 1e9)
 }
 
-/// The same-bytes streaming kernel for `states` state buffers, bound to fresh buffers of
-/// `params` elements.
-struct Stream {
+/// The same-bytes streaming kernel (`shaders/stream.wgsl`) for a step that keeps `states` state
+/// buffers, bound to buffers of its own.
+pub struct Stream {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     workgroups: (u32, u32),
@@ -365,7 +372,8 @@ const STREAM: Kernel = Kernel {
 };
 
 impl Stream {
-    fn new(ctx: &GpuContext, params: u64, states: u32, init: &[f32]) -> Self {
+    /// Builds the kernel and its buffers: `init` (of `params` elements) copied into each.
+    pub fn new(ctx: &GpuContext, params: u64, states: u32, init: &[f32]) -> Self {
         let device = &ctx.device;
         let module = crate::kernel::create_module(device, &STREAM);
         let entries: Vec<_> = (1..3 + MAX_STATES as u32)
@@ -425,7 +433,8 @@ impl Stream {
         }
     }
 
-    fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+    /// Records one streaming pass (one dispatch) into `pass`.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(self.workgroups.0, self.workgroups.1, 1);
@@ -468,10 +477,31 @@ fn gpu_typed<O: Algorithm>(
     }
     let (mut ms, timing) = opt_timer.finish(ctx)?;
     let (mut stream_ms, _) = stream_timer.finish(ctx)?;
+
+    // What wgpu itself allocates for the calls one step makes (an encoder, a compute pass, one
+    // small `write_buffer`, one dispatch) with none of this crate's code in between.
+    let scratch = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("wgpu-optim bench scratch"),
+        size: 256,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut wgpu_allocs = 0u64;
+    if let Some(count) = opts.alloc_count {
+        for _ in 0..ALLOC_SAMPLES {
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            let before = count();
+            ctx.queue.write_buffer(&scratch, 0, &[0u8; 32]);
+            stream.record(&mut encoder.begin_compute_pass(&Default::default()));
+            wgpu_allocs += count() - before;
+            ctx.queue.submit([encoder.finish()]);
+            wait(ctx)?;
+        }
+    }
     drop(stream);
 
     // Host cost: record and submit, no wait, as a training loop would.
-    let host_steps = opts.steps.min(32);
+    let host_steps = ALLOC_SAMPLES;
     let (mut host_secs, mut record_secs, mut allocs) = (0.0, 0.0, 0u64);
     for _ in 0..host_steps {
         let t0 = Instant::now();
@@ -528,6 +558,9 @@ fn gpu_typed<O: Algorithm>(
         host_us_per_step: Some(host_secs / host_steps as f64 * 1e6),
         record_us_per_step: Some(record_secs / host_steps as f64 * 1e6),
         allocs_per_step: opts.alloc_count.map(|_| allocs as f64 / host_steps as f64),
+        wgpu_allocs_per_step: opts
+            .alloc_count
+            .map(|_| wgpu_allocs as f64 / ALLOC_SAMPLES as f64),
         max_abs_err_vs_cpu,
     })
 }
@@ -559,6 +592,41 @@ fn time_cpu(steps: usize, mut f: impl FnMut()) -> Vec<f64> {
             t0.elapsed().as_secs_f64() * 1e3
         })
         .collect()
+}
+
+/// The CPU streaming loop: one pass adding `g` to the parameter and to each state, with the
+/// state count fixed per arm so each loop is a plain zip the compiler vectorizes.
+fn stream_chunk(p: &mut [f32], g: &[f32], states: &mut [&mut [f32]]) {
+    match states {
+        [] => p.iter_mut().zip(g).for_each(|(p, g)| *p += g),
+        [a] => {
+            for ((p, a), g) in p.iter_mut().zip(a.iter_mut()).zip(g) {
+                *p += g;
+                *a += g;
+            }
+        }
+        [a, b] => {
+            for (((p, a), b), g) in p.iter_mut().zip(a.iter_mut()).zip(b.iter_mut()).zip(g) {
+                *p += g;
+                *a += g;
+                *b += g;
+            }
+        }
+        [a, b, c, ..] => {
+            for ((((p, a), b), c), g) in p
+                .iter_mut()
+                .zip(a.iter_mut())
+                .zip(b.iter_mut())
+                .zip(c.iter_mut())
+                .zip(g)
+            {
+                *p += g;
+                *a += g;
+                *b += g;
+                *c += g;
+            }
+        }
+    }
 }
 
 fn cpu_typed<O: Algorithm>(
@@ -607,22 +675,20 @@ fn cpu_typed<O: Algorithm>(
             for (p, g) in param.chunks_mut(chunk).zip(grad.chunks(chunk)) {
                 let mut mine: Vec<&mut [f32]> =
                     state_chunks.iter_mut().filter_map(Iterator::next).collect();
-                scope.spawn(move || {
-                    for i in 0..p.len() {
-                        let gi = g[i];
-                        p[i] += gi;
-                        for s in mine.iter_mut() {
-                            s[i] += gi;
-                        }
-                    }
-                });
+                scope.spawn(move || stream_chunk(p, g, &mut mine));
             }
         });
     };
     stream();
     let mut stream_ms = time_cpu(opts.steps, &mut stream);
     let mut dst = vec![0.0f32; n];
-    let mut copy_ms = time_cpu(opts.steps.clamp(1, 5), || dst.copy_from_slice(&grad));
+    let mut copy_ms = time_cpu(opts.steps.clamp(1, 5), || {
+        std::thread::scope(|scope| {
+            for (d, s) in dst.chunks_mut(chunk).zip(grad.chunks(chunk)) {
+                scope.spawn(move || d.copy_from_slice(s));
+            }
+        })
+    });
 
     let ms_per_step = median(&mut ms);
     let stream_ms = median(&mut stream_ms);
@@ -642,6 +708,7 @@ fn cpu_typed<O: Algorithm>(
         host_us_per_step: None,
         record_us_per_step: None,
         allocs_per_step: None,
+        wgpu_allocs_per_step: None,
         max_abs_err_vs_cpu: None,
     })
 }

@@ -84,7 +84,10 @@ fn row(r: &BenchResult) -> String {
         r.copy_gb_per_s,
         opt(r.host_us_per_step, 1),
         opt(r.record_us_per_step, 1),
-        opt(r.allocs_per_step, 1),
+        match (r.allocs_per_step, r.wgpu_allocs_per_step) {
+            (Some(a), Some(w)) => format!("{a:.0}/{w:.0}"),
+            _ => "-".to_string(),
+        },
         r.max_abs_err_vs_cpu
             .map_or("-".to_string(), |e| format!("{e:.2e}")),
         r.timing,
@@ -185,8 +188,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         println!(
             "roofline = stream_ms / ms_per_step, the same-bytes streaming kernel timed the same way on the same \
              adapter in this run; copyGB/s counts bytes read + written by a buffer copy (wall clock);\n\
-             host_us = record + submit one step without waiting, record_us = record only, allocs = heap \
-             allocations inside GpuOptimizer::step (all inside wgpu)"
+             host_us = record + submit one step without waiting, record_us = record only; allocs = heap \
+             allocations inside GpuOptimizer::step / those wgpu makes for the same calls without this crate"
         );
     }
     Ok(())

@@ -17,9 +17,6 @@ use crate::scheduler::{GroupId, StepScheduler};
 /// one or several encoders before a submit each still see their own scalars.
 pub const UNIFORM_SLOTS: u64 = 64;
 
-/// Label of the compute pass [`GpuOptimizer::step`] records.
-const PASS_LABEL: &str = "wgpu-optim step";
-
 #[derive(Debug)]
 struct GpuGroup {
     pipeline: usize,
@@ -341,7 +338,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// [`UNIFORM_SLOTS`]), then one dispatch per parameter buffer is recorded.
     pub fn step(&mut self, encoder: &mut wgpu::CommandEncoder) {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(PASS_LABEL),
+            // No label: wgpu copies a label into a new String on every pass.
+            label: None,
             timestamp_writes: None,
         });
         self.record(&mut pass);

@@ -8,6 +8,7 @@ use wgpu_optim::case::{self, Backend, Case};
 use wgpu_optim::{GpuContext, enumerate_adapters, pick_adapter};
 
 mod bench_cli;
+mod schedule_cli;
 
 #[global_allocator]
 static ALLOC: bench_cli::CountingAlloc = bench_cli::CountingAlloc;
@@ -46,6 +47,8 @@ enum Command {
     Info,
     /// Time optimizer steps against a same-bytes streaming kernel (the main job).
     Bench(bench_cli::BenchArgs),
+    /// Print a learning-rate schedule's key points; optionally write a CSV or plot it.
+    Schedule(schedule_cli::ScheduleArgs),
 }
 
 fn replay(
@@ -163,6 +166,7 @@ fn main() -> ExitCode {
         }
         Command::Info => info().map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench_cli::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Schedule(args) => schedule_cli::run(args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e}");

@@ -116,6 +116,16 @@ pub enum Schedule {
         /// Use three phases instead of two.
         three_phase: bool,
     },
+    /// Inverse square root with linear warm-up, the original Transformer schedule (Vaswani et al.,
+    /// 2017), normalized so the peak is the base rate:
+    /// `base · min((epoch + 1) / warmup_steps, √(warmup_steps / (epoch + 1)))`.
+    ///
+    /// Not a `torch.optim.lr_scheduler` class (PyTorch writes it as a `LambdaLR`); this crate's
+    /// extension of the parity format, with the same JSON shape.
+    InverseSqrt {
+        /// Epochs of linear warm-up; the rate peaks at epoch `warmup_steps - 1` (> 0).
+        warmup_steps: u64,
+    },
     /// `SequentialLR`: schedule `i` runs from milestone `i - 1` (epoch 0 for the first), and its
     /// epochs count from that milestone.
     Sequential {
@@ -137,6 +147,7 @@ pub const SCHEDULE_NAMES: &[&str] = &[
     "linear",
     "polynomial",
     "onecycle",
+    "inverse_sqrt",
     "sequential",
 ];
 
@@ -255,6 +266,7 @@ impl Schedule {
                 positive("div_factor", *div_factor)?;
                 positive("final_div_factor", *final_div_factor)
             }
+            Self::InverseSqrt { warmup_steps } => positive_count("warmup_steps", *warmup_steps),
             Self::Sequential {
                 schedules,
                 milestones,
@@ -356,18 +368,22 @@ impl Schedule {
                     &[(warm_end, initial, *max_lr), (total - 1.0, *max_lr, min)]
                 };
                 let step = t.min(total);
-                let mut start_step = 0.0;
-                for (i, &(end_step, from, to)) in phases.iter().enumerate() {
-                    if step <= end_step || i == phases.len() - 1 {
-                        let pct = (step - start_step) / (end_step - start_step);
-                        return match anneal_strategy {
-                            Anneal::Cos => to + (from - to) / 2.0 * ((PI * pct).cos() + 1.0),
-                            Anneal::Linear => (to - from) * pct + from,
-                        };
-                    }
-                    start_step = end_step;
+                // The first phase not yet over, or the last; it starts where the one before ended.
+                let i = phases
+                    .iter()
+                    .position(|&(end_step, _, _)| step <= end_step)
+                    .unwrap_or(phases.len() - 1);
+                let start_step = if i == 0 { 0.0 } else { phases[i - 1].0 };
+                let (end_step, from, to) = phases[i];
+                let pct = (step - start_step) / (end_step - start_step);
+                match anneal_strategy {
+                    Anneal::Cos => to + (from - to) / 2.0 * ((PI * pct).cos() + 1.0),
+                    Anneal::Linear => (to - from) * pct + from,
                 }
-                unreachable!("the last phase always matches")
+            }
+            Self::InverseSqrt { warmup_steps } => {
+                let (s, w) = (t + 1.0, *warmup_steps as f64);
+                base * (s / w).min((w / s).sqrt())
             }
             Self::Sequential {
                 schedules,
@@ -378,6 +394,183 @@ impl Schedule {
                 schedules[i].lr(base, epoch - since)
             }
         }
+    }
+}
+
+/// The LLM-training recipes, built from the schedules above (and so serialized in the same JSON).
+///
+/// Each takes the run length and checks that the phases fit in it. Warm-up is `LinearLR` from
+/// `1 / warmup` of the rate to the full rate over `warmup` steps.
+impl Schedule {
+    fn warmup_phase(warmup: u64) -> Schedule {
+        Schedule::Linear {
+            start_factor: 1.0 / warmup as f64,
+            end_factor: 1.0,
+            total_iters: warmup,
+        }
+    }
+
+    fn check_fits(warmup: u64, total_steps: u64) -> Result<()> {
+        positive_count("total_steps", total_steps)?;
+        if warmup >= total_steps {
+            return Err(Error::InvalidOptions(format!(
+                "warm-up of {warmup} steps does not fit in a run of {total_steps} steps"
+            )));
+        }
+        Ok(())
+    }
+
+    /// `phases` preceded by the warm-up (when `warmup > 0`); `milestones` are where each phase
+    /// starts, the first being `warmup`.
+    fn with_warmup(
+        warmup: u64,
+        mut phases: Vec<Schedule>,
+        mut milestones: Vec<u64>,
+    ) -> Result<Schedule> {
+        if warmup > 0 {
+            phases.insert(0, Self::warmup_phase(warmup));
+        } else {
+            milestones.remove(0);
+        }
+        let schedule = if phases.len() == 1 {
+            phases.remove(0)
+        } else {
+            Schedule::Sequential {
+                schedules: phases,
+                milestones,
+            }
+        };
+        schedule.validate()?;
+        Ok(schedule)
+    }
+
+    /// Linear warm-up for `warmup` steps, then cosine decay from `peak_lr` to `floor · peak_lr`
+    /// at step `total_steps` (`sequential` of `linear` and `cosine`). Every group's rate
+    /// follows its own base rate; the floor is absolute, as `eta_min` is in PyTorch.
+    pub fn warmup_cosine(
+        peak_lr: f64,
+        warmup: u64,
+        total_steps: u64,
+        floor: f64,
+    ) -> Result<Schedule> {
+        Self::check_fits(warmup, total_steps)?;
+        positive("peak_lr", peak_lr)?;
+        in_range("floor", floor, 0.0, 1.0, "must be in [0, 1]")?;
+        Self::with_warmup(
+            warmup,
+            vec![Schedule::Cosine {
+                t_max: total_steps - warmup,
+                eta_min: floor * peak_lr,
+            }],
+            vec![warmup],
+        )
+    }
+
+    /// Warmup-stable-decay: linear warm-up for `warmup` steps, the full rate until `decay`
+    /// steps before `total_steps`, then a linear decay to `floor` of it
+    /// (`sequential` of `linear`, `constant` and `linear`).
+    pub fn warmup_stable_decay(
+        warmup: u64,
+        decay: u64,
+        total_steps: u64,
+        floor: f64,
+    ) -> Result<Schedule> {
+        Self::check_fits(warmup, total_steps)?;
+        in_range("floor", floor, 0.0, 1.0, "must be in [0, 1]")?;
+        positive_count("decay", decay)?;
+        if warmup + decay > total_steps {
+            return Err(Error::InvalidOptions(format!(
+                "warm-up of {warmup} and decay of {decay} steps do not fit in a run of {total_steps} steps"
+            )));
+        }
+        let stable = total_steps - warmup - decay;
+        let decay_phase = Schedule::Linear {
+            start_factor: 1.0,
+            end_factor: floor,
+            total_iters: decay,
+        };
+        let (phases, milestones) = if stable == 0 {
+            (vec![decay_phase], vec![warmup])
+        } else {
+            let hold = Schedule::Constant {
+                factor: 1.0,
+                total_iters: stable,
+            };
+            (vec![hold, decay_phase], vec![warmup, warmup + stable])
+        };
+        Self::with_warmup(warmup, phases, milestones)
+    }
+
+    /// Linear warm-up for `warmup` steps, then the full rate (a `linear` schedule, which holds
+    /// its end factor).
+    pub fn warmup_constant(warmup: u64) -> Result<Schedule> {
+        positive_count("warmup", warmup)?;
+        Ok(Self::warmup_phase(warmup))
+    }
+
+    /// Inverse square root with `warmup` steps of linear warm-up (see [`Schedule::InverseSqrt`]).
+    pub fn inverse_sqrt(warmup: u64) -> Result<Schedule> {
+        let s = Schedule::InverseSqrt {
+            warmup_steps: warmup,
+        };
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Epochs where the schedule changes course (milestones, restarts, ends of phases), sorted,
+    /// up to `limit`.
+    pub fn key_epochs(&self, limit: u64) -> Vec<u64> {
+        let mut out = match self {
+            Self::Constant { total_iters, .. }
+            | Self::Linear { total_iters, .. }
+            | Self::Polynomial { total_iters, .. } => vec![*total_iters],
+            Self::Step { step_size, .. } => (1..=8).map(|k| k * step_size).collect(),
+            Self::MultiStep { milestones, .. } => milestones.clone(),
+            Self::Exponential { .. } => vec![],
+            Self::Cosine { t_max, .. } => vec![*t_max],
+            Self::CosineWarmRestarts { t_0, t_mult, .. } => {
+                let (mut start, mut len, mut v) = (0u64, *t_0, Vec::new());
+                while start.saturating_add(len) < limit && v.len() < 16 {
+                    start += len;
+                    len = len.saturating_mul(*t_mult);
+                    v.push(start);
+                }
+                v
+            }
+            Self::OneCycle {
+                total_steps,
+                pct_start,
+                three_phase,
+                ..
+            } => {
+                let peak = (pct_start * *total_steps as f64 - 1.0).max(0.0) as u64;
+                let mut v = vec![peak, total_steps.saturating_sub(1)];
+                if *three_phase {
+                    v.push((2.0 * pct_start * *total_steps as f64 - 2.0).max(0.0) as u64);
+                }
+                v
+            }
+            Self::InverseSqrt { warmup_steps } => vec![warmup_steps - 1],
+            Self::Sequential {
+                schedules,
+                milestones,
+            } => {
+                let mut v = milestones.clone();
+                for (i, s) in schedules.iter().enumerate() {
+                    let start = if i == 0 { 0 } else { milestones[i - 1] };
+                    v.extend(
+                        s.key_epochs(limit.saturating_sub(start))
+                            .iter()
+                            .map(|e| e + start),
+                    );
+                }
+                v
+            }
+        };
+        out.retain(|&e| e < limit);
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 }
 

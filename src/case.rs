@@ -8,6 +8,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::checkpoint::Checkpoint;
 use crate::context::GpuContext;
 use crate::cpu_optimizer::CpuOptimizer;
 use crate::error::{Error, Result};
@@ -75,30 +76,54 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-fn f32_tensor(path: &Path, st: &SafeTensors<'_>, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+/// Tensor `name` as f32 values, checked to be F32 of `shape`; the reason if it is not.
+pub(crate) fn read_f32(
+    st: &SafeTensors<'_>,
+    name: &str,
+    shape: &[usize],
+) -> Result<Vec<f32>, String> {
     let view = st
         .tensor(name)
-        .map_err(|_| bad(path, format!("missing tensor {name:?}")))?;
+        .map_err(|_| format!("missing tensor {name:?}"))?;
     if view.dtype() != Dtype::F32 {
-        return Err(bad(
-            path,
-            format!("tensor {name:?} is {:?}, expected F32", view.dtype()),
+        return Err(format!(
+            "tensor {name:?} is {:?}, expected F32",
+            view.dtype()
         ));
     }
     if view.shape() != shape {
-        return Err(bad(
-            path,
-            format!(
-                "tensor {name:?} has shape {:?}, expected {shape:?}",
-                view.shape()
-            ),
+        return Err(format!(
+            "tensor {name:?} has shape {:?}, expected {shape:?}",
+            view.shape()
         ));
     }
-    Ok(view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
+    Ok(bytemuck::pod_collect_to_vec(view.data()))
+}
+
+fn f32_tensor(path: &Path, st: &SafeTensors<'_>, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    read_f32(st, name, shape).map_err(|reason| bad(path, reason))
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it and a rename, so `path` is
+/// either complete or untouched.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        std::io::Write::write_all(&mut f, bytes)?;
+        f.sync_all()
+    });
+    written
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            std::fs::remove_file(&tmp).ok();
+            io(e)
+        })
 }
 
 fn json_meta(path: &Path, meta: &HashMap<String, String>, key: &str) -> Result<Option<Value>> {
@@ -369,6 +394,8 @@ trait Runner<O: Algorithm> {
     fn lr_next(&self) -> f64;
     fn step(&mut self, grads: &[&[f32]]) -> Result<()>;
     fn params(&self) -> Result<Vec<Vec<f32>>>;
+    fn save_checkpoint(&self, path: &Path) -> Result<()>;
+    fn restore(&mut self, checkpoint: &Checkpoint) -> Result<()>;
 }
 
 struct CpuRunner<O: Algorithm> {
@@ -398,6 +425,12 @@ impl<O: Algorithm> Runner<O> for CpuRunner<O> {
     }
     fn params(&self) -> Result<Vec<Vec<f32>>> {
         Ok(self.params.clone())
+    }
+    fn save_checkpoint(&self, path: &Path) -> Result<()> {
+        self.opt.save_checkpoint(path)
+    }
+    fn restore(&mut self, checkpoint: &Checkpoint) -> Result<()> {
+        self.opt.restore(checkpoint)
     }
 }
 
@@ -439,33 +472,98 @@ impl<O: Algorithm> Runner<O> for GpuRunner<'_, O> {
     fn params(&self) -> Result<Vec<Vec<f32>>> {
         self.params.iter().map(|b| self.ctx.read(b)).collect()
     }
+    fn save_checkpoint(&self, path: &Path) -> Result<()> {
+        self.opt.save_checkpoint(path)
+    }
+    fn restore(&mut self, checkpoint: &Checkpoint) -> Result<()> {
+        self.opt.restore(checkpoint)
+    }
 }
 
-fn run_with<O: Algorithm>(
+/// A fresh optimizer on `backend` with `groups` and each parameter registered, in order, in its
+/// group `group_of[i]` with value `values[i]`.
+fn build<'c, O: Algorithm>(
+    backend: Backend,
+    ctx: Option<&'c GpuContext>,
+    groups: &[O],
+    group_of: &[usize],
+    values: &[Vec<f32>],
+) -> Result<Box<dyn Runner<O> + 'c>> {
+    let mut runner: Box<dyn Runner<O> + 'c> = match (backend, ctx) {
+        (Backend::Cpu, _) => Box::new(CpuRunner {
+            opt: CpuOptimizer::new(groups[0].clone())?,
+            params: Vec::new(),
+        }),
+        (Backend::Gpu, Some(ctx)) => Box::new(GpuRunner {
+            ctx,
+            opt: GpuOptimizer::new(&ctx.device, &ctx.queue, groups[0].clone())?,
+            params: Vec::new(),
+            grads: Vec::new(),
+        }),
+        (Backend::Gpu, None) => return Err(Error::NoAdapter(" (no GPU context given)".into())),
+    };
+    let mut ids = vec![GroupId(0)];
+    for config in &groups[1..] {
+        ids.push(runner.add_group(config.clone())?);
+    }
+    for (&g, v) in group_of.iter().zip(values) {
+        let id = *ids
+            .get(g)
+            .ok_or_else(|| Error::CheckpointMismatch(format!("no parameter group {g}")))?;
+        runner.register(id, v)?;
+    }
+    Ok(runner)
+}
+
+/// A file name in the temporary directory for this process's resume checkpoint.
+fn resume_path() -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    std::env::temp_dir().join(format!(
+        "wgpu-optim-resume-{}-{nanos}.safetensors",
+        std::process::id()
+    ))
+}
+
+fn replay_as<O: Algorithm>(
     case: &Case,
-    groups: Vec<(O, Vec<usize>)>,
-    runner: &mut dyn Runner<O>,
+    backend: Backend,
+    ctx: Option<&GpuContext>,
+    resume_at: Option<usize>,
 ) -> Result<Trajectory> {
-    // Register parameters in case order; each goes to the group that lists it.
-    let mut group_of = vec![GroupId(0); case.params.len()];
-    for (g, (config, members)) in groups.into_iter().enumerate() {
-        let id = if g == 0 {
-            GroupId(0)
-        } else {
-            runner.add_group(config)?
-        };
-        for m in members {
-            group_of[m] = id;
+    let listed = groups::<O>(case)?;
+    let mut group_of = vec![0; case.params.len()];
+    for (g, (_, members)) in listed.iter().enumerate() {
+        for &m in members {
+            group_of[m] = g;
         }
     }
-    for (p, &g) in case.params.iter().zip(&group_of) {
-        runner.register(g, &p.init)?;
-    }
+    let configs: Vec<O> = listed.into_iter().map(|(c, _)| c).collect();
+    let inits: Vec<Vec<f32>> = case.params.iter().map(|p| p.init.clone()).collect();
     let schedule = case
         .schedule
         .as_ref()
         .map(Schedule::from_json)
         .transpose()?;
+    if let Some(k) = resume_at
+        && (k == 0 || k >= case.steps)
+    {
+        return Err(Error::InvalidOptions(format!(
+            "--resume-at must be between 1 and {} for this {}-step case, got {k}",
+            case.steps - 1,
+            case.steps
+        )));
+    }
+    let owned;
+    let ctx = match (backend, ctx) {
+        (Backend::Gpu, None) => {
+            owned = GpuContext::new()?;
+            Some(&owned)
+        }
+        (_, ctx) => ctx,
+    };
+    let mut runner = build(backend, ctx, &configs, &group_of, &inits)?;
     runner.set_schedule(schedule)?;
     let mut results: Vec<Vec<f32>> = case
         .params
@@ -474,6 +572,21 @@ fn run_with<O: Algorithm>(
         .collect();
     let mut lr = Vec::with_capacity(case.steps);
     for t in 0..case.steps {
+        if resume_at == Some(t) {
+            // Save, drop the optimizer, and continue with one built from the file alone (and the
+            // parameters' current values, which are the caller's, not the optimizer's).
+            let path = resume_path();
+            runner.save_checkpoint(&path)?;
+            let values = runner.params()?;
+            drop(runner);
+            let loaded = Checkpoint::load(&path);
+            std::fs::remove_file(&path).ok();
+            let checkpoint = loaded?;
+            let configs = checkpoint.configs::<O>()?;
+            let group_of: Vec<usize> = checkpoint.params.iter().map(|p| p.group).collect();
+            runner = build(backend, ctx, &configs, &group_of, &values)?;
+            runner.restore(&checkpoint)?;
+        }
         lr.push(runner.lr_next() as f32);
         let grads: Vec<&[f32]> = case.params.iter().map(|p| p.row(&p.grads, t)).collect();
         runner.step(&grads)?;
@@ -484,52 +597,28 @@ fn run_with<O: Algorithm>(
     Ok(Trajectory { results, lr })
 }
 
-fn replay_as<O: Algorithm + DeserializeOwned>(
-    case: &Case,
-    backend: Backend,
-    ctx: Option<&GpuContext>,
-) -> Result<Trajectory> {
-    let groups = groups::<O>(case)?;
-    let first = groups[0].0.clone();
-    match backend {
-        Backend::Cpu => {
-            let mut runner = CpuRunner {
-                opt: CpuOptimizer::new(first)?,
-                params: Vec::new(),
-            };
-            run_with(case, groups, &mut runner)
-        }
-        Backend::Gpu => {
-            let owned;
-            let ctx = match ctx {
-                Some(c) => c,
-                None => {
-                    owned = GpuContext::new()?;
-                    &owned
-                }
-            };
-            let mut runner = GpuRunner {
-                ctx,
-                opt: GpuOptimizer::new(&ctx.device, &ctx.queue, first)?,
-                params: Vec::new(),
-                grads: Vec::new(),
-            };
-            run_with(case, groups, &mut runner)
-        }
-    }
-}
-
 /// Replays `case` through the public API on `backend`. On the GPU, uses `ctx` or, without one,
 /// opens a [`GpuContext`].
 pub fn replay(case: &Case, backend: Backend, ctx: Option<&GpuContext>) -> Result<Trajectory> {
+    replay_resuming(case, backend, ctx, None)
+}
+
+/// As [`replay`], but after `resume_at` steps (when given) saves a checkpoint to a temporary
+/// file, builds a new optimizer from that file alone, and continues with it to the end.
+pub fn replay_resuming(
+    case: &Case,
+    backend: Backend,
+    ctx: Option<&GpuContext>,
+    resume_at: Option<usize>,
+) -> Result<Trajectory> {
     let name = case.optimizer_name();
     match name {
-        "sgd" => replay_as::<Sgd>(case, backend, ctx),
-        "adam" => replay_as::<Adam>(case, backend, ctx),
-        "adamw" => replay_as::<AdamW>(case, backend, ctx),
-        "rmsprop" => replay_as::<RmsProp>(case, backend, ctx),
-        "adagrad" => replay_as::<Adagrad>(case, backend, ctx),
-        "radam" => replay_as::<RAdam>(case, backend, ctx),
+        "sgd" => replay_as::<Sgd>(case, backend, ctx, resume_at),
+        "adam" => replay_as::<Adam>(case, backend, ctx, resume_at),
+        "adamw" => replay_as::<AdamW>(case, backend, ctx, resume_at),
+        "rmsprop" => replay_as::<RmsProp>(case, backend, ctx, resume_at),
+        "adagrad" => replay_as::<Adagrad>(case, backend, ctx, resume_at),
+        "radam" => replay_as::<RAdam>(case, backend, ctx, resume_at),
         n if PLANNED.contains(&n) => Err(Error::NotImplemented {
             kind: "optimizer",
             name: n.to_string(),
@@ -570,18 +659,10 @@ pub fn write_trajectory(case: &Case, ours: &Trajectory, out: &Path) -> Result<()
     )
     .map_err(|e| io(std::io::Error::other(e.to_string())))?;
     views.push(("lr".to_string(), lr));
-    let meta = HashMap::from([
-        ("format".to_string(), "optim-result/1".to_string()),
-        ("case".to_string(), case.path.display().to_string()),
-    ]);
+    // One metadata key: safetensors writes metadata in hash order, and the same trajectory must
+    // give the same bytes.
+    let meta = HashMap::from([("format".to_string(), "optim-result/1".to_string())]);
     let bytes = safetensors::tensor::serialize(views, Some(meta))
         .map_err(|e| io(std::io::Error::other(e.to_string())))?;
-    let mut tmp = out.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, out).map_err(|e| {
-        std::fs::remove_file(&tmp).ok();
-        io(e)
-    })
+    write_atomically(out, &bytes)
 }

@@ -1,5 +1,6 @@
 //! [`CpuOptimizer`]: the CPU reference behind the same API as the GPU optimizer.
 
+use crate::checkpoint::{Checkpoint, SavedParam};
 use crate::error::{Error, Result};
 use crate::optim::{Algorithm, MAX_STATES, States};
 use crate::schedule::Schedule;
@@ -169,6 +170,58 @@ impl<O: Algorithm> CpuOptimizer<O> {
             );
         }
         Ok(())
+    }
+
+    /// All optimizer state: step, groups, schedule, and every parameter's state buffers.
+    pub fn checkpoint(&self) -> Result<Checkpoint> {
+        let params = self
+            .params
+            .iter()
+            .zip(&self.lens)
+            .map(|(p, &len)| SavedParam {
+                group: p.group,
+                len,
+                states: (0..O::STATE_NAMES.len())
+                    .filter(|&s| !p.states[s].is_empty())
+                    .map(|s| (O::STATE_NAMES[s].to_string(), p.states[s].clone()))
+                    .collect(),
+            })
+            .collect();
+        Checkpoint::capture(&self.scheduler, params)
+    }
+
+    /// Saves [`CpuOptimizer::checkpoint`] to `path` (through a temporary file and a rename).
+    pub fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
+        self.checkpoint()?.save(path)
+    }
+
+    /// Restores a checkpoint taken from an optimizer with the same groups (and option flags) and
+    /// the same parameters registered in the same order, on either backend. Everything is
+    /// checked first: on error the optimizer is exactly as it was.
+    pub fn restore(&mut self, checkpoint: &Checkpoint) -> Result<()> {
+        let registered: Vec<(usize, usize)> = self
+            .params
+            .iter()
+            .zip(&self.lens)
+            .map(|(p, &l)| (p.group, l))
+            .collect();
+        let checkpoint = checkpoint.clone().in_binding_order::<O>();
+        let groups = checkpoint.check_fits(self.scheduler.groups(), &registered)?;
+        for (p, saved) in self.params.iter_mut().zip(checkpoint.params) {
+            for (name, data) in saved.states {
+                if let Some(slot) = O::STATE_NAMES.iter().position(|&n| n == name) {
+                    p.states[slot] = data;
+                }
+            }
+        }
+        self.scheduler
+            .restore(groups, checkpoint.schedule, checkpoint.step);
+        Ok(())
+    }
+
+    /// Reads a checkpoint file and [`CpuOptimizer::restore`]s it.
+    pub fn load_checkpoint(&mut self, path: &std::path::Path) -> Result<()> {
+        self.restore(&Checkpoint::load(path)?)
     }
 
     /// State `name` (PyTorch's key, e.g. `exp_avg`) of parameter `param`, if these options keep it.

@@ -102,6 +102,18 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A checkpoint file that is not a readable `wgpu-optim-checkpoint/1` file.
+    #[error("bad checkpoint {path}: {reason}")]
+    BadCheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A valid checkpoint that does not fit this optimizer (another optimizer, other groups,
+    /// options, parameters or shapes).
+    #[error("checkpoint does not fit this optimizer: {0}")]
+    CheckpointMismatch(String),
     /// An optimizer or schedule name this crate does not know at all.
     #[error("unknown {kind} {name:?}")]
     Unknown {

@@ -2,6 +2,7 @@
 
 use std::num::NonZeroU64;
 
+use crate::checkpoint::{Checkpoint, SavedParam};
 use crate::context::read_buffer;
 use crate::cpu_optimizer::ParamId;
 use crate::error::{Error, Result};
@@ -26,6 +27,7 @@ struct GpuGroup {
 #[derive(Debug)]
 struct GpuParam {
     group: usize,
+    len: usize,
     param: wgpu::Buffer,
     states: [Option<wgpu::Buffer>; MAX_STATES],
     bind_group: wgpu::BindGroup,
@@ -323,6 +325,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
         let max_per_dim = self.device.limits().max_compute_workgroups_per_dimension;
         self.params.push(GpuParam {
             group: group.0,
+            len: len as usize,
             param: param.clone(),
             states,
             bind_group,
@@ -376,6 +379,62 @@ impl<O: Algorithm> GpuOptimizer<O> {
     pub fn state_buffer(&self, param: ParamId, name: &str) -> Option<&wgpu::Buffer> {
         let slot = O::STATE_NAMES.iter().position(|&n| n == name)?;
         self.params.get(param.0)?.states[slot].as_ref()
+    }
+
+    /// All optimizer state: step, groups, schedule, and every parameter's state buffers (read
+    /// back from the GPU, waiting for it; not for the hot path).
+    pub fn checkpoint(&self) -> Result<Checkpoint> {
+        let mut params = Vec::with_capacity(self.params.len());
+        for p in &self.params {
+            let mut states = Vec::new();
+            for (slot, buffer) in p.states.iter().enumerate() {
+                if let Some(b) = buffer {
+                    states.push((
+                        O::STATE_NAMES[slot].to_string(),
+                        read_buffer(&self.device, &self.queue, b)?,
+                    ));
+                }
+            }
+            params.push(SavedParam {
+                group: p.group,
+                len: p.len,
+                states,
+            });
+        }
+        Checkpoint::capture(&self.scheduler, params)
+    }
+
+    /// Saves [`GpuOptimizer::checkpoint`] to `path` (through a temporary file and a rename).
+    pub fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
+        self.checkpoint()?.save(path)
+    }
+
+    /// Restores a checkpoint taken from an optimizer with the same groups (and option flags) and
+    /// the same parameters registered in the same order, on either backend. Everything is
+    /// checked first: on error the optimizer is exactly as it was. The state is written with
+    /// `queue.write_buffer`, so it lands at the next submit, before the next step runs.
+    pub fn restore(&mut self, checkpoint: &Checkpoint) -> Result<()> {
+        let registered: Vec<(usize, usize)> =
+            self.params.iter().map(|p| (p.group, p.len)).collect();
+        let checkpoint = checkpoint.clone().in_binding_order::<O>();
+        let groups = checkpoint.check_fits(self.scheduler.groups(), &registered)?;
+        for (p, saved) in self.params.iter().zip(&checkpoint.params) {
+            for (name, data) in &saved.states {
+                let slot = O::STATE_NAMES.iter().position(|n| n == name);
+                if let Some(buffer) = slot.and_then(|s| p.states[s].as_ref()) {
+                    self.queue
+                        .write_buffer(buffer, 0, bytemuck::cast_slice(data));
+                }
+            }
+        }
+        self.scheduler
+            .restore(groups, checkpoint.schedule, checkpoint.step);
+        Ok(())
+    }
+
+    /// Reads a checkpoint file and [`GpuOptimizer::restore`]s it.
+    pub fn load_checkpoint(&mut self, path: &std::path::Path) -> Result<()> {
+        self.restore(&Checkpoint::load(path)?)
     }
 
     /// Reads state `name` of `param` back to the host (waits for the GPU; not for the hot path).

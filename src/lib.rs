@@ -15,7 +15,7 @@
 //! - [`GpuContext`]: an adapter, device and f32 upload/readback for callers without a stack.
 //!
 //! Not provided (yet): LAMB, LARS and Lion; gradient clipping and loss scaling; parameter buffers
-//! larger than one storage binding; checkpoints. Gradients are f32 and dense.
+//! larger than one storage binding. Gradients are f32 and dense.
 //!
 //! Where this crate differs from PyTorch: the step count is the optimizer's, not each
 //! parameter's, so a parameter registered after training began starts at the optimizer's step.
@@ -24,6 +24,7 @@
 
 pub mod bench;
 pub mod case;
+pub mod checkpoint;
 mod context;
 pub mod cpu;
 mod cpu_optimizer;
@@ -34,6 +35,7 @@ pub mod optim;
 pub mod schedule;
 mod scheduler;
 
+pub use checkpoint::Checkpoint;
 pub use context::{GpuContext, enumerate_adapters, pick_adapter, read_buffer, read_bytes};
 pub use cpu_optimizer::{CpuOptimizer, ParamId};
 pub use error::{Error, Result};

@@ -42,6 +42,9 @@ enum Command {
         /// Write what was computed (result.NAME, lr) to this safetensors file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// After K steps, save a checkpoint, build a new optimizer from it alone, and continue.
+        #[arg(long, value_name = "K")]
+        resume_at: Option<usize>,
     },
     /// List the adapters found, the one used, and the limits that matter here.
     Info,
@@ -55,6 +58,7 @@ fn replay(
     path: &std::path::Path,
     backend: BackendArg,
     out: Option<&std::path::Path>,
+    resume_at: Option<usize>,
 ) -> Result<bool, wgpu_optim::Error> {
     let case = Case::load(path)?;
     let backend = match backend {
@@ -65,7 +69,7 @@ fn replay(
         Backend::Gpu => Some(GpuContext::new()?),
         Backend::Cpu => None,
     };
-    let ours = case::replay(&case, backend, ctx.as_ref())?;
+    let ours = case::replay_resuming(&case, backend, ctx.as_ref(), resume_at)?;
     let report = case::compare(&case, &ours);
     let on = match &ctx {
         Some(c) => {
@@ -74,8 +78,11 @@ fn replay(
         }
         None => "cpu reference".to_string(),
     };
+    let resumed = resume_at.map_or(String::new(), |k| {
+        format!(", resumed from a checkpoint after step {k}")
+    });
     println!(
-        "{} — {} for {} steps on {on}",
+        "{} — {} for {} steps on {on}{resumed}",
         path.display(),
         case.optimizer_name(),
         case.steps
@@ -155,15 +162,18 @@ fn info() -> Result<(), wgpu_optim::Error> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Replay { case, backend, out } => {
-            replay(case, *backend, out.as_deref()).map(|ok| {
-                if ok {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                }
-            })
-        }
+        Command::Replay {
+            case,
+            backend,
+            out,
+            resume_at,
+        } => replay(case, *backend, out.as_deref(), *resume_at).map(|ok| {
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }),
         Command::Info => info().map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench_cli::run(args).map(|()| ExitCode::SUCCESS),
         Command::Schedule(args) => schedule_cli::run(args).map(|()| ExitCode::SUCCESS),

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
+use wgpu_optim::case::write_atomically;
 use wgpu_optim::{Error, Result, Schedule};
 
 /// Options of `wgpu-optim schedule`.
@@ -54,21 +55,6 @@ fn parse_spec(args: &ScheduleArgs) -> Result<Schedule> {
             })?
             .parse(),
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        std::fs::remove_file(&tmp).ok();
-        io(e)
-    })
 }
 
 /// Fonts tried, in order, for the chart's text (plotters draws text itself).

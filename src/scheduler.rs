@@ -96,6 +96,14 @@ impl<O: Algorithm> StepScheduler<O> {
         self.groups[group].scalars(self.lr(group, step), step)
     }
 
+    /// Replaces the groups' hyperparameters, the schedule and the step count (checkpoint loading;
+    /// the caller has checked that the groups match).
+    pub(crate) fn restore(&mut self, groups: Vec<O>, schedule: Option<Schedule>, step: u64) {
+        self.groups = groups;
+        self.schedule = schedule;
+        self.step = step;
+    }
+
     /// Counts one more step and returns its number (1-based).
     pub fn advance(&mut self) -> u64 {
         self.step += 1;

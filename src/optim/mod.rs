@@ -30,7 +30,9 @@ pub type States<'a> = [&'a mut [f32]; MAX_STATES];
 /// What the CPU reference, the GPU optimizer and the replay harness need from an optimizer.
 ///
 /// Implemented by [`Sgd`], [`Adam`], [`AdamW`], [`RmsProp`], [`Adagrad`] and [`RAdam`].
-pub trait Algorithm: Clone + std::fmt::Debug + Send + Sync + 'static {
+pub trait Algorithm:
+    Clone + std::fmt::Debug + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static
+{
     /// The name used in parity cases and on the command line (`adamw`).
     const NAME: &'static str;
     /// The fused kernel that applies one step.

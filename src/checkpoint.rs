@@ -1,0 +1,373 @@
+//! Checkpoints: all of an optimizer's state in one safetensors file, to resume exactly.
+//!
+//! Layout (`wgpu-optim-checkpoint/1`):
+//!
+//! | tensor | dtype, shape | meaning |
+//! | --- | --- | --- |
+//! | `state.I.NAME` | F32 `[len]` | state `NAME` (PyTorch's key: `exp_avg`, `momentum_buffer`, ...) of the `I`-th registered parameter |
+//! | `state.I.step` | I64 `[1]` | the step count, per parameter as PyTorch keeps it (an integer here, not a float) |
+//!
+//! Metadata: `format`, `optimizer` (its name), `step`, `checksum` (FNV-1a 64 over every
+//! tensor's name and bytes, in name order, so corrupted data is caught, not resumed from), `param_groups` (a JSON list of each
+//! group's hyperparameters under PyTorch's names, with `params`: the indices of its parameters),
+//! `schedule` (JSON, when one is set) and `lengths` (a JSON list of each parameter's length).
+//!
+//! Saving writes a temporary file and renames it into place. Loading checks everything (format
+//! version, optimizer, groups, options, shapes) before changing anything, so a failed load leaves
+//! the optimizer exactly as it was.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value;
+
+use crate::case::{read_f32, write_atomically};
+use crate::error::{Error, Result};
+use crate::optim::Algorithm;
+use crate::schedule::Schedule;
+use crate::scheduler::StepScheduler;
+
+/// The `format` metadata value written and accepted.
+pub const CHECKPOINT_FORMAT: &str = "wgpu-optim-checkpoint/1";
+
+/// One parameter's saved state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedParam {
+    /// Index of its parameter group.
+    pub group: usize,
+    /// Its length.
+    pub len: usize,
+    /// Its state buffers, by PyTorch's key, in binding order.
+    pub states: Vec<(String, Vec<f32>)>,
+}
+
+/// An optimizer's complete state, as read from or written to a checkpoint file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// The optimizer's name ([`Algorithm::NAME`]).
+    pub optimizer: String,
+    /// Steps taken.
+    pub step: u64,
+    /// Each parameter group's hyperparameters, as JSON under PyTorch's names.
+    pub groups: Vec<Value>,
+    /// The learning-rate schedule, if one was set.
+    pub schedule: Option<Schedule>,
+    /// Each registered parameter's state, in registration order.
+    pub params: Vec<SavedParam>,
+}
+
+/// FNV-1a (64-bit) over each tensor's name and bytes, tensors in name order.
+fn checksum<'a>(tensors: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
+    let mut sorted: Vec<_> = tensors.into_iter().collect();
+    sorted.sort_unstable_by_key(|t| t.0);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (name, data) in sorted {
+        for &b in name.as_bytes().iter().chain([0u8].iter()).chain(data) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+fn bad(path: &Path, reason: impl Into<String>) -> Error {
+    Error::BadCheckpoint {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn mismatch(reason: impl Into<String>) -> Error {
+    Error::CheckpointMismatch(reason.into())
+}
+
+impl Checkpoint {
+    /// Captures `scheduler`'s groups, schedule and step with each parameter's group and states.
+    pub(crate) fn capture<O: Algorithm>(
+        scheduler: &StepScheduler<O>,
+        params: Vec<SavedParam>,
+    ) -> Result<Self> {
+        let groups = scheduler
+            .groups()
+            .iter()
+            .map(|g| {
+                serde_json::to_value(g)
+                    .map_err(|e| mismatch(format!("cannot serialize {g:?}: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            optimizer: O::NAME.to_string(),
+            step: scheduler.steps_taken(),
+            groups,
+            schedule: scheduler.schedule().cloned(),
+            params,
+        })
+    }
+
+    /// The groups' hyperparameters as `O`, if this checkpoint is for `O`.
+    pub fn configs<O: Algorithm>(&self) -> Result<Vec<O>> {
+        if self.optimizer != O::NAME {
+            return Err(mismatch(format!(
+                "checkpoint is for {}, not {}",
+                self.optimizer,
+                O::NAME
+            )));
+        }
+        self.groups
+            .iter()
+            .map(|g| {
+                let c: O = serde_json::from_value(g.clone())
+                    .map_err(|e| mismatch(format!("group hyperparameters {g}: {e}")))?;
+                c.validate()?;
+                Ok(c)
+            })
+            .collect()
+    }
+
+    /// Checks that this checkpoint fits an optimizer of type `O` whose groups are `current` and
+    /// whose parameters are `(group, len)` in registration order: same optimizer, same groups
+    /// with the same option flags, same parameters, same states. Returns the saved groups.
+    pub(crate) fn check_fits<O: Algorithm>(
+        &self,
+        current: &[O],
+        params: &[(usize, usize)],
+    ) -> Result<Vec<O>> {
+        let saved = self.configs::<O>()?;
+        if saved.len() != current.len() {
+            return Err(mismatch(format!(
+                "checkpoint has {} parameter groups, the optimizer has {}",
+                saved.len(),
+                current.len()
+            )));
+        }
+        for (i, (s, c)) in saved.iter().zip(current).enumerate() {
+            if s.flags() != c.flags() {
+                return Err(mismatch(format!(
+                    "group {i} was saved with options {:?}, the optimizer has {:?}",
+                    s.flags(),
+                    c.flags()
+                )));
+            }
+        }
+        if self.params.len() != params.len() {
+            return Err(mismatch(format!(
+                "checkpoint has {} parameters, the optimizer has {} registered",
+                self.params.len(),
+                params.len()
+            )));
+        }
+        for (i, (p, &(group, len))) in self.params.iter().zip(params).enumerate() {
+            if (p.group, p.len) != (group, len) {
+                return Err(mismatch(format!(
+                    "parameter {i} was saved in group {} with {} elements, it is in group {group} with {len}",
+                    p.group, p.len
+                )));
+            }
+            let want: Vec<&str> = (0..O::STATE_NAMES.len())
+                .filter(|&s| saved[group].uses_state(s))
+                .map(|s| O::STATE_NAMES[s])
+                .collect();
+            let have: Vec<&str> = p.states.iter().map(|(n, _)| n.as_str()).collect();
+            if want != have {
+                return Err(mismatch(format!(
+                    "parameter {i} has states {have:?}, expected {want:?}"
+                )));
+            }
+        }
+        Ok(saved)
+    }
+
+    /// Writes the checkpoint to `path` (through a temporary file and a rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut groups = Vec::new();
+        for (g, config) in self.groups.iter().enumerate() {
+            let mut obj = config.clone();
+            let members: Vec<usize> = (0..self.params.len())
+                .filter(|&i| self.params[i].group == g)
+                .collect();
+            if let Value::Object(map) = &mut obj {
+                map.insert("params".into(), members.into());
+            }
+            groups.push(obj);
+        }
+        let lengths: Vec<usize> = self.params.iter().map(|p| p.len).collect();
+        let mut meta = HashMap::from([
+            ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
+            ("optimizer".to_string(), self.optimizer.clone()),
+            ("step".to_string(), self.step.to_string()),
+            ("param_groups".to_string(), Value::Array(groups).to_string()),
+            ("lengths".to_string(), Value::from(lengths).to_string()),
+        ]);
+        if let Some(s) = &self.schedule {
+            let v = serde_json::to_value(s).map_err(|e| mismatch(e.to_string()))?;
+            meta.insert("schedule".into(), v.to_string());
+        }
+        let step_bytes = (self.step as i64).to_le_bytes();
+        let mut views = Vec::new();
+        let io = |e: safetensors::SafeTensorError| Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        };
+        for (i, p) in self.params.iter().enumerate() {
+            for (name, data) in &p.states {
+                let view = safetensors::tensor::TensorView::new(
+                    Dtype::F32,
+                    vec![p.len],
+                    bytemuck::cast_slice(data),
+                )
+                .map_err(io)?;
+                views.push((format!("state.{i}.{name}"), view));
+            }
+            let view = safetensors::tensor::TensorView::new(Dtype::I64, vec![1], &step_bytes)
+                .map_err(io)?;
+            views.push((format!("state.{i}.step"), view));
+        }
+        meta.insert(
+            "checksum".into(),
+            checksum(views.iter().map(|(n, v)| (n.as_str(), v.data()))),
+        );
+        let bytes = safetensors::tensor::serialize(views, Some(meta)).map_err(io)?;
+        write_atomically(path, &bytes)
+    }
+
+    /// Reads and checks a checkpoint file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| bad(path, format!("not a valid safetensors file: {e}")))?;
+        let (_, header) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| bad(path, format!("not a valid safetensors file: {e}")))?;
+        let meta = header
+            .metadata()
+            .clone()
+            .ok_or_else(|| bad(path, "no __metadata__"))?;
+        let get = |key: &str| {
+            meta.get(key)
+                .ok_or_else(|| bad(path, format!("missing metadata {key:?}")))
+        };
+        let format = get("format")?;
+        if format != CHECKPOINT_FORMAT {
+            return Err(bad(
+                path,
+                format!("format is {format:?}, this version reads {CHECKPOINT_FORMAT:?}"),
+            ));
+        }
+        let tensors = st.tensors();
+        let sum = checksum(tensors.iter().map(|(n, v)| (n.as_str(), v.data())));
+        if *get("checksum")? != sum {
+            return Err(bad(path, "checksum mismatch: the tensor data is corrupt"));
+        }
+        let parse_json = |key: &str| -> Result<Value> {
+            serde_json::from_str(get(key)?)
+                .map_err(|e| bad(path, format!("metadata {key:?} is not valid JSON: {e}")))
+        };
+        let optimizer = get("optimizer")?.clone();
+        let step: u64 = get("step")?
+            .parse()
+            .map_err(|e| bad(path, format!("step is not a count: {e}")))?;
+        let lengths: Vec<usize> = serde_json::from_value(parse_json("lengths")?)
+            .map_err(|e| bad(path, format!("lengths is not a list of counts: {e}")))?;
+        let Value::Array(listed) = parse_json("param_groups")? else {
+            return Err(bad(path, "param_groups is not a list"));
+        };
+        let mut group_of = vec![None; lengths.len()];
+        let mut groups = Vec::new();
+        for (g, mut obj) in listed.into_iter().enumerate() {
+            let members: Vec<usize> = obj
+                .as_object_mut()
+                .and_then(|m| m.remove("params"))
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| {
+                    bad(
+                        path,
+                        format!("param group {g}'s params is not a list of indices: {e}"),
+                    )
+                })?
+                .ok_or_else(|| bad(path, format!("param group {g} has no params")))?;
+            for m in members {
+                match group_of.get_mut(m) {
+                    Some(slot @ None) => *slot = Some(g),
+                    _ => {
+                        return Err(bad(
+                            path,
+                            format!("param group {g} lists parameter {m} twice or out of range"),
+                        ));
+                    }
+                }
+            }
+            groups.push(obj);
+        }
+        let schedule = match meta.get("schedule") {
+            None => None,
+            Some(_) => Some(
+                Schedule::from_json(&parse_json("schedule")?)
+                    .map_err(|e| bad(path, e.to_string()))?,
+            ),
+        };
+        let names = st.names();
+        let mut params = Vec::new();
+        for (i, &len) in lengths.iter().enumerate() {
+            let group = group_of[i]
+                .ok_or_else(|| bad(path, format!("parameter {i} is in no param group")))?;
+            let prefix = format!("state.{i}.");
+            let step_view = st
+                .tensor(&format!("{prefix}step"))
+                .map_err(|_| bad(path, format!("missing tensor {prefix}step")))?;
+            if step_view.dtype() != Dtype::I64 || step_view.shape() != [1] {
+                return Err(bad(path, format!("{prefix}step is not one I64")));
+            }
+            let saved_step = i64::from_le_bytes(
+                step_view
+                    .data()
+                    .try_into()
+                    .map_err(|_| bad(path, "bad step"))?,
+            );
+            if saved_step != step as i64 {
+                return Err(bad(
+                    path,
+                    format!("{prefix}step is {saved_step}, metadata says {step}"),
+                ));
+            }
+            // States in binding order is restored by the optimizer; here, sorted by name.
+            let mut state_names: Vec<&str> = names
+                .iter()
+                .filter_map(|n| n.strip_prefix(&prefix))
+                .filter(|n| *n != "step")
+                .collect();
+            state_names.sort_unstable();
+            let states = state_names
+                .into_iter()
+                .map(|n| {
+                    let data =
+                        read_f32(&st, &format!("{prefix}{n}"), &[len]).map_err(|r| bad(path, r))?;
+                    Ok((n.to_string(), data))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            params.push(SavedParam { group, len, states });
+        }
+        Ok(Self {
+            optimizer,
+            step,
+            groups,
+            schedule,
+            params,
+        })
+    }
+
+    /// Orders each parameter's states as `O` binds them (a loaded file lists them by name).
+    pub(crate) fn in_binding_order<O: Algorithm>(mut self) -> Self {
+        for p in &mut self.params {
+            p.states.sort_by_key(|(n, _)| {
+                O::STATE_NAMES
+                    .iter()
+                    .position(|s| s == n)
+                    .unwrap_or(usize::MAX)
+            });
+        }
+        self
+    }
+}

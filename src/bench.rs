@@ -8,10 +8,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::arena::ArenaLayout;
 use crate::context::{GpuContext, read_bytes};
 use crate::cpu_optimizer::CpuOptimizer;
 use crate::error::{Error, Result};
-use crate::gpu::{GpuOptimizer, grid, whole};
+use crate::gpu::{GpuOptimizer, grid, whole, window_ranges};
 use crate::kernel::{Kernel, WORKGROUP_SIZE};
 use crate::optim::{Adagrad, Adam, AdamW, Algorithm, MAX_STATES, RAdam, RmsProp, Sgd};
 
@@ -142,6 +143,14 @@ pub struct BenchResult {
     pub optimizer: String,
     /// Parameters updated per step.
     pub params: u64,
+    /// How the parameters are held.
+    pub layout: Layout,
+    /// Tensors the parameters are split into.
+    pub tensors: usize,
+    /// Compute dispatches one step records (0 on the CPU).
+    pub dispatches_per_step: usize,
+    /// Optimizer-state bytes kept per parameter (4 per state buffer).
+    pub state_bytes_per_param: u64,
     /// `gpu` or `cpu`.
     pub backend: &'static str,
     /// The adapter (or CPU) measured.
@@ -190,6 +199,9 @@ pub struct BenchOptions<'a> {
     pub verify: bool,
     /// CPU threads (CPU backend and verification).
     pub threads: usize,
+    /// Tensors to split the parameters into: with more than one, each GPU measurement is made
+    /// for a flat buffer, an arena and separate buffers.
+    pub tensors: usize,
     /// Returns the process's allocation count so far, if the binary counts allocations.
     pub alloc_count: Option<&'a dyn Fn() -> u64>,
 }
@@ -222,13 +234,11 @@ fn random(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// Checks that a buffer of `params` f32 values fits this device, before anything is allocated.
+/// Checks that a buffer of `params` f32 values fits this device's `max_buffer_size`, before
+/// anything is allocated (buffers past one storage binding are stepped in windows).
 pub fn check_fits(ctx: &GpuContext, params: u64) -> Result<()> {
-    let limits = ctx.device.limits();
     let size = params.saturating_mul(4);
-    let limit = limits
-        .max_storage_buffer_binding_size
-        .min(limits.max_buffer_size);
+    let limit = ctx.device.limits().max_buffer_size;
     if size > limit {
         return Err(Error::BufferTooLarge {
             which: "param",
@@ -362,8 +372,7 @@ pub fn copy_bandwidth(ctx: &GpuContext, bytes: u64) -> Result<f64> {
 /// buffers, bound to buffers of its own.
 pub struct Stream {
     pipeline: wgpu::ComputePipeline,
-    bind_group: wgpu::BindGroup,
-    workgroups: (u32, u32),
+    windows: Vec<(wgpu::BindGroup, (u32, u32))>,
 }
 
 const STREAM: Kernel = Kernel {
@@ -402,7 +411,6 @@ impl Stream {
             },
             cache: None,
         });
-        let bytes = params * 4;
         let buffers: Vec<wgpu::Buffer> = (0..2 + MAX_STATES as u32)
             .map(|b| {
                 if b < 2 + states {
@@ -412,32 +420,154 @@ impl Stream {
                 }
             })
             .collect();
-        let entries: Vec<_> = buffers
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: 1 + i as u32,
-                resource: whole(b, bytes.min(b.size())),
+        // Windowed exactly as the optimizer binds a buffer of this length.
+        let limits = device.limits();
+        let windows = window_ranges(params, &limits)
+            .into_iter()
+            .map(|(start, n)| {
+                let entries: Vec<_> = buffers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| wgpu::BindGroupEntry {
+                        binding: 1 + i as u32,
+                        resource: if b.size() >= (start + n) * 4 {
+                            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: b,
+                                offset: start * 4,
+                                size: std::num::NonZeroU64::new(n * 4),
+                            })
+                        } else {
+                            whole(b, b.size())
+                        },
+                    })
+                    .collect();
+                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(STREAM.name),
+                    layout: &layout,
+                    entries: &entries,
+                });
+                (
+                    bind_group,
+                    grid(n, limits.max_compute_workgroups_per_dimension),
+                )
             })
             .collect();
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(STREAM.name),
-            layout: &layout,
-            entries: &entries,
-        });
-        let workgroups = grid(params, device.limits().max_compute_workgroups_per_dimension);
-        Self {
-            pipeline,
-            bind_group,
-            workgroups,
-        }
+        Self { pipeline, windows }
     }
 
-    /// Records one streaming pass (one dispatch) into `pass`.
+    /// Records one streaming pass (one dispatch per window) into `pass`.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        pass.dispatch_workgroups(self.workgroups.0, self.workgroups.1, 1);
+        for (bind_group, (x, y)) in &self.windows {
+            pass.set_bind_group(0, bind_group, &[]);
+            pass.dispatch_workgroups(*x, *y, 1);
+        }
+    }
+}
+
+/// How the benchmarked parameters are held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// One flat buffer.
+    Flat,
+    /// `tensors` tensors in one [`ArenaLayout`] buffer.
+    Arena,
+    /// `tensors` separately registered buffers.
+    Separate,
+}
+
+/// Lengths of `tensors` tensors adding up to `params`.
+fn split(params: u64, tensors: usize) -> Vec<u64> {
+    let k = tensors as u64;
+    (0..k)
+        .map(|i| params / k + u64::from(i < params % k))
+        .collect()
+}
+
+/// The benchmarked optimizer over `init` held in `layout`, and how to read the parameters
+/// back as one flat vector.
+struct Subject<O: Algorithm> {
+    opt: GpuOptimizer<O>,
+    params: Vec<wgpu::Buffer>,
+    arena: Option<ArenaLayout>,
+    _grads: Vec<wgpu::Buffer>,
+}
+
+impl<O: Algorithm> Subject<O> {
+    fn new(
+        ctx: &GpuContext,
+        config: &O,
+        layout: Layout,
+        tensors: usize,
+        init: &[f32],
+        grads: &[f32],
+    ) -> Result<Self> {
+        let mut opt = GpuOptimizer::new(&ctx.device, &ctx.queue, config.clone())?;
+        let lens = split(init.len() as u64, tensors);
+        let pieces = |data: &'_ [f32]| -> Vec<Vec<f32>> {
+            let mut at = 0;
+            lens.iter()
+                .map(|&n| {
+                    let piece = data[at..at + n as usize].to_vec();
+                    at += n as usize;
+                    piece
+                })
+                .collect()
+        };
+        let (params, grad_bufs, arena) = match layout {
+            Layout::Flat => (
+                vec![ctx.upload("param", init)],
+                vec![ctx.upload("grad", grads)],
+                None,
+            ),
+            Layout::Arena => {
+                let arena = ArenaLayout::for_device(&ctx.device, &lens)?;
+                let pack = |data| {
+                    let owned = pieces(data);
+                    let views: Vec<&[f32]> = owned.iter().map(Vec::as_slice).collect();
+                    arena.pack(&views)
+                };
+                check_fits(ctx, arena.len())?;
+                (
+                    vec![ctx.upload("param", &pack(init)?)],
+                    vec![ctx.upload("grad", &pack(grads)?)],
+                    Some(arena),
+                )
+            }
+            Layout::Separate => (
+                pieces(init)
+                    .iter()
+                    .map(|p| ctx.upload("param", p))
+                    .collect(),
+                pieces(grads)
+                    .iter()
+                    .map(|g| ctx.upload("grad", g))
+                    .collect(),
+                None,
+            ),
+        };
+        for (p, g) in params.iter().zip(&grad_bufs) {
+            opt.register(opt.default_group(), p, g)?;
+        }
+        Ok(Self {
+            opt,
+            params,
+            arena,
+            _grads: grad_bufs,
+        })
+    }
+
+    fn read_flat(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        for p in &self.params {
+            let data = ctx.read(p)?;
+            match &self.arena {
+                Some(a) => (0..a.tensors()).for_each(|i| out.extend_from_slice(a.tensor(&data, i))),
+                None => out.extend(data),
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -446,16 +576,21 @@ fn gpu_typed<O: Algorithm>(
     name: &str,
     config: &O,
     params: u64,
+    layout: Layout,
     opts: &BenchOptions<'_>,
 ) -> Result<BenchResult> {
     check_fits(ctx, params)?;
     let n = params as usize;
+    let tensors = if layout == Layout::Flat {
+        1
+    } else {
+        opts.tensors.max(1)
+    };
     let init = random(n, 1);
     let grads = random(n, 2);
-    let param = ctx.upload("param", &init);
-    let grad = ctx.upload("grad", &grads);
-    let mut opt = GpuOptimizer::new(&ctx.device, &ctx.queue, config.clone())?;
-    opt.register(opt.default_group(), &param, &grad)?;
+    let subject = Subject::new(ctx, config, layout, tensors, &init, &grads)?;
+    let mut opt = subject.opt;
+    let dispatches_per_step = opt.dispatches_per_step();
 
     let bytes_per_param = config.bytes_per_param();
     let stream = Stream::new(ctx, params, ((bytes_per_param - 12) / 8) as u32, &init);
@@ -517,13 +652,14 @@ fn gpu_typed<O: Algorithm>(
     }
     wait(ctx)?;
 
+    let subject = Subject { opt, ..subject };
     let max_abs_err_vs_cpu = if opts.verify {
-        let got = ctx.read(&param)?;
+        let got = subject.read_flat(ctx)?;
         let mut cpu = CpuOptimizer::new(config.clone())?;
         cpu.set_threads(opts.threads);
         cpu.register(cpu.default_group(), n)?;
         let mut want = init.clone();
-        for _ in 0..opt.scheduler().steps_taken() {
+        for _ in 0..subject.opt.scheduler().steps_taken() {
             cpu.step(&mut [&mut want], &[&grads])?;
         }
         Some(
@@ -535,8 +671,7 @@ fn gpu_typed<O: Algorithm>(
     } else {
         None
     };
-    drop(opt);
-    drop((param, grad));
+    drop(subject);
     let copy_gb_per_s = copy_bandwidth(ctx, params * 4)?;
 
     let ms_per_step = median(&mut ms);
@@ -545,6 +680,10 @@ fn gpu_typed<O: Algorithm>(
     Ok(BenchResult {
         optimizer: name.to_string(),
         params,
+        layout,
+        tensors,
+        dispatches_per_step,
+        state_bytes_per_param: config.bytes_per_param() / 2 - 6,
         backend: "gpu",
         adapter: format!("{} ({:?})", info.name, info.backend),
         timing,
@@ -565,15 +704,24 @@ fn gpu_typed<O: Algorithm>(
     })
 }
 
-/// Benchmarks variant `name` at `params` parameters on the GPU of `ctx`.
+/// Benchmarks variant `name` at `params` parameters on the GPU of `ctx`: a flat buffer, and,
+/// with `opts.tensors` > 1, an arena and separate buffers of that many tensors.
 pub fn gpu(
     ctx: &GpuContext,
     name: &str,
     params: u64,
     opts: &BenchOptions<'_>,
-) -> Result<BenchResult> {
+) -> Result<Vec<BenchResult>> {
     let config = variant(name)?;
-    with_config!(&config, c => gpu_typed(ctx, name, c, params, opts))
+    let layouts: &[Layout] = if opts.tensors > 1 {
+        &[Layout::Flat, Layout::Arena, Layout::Separate]
+    } else {
+        &[Layout::Flat]
+    };
+    layouts
+        .iter()
+        .map(|&l| with_config!(&config, c => gpu_typed(ctx, name, c, params, l, opts)))
+        .collect()
 }
 
 /// Bytes of memory the system can still hand out, from `/proc/meminfo` where it exists.
@@ -695,6 +843,10 @@ fn cpu_typed<O: Algorithm>(
     Ok(BenchResult {
         optimizer: name.to_string(),
         params,
+        layout: Layout::Flat,
+        tensors: 1,
+        dispatches_per_step: 0,
+        state_bytes_per_param: config.bytes_per_param() / 2 - 6,
         backend: "cpu",
         adapter: format!("cpu ({threads} threads)"),
         timing: "wall",

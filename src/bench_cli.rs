@@ -67,15 +67,22 @@ pub struct BenchArgs {
     /// CPU threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Split the parameters into this many tensors and also measure them in one arena and as
+    /// separate buffers.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    tensors: u32,
 }
 
 fn row(r: &BenchResult) -> String {
     let opt = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |x| format!("{x:.prec$}"));
     format!(
-        "{:<16} {:>10} {:<4} {:>9.3} {:>8.2} {:>4} {:>9.3} {:>8.3} {:>8.2} {:>8} {:>9} {:>7} {:>10} {}",
+        "{:<16} {:>10} {:<4} {:<8} {:>5} {:>4} {:>9.3} {:>8.2} {:>4} {:>9.3} {:>8.3} {:>8.2} {:>8} {:>9} {:>7} {:>10} {}",
         r.optimizer,
         r.params,
         r.backend,
+        format!("{:?}", r.layout).to_lowercase(),
+        r.tensors,
+        r.dispatches_per_step,
         r.ms_per_step,
         r.gb_per_s,
         r.bytes_per_param,
@@ -129,6 +136,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         warmup: args.warmup as usize,
         verify: args.verify,
         threads,
+        tensors: args.tensors as usize,
         alloc_count: Some(count),
     };
     if !args.json {
@@ -144,10 +152,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             args.steps, args.warmup
         );
         println!(
-            "{:<16} {:>10} {:<4} {:>9} {:>8} {:>4} {:>9} {:>8} {:>8} {:>8} {:>9} {:>7} {:>10} timing",
+            "{:<16} {:>10} {:<4} {:<8} {:>5} {:>4} {:>9} {:>8} {:>4} {:>9} {:>8} {:>8} {:>8} {:>9} {:>7} {:>10} timing",
             "optimizer",
             "params",
             "on",
+            "layout",
+            "tens",
+            "disp",
             "ms/step",
             "GB/s",
             "B/p",
@@ -165,7 +176,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         for v in &variants {
             let mut here = Vec::new();
             if let Some(ctx) = &ctx {
-                here.push(bench::gpu(ctx, v, n, &opts)?);
+                here.extend(bench::gpu(ctx, v, n, &opts)?);
             }
             if cpu {
                 here.push(bench::cpu(v, n, &opts)?);

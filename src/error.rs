@@ -37,9 +37,9 @@ pub enum Error {
         /// Its size in bytes.
         size: u64,
     },
-    /// A buffer larger than one storage binding may be on this device.
+    /// A buffer larger than this device can create.
     #[error(
-        "{which} buffer of {size} bytes exceeds this device's max_storage_buffer_binding_size of {limit} bytes"
+        "{which} buffer of {size} bytes exceeds this device's max_buffer_size of {limit} bytes"
     )]
     BufferTooLarge {
         /// `param` or `grad`.
@@ -48,6 +48,18 @@ pub enum Error {
         size: u64,
         /// The device limit.
         limit: u64,
+    },
+    /// A buffer slice that does not start at a multiple of the device's storage-offset alignment.
+    #[error(
+        "{which} slice starts at byte {offset}, not a multiple of the device's min_storage_buffer_offset_alignment {alignment}"
+    )]
+    MisalignedSlice {
+        /// `param` or `grad`.
+        which: &'static str,
+        /// Its offset in bytes.
+        offset: u64,
+        /// The alignment required.
+        alignment: u64,
     },
     /// A buffer registered without `BufferUsages::STORAGE`.
     #[error("{which} buffer lacks STORAGE usage (its usage is {usage:?})")]

@@ -24,14 +24,22 @@ struct GpuGroup {
     uniform: wgpu::Buffer,
 }
 
+/// One binding-sized part of a registered parameter: its bind group and its grid.
+#[derive(Debug)]
+struct Window {
+    bind_group: wgpu::BindGroup,
+    workgroups: (u32, u32),
+}
+
 #[derive(Debug)]
 struct GpuParam {
     group: usize,
     len: usize,
     param: wgpu::Buffer,
+    /// The registered bytes of `param`.
+    param_range: std::ops::Range<u64>,
     states: [Option<wgpu::Buffer>; MAX_STATES],
-    bind_group: wgpu::BindGroup,
-    workgroups: (u32, u32),
+    windows: Vec<Window>,
 }
 
 /// An optimizer whose step is one fused compute dispatch per registered parameter buffer.
@@ -222,20 +230,25 @@ impl<O: Algorithm> GpuOptimizer<O> {
         &self.scheduler
     }
 
-    fn check_buffer(&self, which: &'static str, buffer: &wgpu::Buffer) -> Result<()> {
+    fn check_slice(&self, which: &'static str, slice: &wgpu::BufferSlice<'_>) -> Result<()> {
+        let buffer = slice.buffer();
         if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
             return Err(Error::MissingStorageUsage {
                 which,
                 usage: buffer.usage(),
             });
         }
-        let size = buffer.size();
+        let size = slice.size();
         if size == 0 || !size.is_multiple_of(4) {
             return Err(Error::BadBufferSize { which, size });
         }
-        let limit = self.device.limits().max_storage_buffer_binding_size;
-        if size > limit {
-            return Err(Error::BufferTooLarge { which, size, limit });
+        let alignment = u64::from(self.device.limits().min_storage_buffer_offset_alignment);
+        if !slice.offset().is_multiple_of(alignment) {
+            return Err(Error::MisalignedSlice {
+                which,
+                offset: slice.offset(),
+                alignment,
+            });
         }
         Ok(())
     }
@@ -245,91 +258,149 @@ impl<O: Algorithm> GpuOptimizer<O> {
     ///
     /// Both buffers hold f32 values, need `STORAGE` usage and must have the same size; a buffer
     /// may be registered as a parameter only once, and never as its own gradient. Nothing is
-    /// allocated unless every check passes.
+    /// allocated unless every check passes. See [`GpuOptimizer::register_slices`] for parts of
+    /// buffers.
     pub fn register(
         &mut self,
         group: GroupId,
         param: &wgpu::Buffer,
         grad: &wgpu::Buffer,
     ) -> Result<ParamId> {
+        self.register_slices(group, param.slice(..), grad.slice(..))
+    }
+
+    /// Registers a range of a parameter buffer and the matching range of a gradient buffer,
+    /// with optimizer state for that range only: a tensor inside a caller's arena, or the shard
+    /// of a flat buffer that this data-parallel worker owns (ZeRO-1).
+    ///
+    /// Both slices hold the same whole number of f32 values and start at a multiple of the
+    /// device's `min_storage_buffer_offset_alignment` (256 bytes on most adapters). A range of
+    /// a buffer may be registered as a parameter only once (disjoint ranges of one buffer may
+    /// each be), and a gradient may not overlap its parameter. Slices larger than the device's
+    /// `max_storage_buffer_binding_size` are bound in windows, one dispatch each.
+    pub fn register_slices(
+        &mut self,
+        group: GroupId,
+        param: wgpu::BufferSlice<'_>,
+        grad: wgpu::BufferSlice<'_>,
+    ) -> Result<ParamId> {
         let config = self.scheduler.group(group)?.clone();
-        self.check_buffer("param", param)?;
-        self.check_buffer("grad", grad)?;
+        self.check_slice("param", &param)?;
+        self.check_slice("grad", &grad)?;
         if param.size() != grad.size() {
             return Err(Error::LengthMismatch {
                 param: param.size() / 4,
                 grad: grad.size() / 4,
             });
         }
-        if param == grad {
+        let range = |s: &wgpu::BufferSlice<'_>| s.offset()..s.offset() + s.size();
+        let overlaps =
+            |a: &std::ops::Range<u64>, b: &std::ops::Range<u64>| a.start < b.end && b.start < a.end;
+        let param_range = range(&param);
+        if param.buffer() == grad.buffer() && overlaps(&param_range, &range(&grad)) {
             return Err(Error::AliasedBuffer(format!(
-                "a buffer of {} bytes is registered as its own gradient",
-                param.size()
+                "gradient bytes {:?} overlap their parameter's bytes {param_range:?} in the same buffer",
+                range(&grad)
             )));
         }
-        if let Some(i) = self.params.iter().position(|p| p.param == *param) {
+        if let Some(i) = self
+            .params
+            .iter()
+            .position(|p| p.param == *param.buffer() && overlaps(&p.param_range, &param_range))
+        {
             return Err(Error::AliasedBuffer(format!(
-                "this parameter buffer ({} bytes) is already registered, as parameter {i}",
-                param.size()
+                "parameter bytes {param_range:?} overlap those of parameter {i}, already registered"
             )));
         }
         let len = param.size() / 4;
         let states: [Option<wgpu::Buffer>; MAX_STATES] = std::array::from_fn(|slot| {
             (slot < O::STATE_NAMES.len() && config.uses_state(slot)).then(|| {
-                let init = vec![config.initial_state(slot); len as usize];
-                wgpu::util::DeviceExt::create_buffer_init(
-                    &self.device,
-                    &wgpu::util::BufferInitDescriptor {
-                        label: Some(O::STATE_NAMES[slot]),
-                        contents: bytemuck::cast_slice(&init),
-                        usage: wgpu::BufferUsages::STORAGE
-                            | wgpu::BufferUsages::COPY_SRC
-                            | wgpu::BufferUsages::COPY_DST,
-                    },
-                )
+                let desc = wgpu::BufferDescriptor {
+                    label: Some(O::STATE_NAMES[slot]),
+                    size: len * 4,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                };
+                // wgpu zero-fills new buffers; only a non-zero start needs an upload.
+                let init = config.initial_state(slot);
+                if init == 0.0 {
+                    self.device.create_buffer(&desc)
+                } else {
+                    wgpu::util::DeviceExt::create_buffer_init(
+                        &self.device,
+                        &wgpu::util::BufferInitDescriptor {
+                            label: desc.label,
+                            contents: bytemuck::cast_slice(&vec![init; len as usize]),
+                            usage: desc.usage,
+                        },
+                    )
+                }
             })
         });
-        let bytes = len * 4;
-        let mut entries = vec![
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: whole(
-                    &self.groups[group.0].uniform,
-                    std::mem::size_of::<O::Scalars>() as u64,
-                ),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: whole(param, bytes),
-            },
-            wgpu::BindGroupEntry {
-                binding: 2,
-                resource: whole(grad, bytes),
-            },
-        ];
-        for (slot, state) in states.iter().enumerate().take(O::STATE_NAMES.len()) {
-            let resource = match state {
-                Some(b) => whole(b, bytes),
-                None => whole(&self.placeholders[slot], 16),
+        let limits = self.device.limits();
+        let mut windows = Vec::new();
+        for (start, n) in window_ranges(len, &limits) {
+            let at = |base: u64| {
+                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: param.buffer(),
+                    offset: base + start * 4,
+                    size: NonZeroU64::new(n * 4),
+                })
             };
-            entries.push(wgpu::BindGroupEntry {
-                binding: 3 + slot as u32,
-                resource,
+            let mut entries = vec![
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: whole(
+                        &self.groups[group.0].uniform,
+                        std::mem::size_of::<O::Scalars>() as u64,
+                    ),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: at(param.offset()),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: grad.buffer(),
+                        offset: grad.offset() + start * 4,
+                        size: NonZeroU64::new(n * 4),
+                    }),
+                },
+            ];
+            for (slot, state) in states.iter().enumerate().take(O::STATE_NAMES.len()) {
+                let resource = match state {
+                    Some(b) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: b,
+                        offset: start * 4,
+                        size: NonZeroU64::new(n * 4),
+                    }),
+                    None => whole(&self.placeholders[slot], 16),
+                };
+                entries.push(wgpu::BindGroupEntry {
+                    binding: 3 + slot as u32,
+                    resource,
+                });
+            }
+            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(O::KERNEL.name),
+                layout: &self.layout,
+                entries: &entries,
+            });
+            windows.push(Window {
+                bind_group,
+                workgroups: grid(n, limits.max_compute_workgroups_per_dimension),
             });
         }
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(O::KERNEL.name),
-            layout: &self.layout,
-            entries: &entries,
-        });
-        let max_per_dim = self.device.limits().max_compute_workgroups_per_dimension;
         self.params.push(GpuParam {
             group: group.0,
             len: len as usize,
-            param: param.clone(),
+            param: param.buffer().clone(),
+            param_range,
             states,
-            bind_group,
-            workgroups: grid(len, max_per_dim),
+            windows,
         });
         Ok(ParamId(self.params.len() - 1))
     }
@@ -365,14 +436,17 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 pass.set_pipeline(&self.pipelines[pipeline].1);
                 bound = pipeline;
             }
-            pass.set_bind_group(0, &p.bind_group, &[offset as u32]);
-            pass.dispatch_workgroups(p.workgroups.0, p.workgroups.1, 1);
+            for w in &p.windows {
+                pass.set_bind_group(0, &w.bind_group, &[offset as u32]);
+                pass.dispatch_workgroups(w.workgroups.0, w.workgroups.1, 1);
+            }
         }
     }
 
-    /// Dispatches one step records (one per registered parameter buffer).
+    /// Dispatches one step records: one per registered parameter, or one per window for
+    /// parameters larger than one storage binding.
     pub fn dispatches_per_step(&self) -> usize {
-        self.params.len()
+        self.params.iter().map(|p| p.windows.len()).sum()
     }
 
     /// The buffer holding state `name` (PyTorch's key) of `param`, if these options keep it.
@@ -443,6 +517,20 @@ impl<O: Algorithm> GpuOptimizer<O> {
             .map(|b| read_buffer(&self.device, &self.queue, b))
             .transpose()
     }
+}
+
+/// `(first element, elements)` of each window a buffer of `len` f32 values is bound in: no
+/// larger than one storage binding, starting at offsets the device can bind, and no more
+/// elements than a 2-D grid within the per-dimension workgroup limit covers.
+pub(crate) fn window_ranges(len: u64, limits: &wgpu::Limits) -> Vec<(u64, u64)> {
+    let align = u64::from(limits.min_storage_buffer_offset_alignment) / 4;
+    let per_dim = u64::from(limits.max_compute_workgroups_per_dimension);
+    let window = (limits.max_storage_buffer_binding_size / 4)
+        .min(per_dim * per_dim * u64::from(WORKGROUP_SIZE));
+    let window = (window / align * align).max(align);
+    (0..len.div_ceil(window))
+        .map(|k| (k * window, window.min(len - k * window)))
+        .collect()
 }
 
 /// Turns a validation error wgpu caught in `scope` into [`Error::Gpu`].

@@ -14,14 +14,20 @@
 //! - [`case`]: reading and replaying trajectories recorded from PyTorch.
 //! - [`GpuContext`]: an adapter, device and f32 upload/readback for callers without a stack.
 //!
-//! Not provided (yet): LAMB, LARS and Lion; gradient clipping and loss scaling; parameter buffers
-//! larger than one storage binding. Gradients are f32 and dense.
+//! - [`ArenaLayout`]: many tensors in one buffer, stepped by one dispatch;
+//!   [`GpuOptimizer::register_slices`] for arenas and ZeRO-1 shards; buffers past one storage
+//!   binding are bound in windows.
+//! - [`Checkpoint`]: all optimizer state in one file, resumed bit-identically.
+//!
+//! Not provided (yet): LAMB, LARS and Lion; gradient clipping and loss scaling. Gradients are
+//! f32 and dense.
 //!
 //! Where this crate differs from PyTorch: the step count is the optimizer's, not each
 //! parameter's, so a parameter registered after training began starts at the optimizer's step.
 //! `OneCycleLR` keeps its final rate past `total_steps` where PyTorch raises.
 #![warn(missing_docs)]
 
+mod arena;
 pub mod bench;
 pub mod case;
 pub mod checkpoint;
@@ -35,6 +41,7 @@ pub mod optim;
 pub mod schedule;
 mod scheduler;
 
+pub use arena::ArenaLayout;
 pub use checkpoint::Checkpoint;
 pub use context::{GpuContext, enumerate_adapters, pick_adapter, read_buffer, read_bytes};
 pub use cpu_optimizer::{CpuOptimizer, ParamId};

@@ -47,7 +47,13 @@ enum Command {
         resume_at: Option<usize>,
     },
     /// List the adapters found, the one used, and the limits that matter here.
-    Info,
+    Info {
+        /// Instead, describe this optimizer variant's memory: the state it keeps and the bytes a
+        /// step moves per parameter (sgd, sgd-momentum, adam, adamw, adamw-amsgrad, rmsprop,
+        /// rmsprop-centered, adagrad, radam).
+        #[arg(long)]
+        optimizer: Option<String>,
+    },
     /// Time optimizer steps against a same-bytes streaming kernel (the main job).
     Bench(bench_cli::BenchArgs),
     /// Print a learning-rate schedule's key points; optionally write a CSV or plot it.
@@ -125,6 +131,22 @@ fn replay(
     Ok(within)
 }
 
+fn optimizer_info(name: &str) -> Result<(), wgpu_optim::Error> {
+    let config = wgpu_optim::bench::variant(name)?;
+    let states = config.states();
+    println!("{name}: {config:?}");
+    println!(
+        "  optimizer state: {states} buffer(s) of f32 = {} bytes per parameter ({:.2} GB per billion parameters)",
+        4 * states,
+        4.0 * f64::from(states)
+    );
+    println!(
+        "  one step moves {} bytes per parameter (param read+write, grad read, each state read+write)",
+        config.bytes_per_param()
+    );
+    Ok(())
+}
+
 fn info() -> Result<(), wgpu_optim::Error> {
     let (_instance, adapters) = enumerate_adapters();
     if adapters.is_empty() {
@@ -174,7 +196,11 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }),
-        Command::Info => info().map(|()| ExitCode::SUCCESS),
+        Command::Info { optimizer } => match optimizer {
+            Some(name) => optimizer_info(name),
+            None => info(),
+        }
+        .map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench_cli::run(args).map(|()| ExitCode::SUCCESS),
         Command::Schedule(args) => schedule_cli::run(args).map(|()| ExitCode::SUCCESS),
     };

@@ -91,3 +91,84 @@ fn bad_sizes_and_names_are_rejected_before_any_work() {
         );
     }
 }
+
+#[test]
+fn tensors_in_an_arena_cost_one_dispatch() {
+    if gpu().is_none() {
+        return;
+    }
+    let out = bench(&[
+        "--optimizer",
+        "adamw",
+        "--params",
+        "20K",
+        "--tensors",
+        "100",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--backend",
+        "gpu",
+        "--json",
+        "--verify",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    let by = |layout: &str| {
+        rows.iter()
+            .find(|r| r["layout"] == layout)
+            .unwrap_or_else(|| panic!("{layout} row"))
+    };
+    assert_eq!(by("flat")["dispatches_per_step"], 1);
+    assert_eq!(by("arena")["tensors"], 100);
+    assert!(by("arena")["dispatches_per_step"].as_u64().unwrap() <= 2);
+    assert_eq!(by("separate")["dispatches_per_step"], 100);
+    for r in &rows {
+        assert_eq!(r["state_bytes_per_param"], 8, "{r}");
+        assert!(r["max_abs_err_vs_cpu"].as_f64().unwrap() < 1e-4, "{r}");
+    }
+}
+
+#[test]
+fn fifty_million_parameters_verify() {
+    if gpu().is_none() {
+        return;
+    }
+    let out = bench(&[
+        "--optimizer",
+        "sgd-momentum",
+        "--params",
+        "50M",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--backend",
+        "gpu",
+        "--json",
+        "--verify",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(rows[0]["params"], 50_000_000);
+    assert!(
+        rows[0]["dispatches_per_step"].as_u64().unwrap() >= 2,
+        "past one binding: windows"
+    );
+    assert!(
+        rows[0]["max_abs_err_vs_cpu"].as_f64().unwrap() < 1e-5,
+        "{}",
+        rows[0]
+    );
+}

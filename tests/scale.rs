@@ -1,0 +1,273 @@
+//! Scale: buffers past one storage binding (bound in windows), 2-D dispatch grids, parameter
+//! arenas stepped by one dispatch, and ZeRO-1 shards that add up to the whole.
+
+mod common;
+
+use common::{Rng, gpu};
+use wgpu_optim::{
+    Adam, AdamW, Algorithm, ArenaLayout, CpuOptimizer, Error, GpuContext, GpuOptimizer, RmsProp,
+    Sgd, enumerate_adapters, pick_adapter,
+};
+
+/// A device with deliberately small limits: 64 KiB storage bindings (16384 f32) and at most
+/// 8 workgroups per grid dimension, so windows and 2-D grids are exercised at small sizes.
+fn small_limits_context() -> Option<GpuContext> {
+    gpu()?;
+    let (_instance, adapters) = enumerate_adapters();
+    let adapter = pick_adapter(&adapters)?.clone();
+    let limits = wgpu::Limits {
+        max_storage_buffer_binding_size: 64 << 10,
+        max_compute_workgroups_per_dimension: 8,
+        ..adapter.limits()
+    };
+    Some(GpuContext::from_adapter(adapter, Some(limits)).unwrap())
+}
+
+/// Steps a GPU and a CPU optimizer `steps` times from the same inputs; returns both results.
+fn run<O: Algorithm>(
+    ctx: &GpuContext,
+    config: O,
+    len: usize,
+    steps: usize,
+) -> (Vec<f32>, Vec<f32>, usize) {
+    let mut rng = Rng::new(len as u64);
+    let init = rng.vec(len);
+    let grads: Vec<Vec<f32>> = (0..steps).map(|_| rng.vec(len)).collect();
+    let p = ctx.upload("p", &init);
+    let g = ctx.upload("g", &grads[0]);
+    let mut gpu = GpuOptimizer::new(&ctx.device, &ctx.queue, config.clone()).unwrap();
+    gpu.register(gpu.default_group(), &p, &g).unwrap();
+    let mut cpu = CpuOptimizer::new(config).unwrap();
+    cpu.set_threads(2);
+    cpu.register(cpu.default_group(), len).unwrap();
+    let mut want = init;
+    for grad in &grads {
+        ctx.write(&g, grad);
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        gpu.step(&mut encoder);
+        ctx.queue.submit([encoder.finish()]);
+        cpu.step(&mut [&mut want], &[grad]).unwrap();
+    }
+    (ctx.read(&p).unwrap(), want, gpu.dispatches_per_step())
+}
+
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    // The parity tolerance of tests/parity.rs, on a parameter that moved by ~lr per step.
+    let err = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(err <= 1e-6, "{what}: max |gpu - cpu| = {err}");
+}
+
+#[test]
+fn buffers_past_one_binding_are_stepped_in_windows() {
+    let Some(ctx) = small_limits_context() else {
+        return;
+    };
+    // 100_003 elements: 7 windows of at most 16384, each a 2-D grid of 8 × 8 workgroups.
+    let (got, want, dispatches) = run(
+        &ctx,
+        Adam {
+            lr: 1e-3,
+            ..Default::default()
+        },
+        100_003,
+        4,
+    );
+    assert_eq!(dispatches, 7);
+    assert_close(&got, &want, "windowed adam");
+    let (got, want, _) = run(
+        &ctx,
+        RmsProp {
+            centered: true,
+            momentum: 0.5,
+            lr: 1e-3,
+            ..Default::default()
+        },
+        40_000,
+        4,
+    );
+    assert_close(&got, &want, "windowed rmsprop");
+}
+
+#[test]
+fn fifty_million_parameters_at_real_size() {
+    let Some(ctx) = gpu() else { return };
+    // 200 MB per buffer: past the 128 MiB storage binding of lavapipe and llvmpipe.
+    let n = 50_000_000;
+    let limit = ctx.device.limits().max_storage_buffer_binding_size;
+    let (got, want, dispatches) = run(
+        &ctx,
+        AdamW {
+            lr: 1e-3,
+            ..Default::default()
+        },
+        n,
+        2,
+    );
+    assert!(
+        dispatches as u64 >= (n as u64 * 4).div_ceil(limit),
+        "{dispatches} dispatches"
+    );
+    assert_close(&got, &want, "50M adamw");
+}
+
+#[test]
+fn an_arena_of_a_thousand_tensors_is_one_dispatch() {
+    let Some(ctx) = gpu() else { return };
+    let lens: Vec<u64> = (0..1000u64)
+        .map(|i| [1, 3, 4, 1757, 64, 65][i as usize % 6] + i)
+        .collect();
+    let layout = ArenaLayout::for_device(&ctx.device, &lens).unwrap();
+    let mut rng = Rng::new(5);
+    let tensors: Vec<Vec<f32>> = lens.iter().map(|&n| rng.vec(n as usize)).collect();
+    let views: Vec<&[f32]> = tensors.iter().map(Vec::as_slice).collect();
+    let config = Adam {
+        lr: 0.01,
+        weight_decay: 0.1,
+        ..Default::default()
+    };
+
+    let arena_p = ctx.upload("arena", &layout.pack(&views).unwrap());
+    let arena_g = ctx.upload("arena.grad", &vec![0.0; layout.len() as usize]);
+    let mut arena = GpuOptimizer::new(&ctx.device, &ctx.queue, config).unwrap();
+    arena
+        .register(arena.default_group(), &arena_p, &arena_g)
+        .unwrap();
+    assert_eq!(arena.dispatches_per_step(), 1);
+
+    let mut separate = GpuOptimizer::new(&ctx.device, &ctx.queue, config).unwrap();
+    let bufs: Vec<_> = tensors
+        .iter()
+        .map(|t| (ctx.upload("p", t), ctx.upload("g", &vec![0.0; t.len()])))
+        .collect();
+    for (p, g) in &bufs {
+        separate.register(separate.default_group(), p, g).unwrap();
+    }
+    assert_eq!(separate.dispatches_per_step(), 1000);
+
+    for _ in 0..3 {
+        let grads: Vec<Vec<f32>> = lens.iter().map(|&n| rng.vec(n as usize)).collect();
+        let views: Vec<&[f32]> = grads.iter().map(Vec::as_slice).collect();
+        ctx.write(&arena_g, &layout.pack(&views).unwrap());
+        for ((_, g), v) in bufs.iter().zip(&grads) {
+            ctx.write(g, v);
+        }
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        arena.step(&mut encoder);
+        separate.step(&mut encoder);
+        ctx.queue.submit([encoder.finish()]);
+    }
+    let packed = ctx.read(&arena_p).unwrap();
+    for (i, (p, _)) in bufs.iter().enumerate() {
+        // Elementwise updates: the same kernel on the same values gives the same bits.
+        assert_eq!(
+            layout.tensor(&packed, i),
+            &ctx.read(p).unwrap()[..],
+            "tensor {i}"
+        );
+    }
+    for i in 1..layout.tensors() {
+        let gap = layout.range(i - 1).end as usize..layout.range(i).start as usize;
+        assert!(
+            packed[gap].iter().all(|&x| x == 0.0),
+            "padding before tensor {i} moved"
+        );
+    }
+}
+
+#[test]
+fn shards_stepped_separately_equal_the_whole() {
+    let Some(ctx) = gpu() else { return };
+    let n = 10_000usize;
+    let align = u64::from(ctx.device.limits().min_storage_buffer_offset_alignment) / 4;
+    let mut rng = Rng::new(11);
+    let init = rng.vec(n);
+    let config = Sgd {
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 1e-3,
+        ..Default::default()
+    };
+    let (whole_p, whole_g) = (ctx.upload("p", &init), ctx.upload("g", &vec![0.0; n]));
+    let mut whole = GpuOptimizer::new(&ctx.device, &ctx.queue, config).unwrap();
+    let whole_id = whole
+        .register(whole.default_group(), &whole_p, &whole_g)
+        .unwrap();
+    // Four workers' shards of the same flat buffer, each with its own optimizer and state.
+    let (flat_p, flat_g) = (ctx.upload("p", &init), ctx.upload("g", &vec![0.0; n]));
+    let cuts = [0, 64 * align, 65 * align, 100 * align, n as u64];
+    let mut workers = Vec::new();
+    for w in cuts.windows(2) {
+        let mut opt = GpuOptimizer::new(&ctx.device, &ctx.queue, config).unwrap();
+        let bytes = w[0] * 4..w[1] * 4;
+        let id = opt
+            .register_slices(
+                opt.default_group(),
+                flat_p.slice(bytes.clone()),
+                flat_g.slice(bytes),
+            )
+            .unwrap();
+        workers.push((opt, id));
+    }
+    for _ in 0..4 {
+        let grad = rng.vec(n);
+        ctx.write(&whole_g, &grad);
+        ctx.write(&flat_g, &grad);
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        whole.step(&mut encoder);
+        for (w, _) in &mut workers {
+            w.step(&mut encoder);
+        }
+        ctx.queue.submit([encoder.finish()]);
+    }
+    assert_eq!(ctx.read(&flat_p).unwrap(), ctx.read(&whole_p).unwrap());
+    let buf = whole
+        .read_state(whole_id, "momentum_buffer")
+        .unwrap()
+        .unwrap();
+    let mut sharded = Vec::new();
+    for (w, id) in &workers {
+        sharded.extend(w.read_state(*id, "momentum_buffer").unwrap().unwrap());
+    }
+    assert_eq!(
+        sharded, buf,
+        "each worker keeps the state of its shard only"
+    );
+
+    // Shards must start at a bindable offset and must not overlap.
+    let mut opt = GpuOptimizer::new(&ctx.device, &ctx.queue, config).unwrap();
+    let e = opt
+        .register_slices(
+            opt.default_group(),
+            flat_p.slice(4..404),
+            flat_g.slice(4..404),
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::MisalignedSlice { offset: 4, .. }), "{e}");
+    let a = align * 4;
+    opt.register_slices(
+        opt.default_group(),
+        flat_p.slice(0..2 * a),
+        flat_g.slice(0..2 * a),
+    )
+    .unwrap();
+    let e = opt
+        .register_slices(
+            opt.default_group(),
+            flat_p.slice(a..3 * a),
+            flat_g.slice(a..3 * a),
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::AliasedBuffer(_)), "{e}");
+    let e = opt
+        .register_slices(
+            opt.default_group(),
+            flat_p.slice(4 * a..5 * a),
+            flat_p.slice(4 * a..5 * a),
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::AliasedBuffer(_)), "{e}");
+}

@@ -31,3 +31,34 @@ fn torch_lerp(a: f32, b: f32, weight: f32) -> f32 {
     }
     return b - (b - a) * (1.0 - weight);
 }
+
+// Elements each invocation of a `norms` entry point sums (LAMB, LARS); set by the host
+// (NORM_ELEMS in src/kernel.rs), which sizes the `norms` dispatch by it.
+override NORM_ELEMS: u32 = 16u;
+
+// Scratch for workgroup-wide sums (LAMB's and LARS's norms, reduce.wgsl). Kernels that never
+// call workgroup_sum never touch it.
+var<workgroup> scratch: array<vec2<f32>, WG>;
+
+// The sum of `value` over the workgroup, by a fixed tree: the same inputs give the same bits on
+// every run. Call it from uniform control flow (every invocation, no early return before it).
+fn workgroup_sum(lid: u32, value: vec2<f32>) -> vec2<f32> {
+    scratch[lid] = value;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (lid < stride) {
+            scratch[lid] = scratch[lid] + scratch[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    return scratch[0];
+}
+
+// Trust ratio of LAMB and LARS (optax's scale_by_trust_ratio): coefficient · ‖p‖ / (‖u‖ + eps),
+// or 1 when either norm is 0 so that such tensors still move.
+fn trust_ratio(param_norm: f32, update_norm: f32, coefficient: f32, eps: f32) -> f32 {
+    if (param_norm == 0.0 || update_norm == 0.0) {
+        return 1.0;
+    }
+    return coefficient * param_norm / (update_norm + eps);
+}

@@ -14,7 +14,9 @@ use crate::cpu_optimizer::CpuOptimizer;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuOptimizer, grid, whole, window_ranges};
 use crate::kernel::{Kernel, WORKGROUP_SIZE};
-use crate::optim::{Adagrad, Adam, AdamW, Algorithm, MAX_STATES, RAdam, RmsProp, Sgd};
+use crate::optim::{
+    Adagrad, Adam, AdamW, Algorithm, Lamb, Lars, Lion, MAX_STATES, RAdam, RmsProp, Sgd,
+};
 
 /// Every benchmark variant: an optimizer name, optionally with the option it turns on.
 pub const VARIANTS: &[&str] = &[
@@ -27,6 +29,9 @@ pub const VARIANTS: &[&str] = &[
     "rmsprop-centered",
     "adagrad",
     "radam",
+    "lion",
+    "lamb",
+    "lars",
 ];
 
 /// The variants `--optimizer all` runs: each optimizer with PyTorch's default options, plus SGD
@@ -39,6 +44,9 @@ pub const DEFAULT_VARIANTS: &[&str] = &[
     "rmsprop",
     "adagrad",
     "radam",
+    "lion",
+    "lamb",
+    "lars",
 ];
 
 /// Any optimizer's configuration, for choosing one at run time.
@@ -56,6 +64,12 @@ pub enum AnyConfig {
     Adagrad(Adagrad),
     /// [`RAdam`].
     RAdam(RAdam),
+    /// [`Lion`].
+    Lion(Lion),
+    /// [`Lamb`].
+    Lamb(Lamb),
+    /// [`Lars`].
+    Lars(Lars),
 }
 
 /// Calls a generic expression with the concrete configuration inside an [`AnyConfig`].
@@ -68,6 +82,9 @@ macro_rules! with_config {
             AnyConfig::RmsProp($c) => $body,
             AnyConfig::Adagrad($c) => $body,
             AnyConfig::RAdam($c) => $body,
+            AnyConfig::Lion($c) => $body,
+            AnyConfig::Lamb($c) => $body,
+            AnyConfig::Lars($c) => $body,
         }
     };
 }
@@ -93,6 +110,9 @@ pub fn variant(name: &str) -> Result<AnyConfig> {
         }),
         "adagrad" => AnyConfig::Adagrad(Adagrad::default()),
         "radam" => AnyConfig::RAdam(RAdam::default()),
+        "lion" => AnyConfig::Lion(Lion::default()),
+        "lamb" => AnyConfig::Lamb(Lamb::default()),
+        "lars" => AnyConfig::Lars(Lars::default()),
         other => {
             return Err(Error::Unknown {
                 kind: "benchmark optimizer",
@@ -161,7 +181,9 @@ pub struct BenchResult {
     pub steps: usize,
     /// Median time per step.
     pub ms_per_step: f64,
-    /// Bytes per parameter the step must move (param r/w, grad r, each state r/w).
+    /// Bytes per parameter a single fused pass must move (param r/w, grad r, each state r/w),
+    /// the bytes the streaming kernel moves. LAMB and LARS need per-tensor norms before they
+    /// can update, so they make two passes (norms, then update) and move more than this.
     pub bytes_per_param: u64,
     /// `bytes_per_param · params / ms_per_step`, in GB/s (10⁹ bytes).
     pub gb_per_s: f64,
@@ -896,6 +918,9 @@ mod tests {
         assert_eq!(b("adamw"), 28);
         assert_eq!(b("adamw-amsgrad"), 36);
         assert_eq!(b("rmsprop-centered"), 28);
-        assert!(variant("lion").is_err());
+        assert_eq!(b("lion"), 20);
+        assert_eq!(b("lamb"), 28);
+        assert_eq!(b("lars"), 20);
+        assert!(variant("nadam").is_err());
     }
 }

@@ -13,7 +13,7 @@ use crate::context::GpuContext;
 use crate::cpu_optimizer::CpuOptimizer;
 use crate::error::{Error, Result};
 use crate::gpu::GpuOptimizer;
-use crate::optim::{Adagrad, Adam, AdamW, Algorithm, RAdam, RmsProp, Sgd};
+use crate::optim::{Adagrad, Adam, AdamW, Algorithm, Lamb, Lars, Lion, RAdam, RmsProp, Sgd};
 use crate::schedule::Schedule;
 use crate::scheduler::GroupId;
 
@@ -21,9 +21,11 @@ use crate::scheduler::GroupId;
 pub const FORMAT: &str = "optim-trajectory/1";
 
 /// Optimizers implemented here, by their case name.
-pub const IMPLEMENTED: &[&str] = &["sgd", "adam", "adamw", "rmsprop", "adagrad", "radam"];
+pub const IMPLEMENTED: &[&str] = &[
+    "sgd", "adam", "adamw", "rmsprop", "adagrad", "radam", "lion", "lamb", "lars",
+];
 /// Optimizers the format names that are planned but not implemented yet.
-pub const PLANNED: &[&str] = &["lamb", "lars", "lion"];
+pub const PLANNED: &[&str] = &[];
 
 /// One recorded parameter of a case.
 #[derive(Debug, Clone)]
@@ -619,6 +621,9 @@ pub fn replay_resuming(
         "rmsprop" => replay_as::<RmsProp>(case, backend, ctx, resume_at),
         "adagrad" => replay_as::<Adagrad>(case, backend, ctx, resume_at),
         "radam" => replay_as::<RAdam>(case, backend, ctx, resume_at),
+        "lion" => replay_as::<Lion>(case, backend, ctx, resume_at),
+        "lamb" => replay_as::<Lamb>(case, backend, ctx, resume_at),
+        "lars" => replay_as::<Lars>(case, backend, ctx, resume_at),
         n if PLANNED.contains(&n) => Err(Error::NotImplemented {
             kind: "optimizer",
             name: n.to_string(),

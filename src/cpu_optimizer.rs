@@ -48,7 +48,8 @@ fn step_chunked<O: Algorithm>(
     states: States<'_>,
     threads: usize,
 ) {
-    if threads <= 1 || param.len() < PARALLEL_MIN_LEN {
+    // Per-tensor norms need the whole tensor in one call.
+    if threads <= 1 || param.len() < PARALLEL_MIN_LEN || O::NORMS {
         config.cpu_step(s, param, grad, states);
         return;
     }

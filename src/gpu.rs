@@ -6,7 +6,7 @@ use crate::checkpoint::{Checkpoint, SavedParam};
 use crate::context::read_buffer;
 use crate::cpu_optimizer::ParamId;
 use crate::error::{Error, Result};
-use crate::kernel::WORKGROUP_SIZE;
+use crate::kernel::{NORM_ELEMS, WORKGROUP_SIZE};
 use crate::optim::{Algorithm, MAX_STATES};
 use crate::schedule::Schedule;
 use crate::scheduler::{GroupId, StepScheduler};
@@ -24,22 +24,57 @@ struct GpuGroup {
     uniform: wgpu::Buffer,
 }
 
-/// One binding-sized part of a registered parameter: its bind group and its grid.
+/// One binding-sized part of a registered parameter: its bind group and its grids.
 #[derive(Debug)]
 struct Window {
     bind_group: wgpu::BindGroup,
     workgroups: (u32, u32),
+    /// The `norms` entry point's grid: each invocation sums `NORM_ELEMS` elements.
+    norm_workgroups: (u32, u32),
 }
 
 #[derive(Debug)]
 struct GpuParam {
     group: usize,
-    len: usize,
+    len: u64,
     param: wgpu::Buffer,
     /// The registered bytes of `param`.
     param_range: std::ops::Range<u64>,
+    grad: wgpu::Buffer,
+    grad_offset: u64,
     states: [Option<wgpu::Buffer>; MAX_STATES],
     windows: Vec<Window>,
+}
+
+/// Bytes between two tensors' norm pairs in the norms buffer (`NORM_STRIDE` floats in
+/// `shaders/reduce.wgsl`), so each pair can be bound alone at an aligned offset.
+const NORM_STRIDE_BYTES: u64 = 256;
+
+/// The per-tensor norm machinery of optimizers with [`Algorithm::NORMS`]: every window's
+/// partial sums in one buffer, a table of each tensor's partials, the norms, and the reduction
+/// that turns one into the other in one dispatch.
+#[derive(Debug)]
+struct NormStage {
+    layout: wgpu::BindGroupLayout,
+    pipeline: wgpu::ComputePipeline,
+    /// Rebuilt whenever a tensor is registered (never per step).
+    buffers: Option<NormBuffers>,
+}
+
+#[derive(Debug)]
+struct NormBuffers {
+    partials: wgpu::Buffer,
+    norms: wgpu::Buffer,
+    bind_group: wgpu::BindGroup,
+    workgroups: (u32, u32),
+}
+
+/// A pipeline per set of option flags: `main`, and `norms` for [`Algorithm::NORMS`].
+#[derive(Debug)]
+struct Pipelines {
+    flags: Vec<(&'static str, bool)>,
+    main: wgpu::ComputePipeline,
+    norms: Option<wgpu::ComputePipeline>,
 }
 
 /// An optimizer whose step is one fused compute dispatch per registered parameter buffer.
@@ -71,22 +106,33 @@ pub struct GpuOptimizer<O: Algorithm> {
     module: wgpu::ShaderModule,
     layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
-    pipelines: Vec<(Vec<(&'static str, bool)>, wgpu::ComputePipeline)>,
+    pipelines: Vec<Pipelines>,
     groups: Vec<GpuGroup>,
     params: Vec<GpuParam>,
+    norm_stage: Option<NormStage>,
     /// Bound in place of the states these options do not keep; never read or written.
     placeholders: [wgpu::Buffer; MAX_STATES],
     slot_stride: u64,
 }
 
+/// A storage-buffer layout entry for an `array<f32>` binding.
 pub(crate) fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+    storage_entry_of(binding, read_only, 4)
+}
+
+/// A storage-buffer layout entry whose elements are `element_size` bytes.
+fn storage_entry_of(
+    binding: u32,
+    read_only: bool,
+    element_size: u64,
+) -> wgpu::BindGroupLayoutEntry {
     wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
         ty: wgpu::BindingType::Buffer {
             ty: wgpu::BufferBindingType::Storage { read_only },
             has_dynamic_offset: false,
-            min_binding_size: NonZeroU64::new(4),
+            min_binding_size: NonZeroU64::new(element_size),
         },
         count: None,
     }
@@ -127,10 +173,17 @@ impl<O: Algorithm> GpuOptimizer<O> {
             storage_entry(2, true),
         ];
         entries.extend((0..O::STATE_NAMES.len()).map(|s| storage_entry(3 + s as u32, false)));
+        if O::NORMS {
+            entries.extend([
+                storage_entry_of(PARTIALS_BINDING, false, 8),
+                storage_entry(NORMS_BINDING, true),
+            ]);
+        }
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(O::KERNEL.name),
             entries: &entries,
         });
+        let norm_stage = O::NORMS.then(|| NormStage::new(device));
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(O::KERNEL.name),
             bind_group_layouts: &[Some(&layout)],
@@ -154,6 +207,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
             pipelines: Vec::new(),
             groups: Vec::new(),
             params: Vec::new(),
+            norm_stage,
             placeholders,
             slot_stride,
         };
@@ -163,28 +217,37 @@ impl<O: Algorithm> GpuOptimizer<O> {
         Ok(this)
     }
 
-    /// The pipeline for `config`'s flags, built on first use.
+    /// The pipelines for `config`'s flags, built on first use.
     fn pipeline_for(&mut self, config: &O) -> usize {
         let flags = config.flags();
-        if let Some(i) = self.pipelines.iter().position(|(f, _)| *f == flags) {
+        if let Some(i) = self.pipelines.iter().position(|p| p.flags == flags) {
             return i;
         }
         let mut constants: Vec<(&str, f64)> = vec![("WG", f64::from(WORKGROUP_SIZE))];
+        if O::NORMS {
+            constants.push(("NORM_ELEMS", f64::from(NORM_ELEMS)));
+        }
         constants.extend(flags.iter().map(|&(k, v)| (k, if v { 1.0 } else { 0.0 })));
-        let pipeline = self
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(O::KERNEL.name),
-                layout: Some(&self.pipeline_layout),
-                module: &self.module,
-                entry_point: Some("main"),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &constants,
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            });
-        self.pipelines.push((flags, pipeline));
+        let entry = |name: &str| {
+            self.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(O::KERNEL.name),
+                    layout: Some(&self.pipeline_layout),
+                    module: &self.module,
+                    entry_point: Some(name),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &constants,
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                })
+        };
+        let pipelines = Pipelines {
+            main: entry("main"),
+            norms: O::NORMS.then(|| entry("norms")),
+            flags,
+        };
+        self.pipelines.push(pipelines);
         self.pipelines.len() - 1
     }
 
@@ -339,70 +402,125 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 }
             })
         });
-        let limits = self.device.limits();
-        let mut windows = Vec::new();
-        for (start, n) in window_ranges(len, &limits) {
-            let at = |base: u64| {
-                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: param.buffer(),
-                    offset: base + start * 4,
-                    size: NonZeroU64::new(n * 4),
-                })
-            };
-            let mut entries = vec![
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: whole(
-                        &self.groups[group.0].uniform,
-                        std::mem::size_of::<O::Scalars>() as u64,
-                    ),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: at(param.offset()),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: grad.buffer(),
-                        offset: grad.offset() + start * 4,
-                        size: NonZeroU64::new(n * 4),
-                    }),
-                },
-            ];
-            for (slot, state) in states.iter().enumerate().take(O::STATE_NAMES.len()) {
-                let resource = match state {
-                    Some(b) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: b,
-                        offset: start * 4,
-                        size: NonZeroU64::new(n * 4),
-                    }),
-                    None => whole(&self.placeholders[slot], 16),
-                };
-                entries.push(wgpu::BindGroupEntry {
-                    binding: 3 + slot as u32,
-                    resource,
-                });
-            }
-            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(O::KERNEL.name),
-                layout: &self.layout,
-                entries: &entries,
-            });
-            windows.push(Window {
-                bind_group,
-                workgroups: grid(n, limits.max_compute_workgroups_per_dimension),
-            });
-        }
         self.params.push(GpuParam {
             group: group.0,
-            len: len as usize,
+            len,
             param: param.buffer().clone(),
             param_range,
+            grad: grad.buffer().clone(),
+            grad_offset: grad.offset(),
             states,
-            windows,
+            windows: Vec::new(),
         });
+        if O::NORMS {
+            // Every tensor's partials and norms live in shared buffers, which grow.
+            self.rebuild_norms();
+        } else {
+            let last = self.params.len() - 1;
+            self.params[last].windows = self.build_windows(last, None);
+        }
         Ok(ParamId(self.params.len() - 1))
+    }
+
+    /// Bind groups and grids of parameter `index`'s windows; with `norms`, bound to the shared
+    /// norm buffers, this parameter's partials starting at the given byte offset.
+    fn build_windows(&self, index: usize, norms: Option<(&NormBuffers, u64)>) -> Vec<Window> {
+        let p = &self.params[index];
+        let limits = self.device.limits();
+        let binding = |buffer, offset, size| {
+            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer,
+                offset,
+                size: NonZeroU64::new(size),
+            })
+        };
+        let mut partials_at = norms.map_or(0, |n| n.1);
+        window_ranges(p.len, &limits)
+            .into_iter()
+            .map(|(start, n)| {
+                let workgroups = grid(n, limits.max_compute_workgroups_per_dimension);
+                let norm_workgroups = norm_grid(n, &limits);
+                let mut entries = vec![
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: whole(
+                            &self.groups[p.group].uniform,
+                            std::mem::size_of::<O::Scalars>() as u64,
+                        ),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: binding(&p.param, p.param_range.start + start * 4, n * 4),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: binding(&p.grad, p.grad_offset + start * 4, n * 4),
+                    },
+                ];
+                for (slot, state) in p.states.iter().enumerate().take(O::STATE_NAMES.len()) {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: 3 + slot as u32,
+                        resource: match state {
+                            Some(b) => binding(b, start * 4, n * 4),
+                            None => whole(&self.placeholders[slot], 16),
+                        },
+                    });
+                }
+                if let Some((buffers, _)) = norms {
+                    let size = partials_size(norm_workgroups);
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: PARTIALS_BINDING,
+                        resource: binding(&buffers.partials, partials_at, size),
+                    });
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: NORMS_BINDING,
+                        resource: binding(&buffers.norms, index as u64 * NORM_STRIDE_BYTES, 8),
+                    });
+                    partials_at += size;
+                }
+                let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(O::KERNEL.name),
+                    layout: &self.layout,
+                    entries: &entries,
+                });
+                Window {
+                    bind_group,
+                    workgroups,
+                    norm_workgroups,
+                }
+            })
+            .collect()
+    }
+
+    /// Lays out every tensor's partial sums, recreates the shared norm buffers and the tensor
+    /// table, and rebinds every window to them.
+    fn rebuild_norms(&mut self) {
+        let Some(stage) = &self.norm_stage else {
+            return;
+        };
+        let limits = self.device.limits();
+        let mut table: Vec<[u32; 2]> = Vec::with_capacity(self.params.len());
+        let mut starts = Vec::with_capacity(self.params.len());
+        let mut at = 0u64;
+        for p in &self.params {
+            starts.push(at);
+            let first = at;
+            for (_, n) in window_ranges(p.len, &limits) {
+                at += partials_size(norm_grid(n, &limits));
+            }
+            // In vec2<f32> (8-byte) units; zero padding between windows adds nothing.
+            table.push([(first / 8) as u32, ((at - first) / 8) as u32]);
+        }
+        let buffers = stage.buffers(&self.device, &table, at, self.params.len());
+        let windows: Vec<Vec<Window>> = (0..self.params.len())
+            .map(|i| self.build_windows(i, Some((&buffers, starts[i]))))
+            .collect();
+        for (p, w) in self.params.iter_mut().zip(windows) {
+            p.windows = w;
+        }
+        if let Some(stage) = &mut self.norm_stage {
+            stage.buffers = Some(buffers);
+        }
     }
 
     /// Records one optimizer step into `encoder`, in a compute pass of its own.
@@ -429,24 +547,63 @@ impl<O: Algorithm> GpuOptimizer<O> {
             self.queue
                 .write_buffer(&group.uniform, offset, bytemuck::bytes_of(&scalars));
         }
+        if let Some(NormStage {
+            pipeline: reduce,
+            buffers: Some(norms),
+            ..
+        }) = &self.norm_stage
+        {
+            // Per-workgroup partial sums of every tensor, then every tensor's norms in one
+            // dispatch, then the updates that read them.
+            self.dispatch_all(pass, offset, true, |p| p.norms.as_ref());
+            pass.set_pipeline(reduce);
+            pass.set_bind_group(0, &norms.bind_group, &[]);
+            pass.dispatch_workgroups(norms.workgroups.0, norms.workgroups.1, 1);
+        }
+        self.dispatch_all(pass, offset, false, |p| Some(&p.main));
+    }
+
+    /// One dispatch per window of every parameter, with the pipeline `entry` picks for its group
+    /// (over the `norms` grid when `norms`).
+    fn dispatch_all(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        offset: u64,
+        norms: bool,
+        entry: impl Fn(&Pipelines) -> Option<&wgpu::ComputePipeline>,
+    ) {
         let mut bound = usize::MAX;
         for p in &self.params {
-            let pipeline = self.groups[p.group].pipeline;
-            if pipeline != bound {
-                pass.set_pipeline(&self.pipelines[pipeline].1);
-                bound = pipeline;
+            let index = self.groups[p.group].pipeline;
+            let Some(pipeline) = entry(&self.pipelines[index]) else {
+                continue;
+            };
+            if index != bound {
+                pass.set_pipeline(pipeline);
+                bound = index;
             }
             for w in &p.windows {
+                let (x, y) = if norms {
+                    w.norm_workgroups
+                } else {
+                    w.workgroups
+                };
                 pass.set_bind_group(0, &w.bind_group, &[offset as u32]);
-                pass.dispatch_workgroups(w.workgroups.0, w.workgroups.1, 1);
+                pass.dispatch_workgroups(x, y, 1);
             }
         }
     }
 
     /// Dispatches one step records: one per registered parameter, or one per window for
-    /// parameters larger than one storage binding.
+    /// parameters larger than one storage binding; twice that plus one reduction for
+    /// optimizers with per-tensor norms.
     pub fn dispatches_per_step(&self) -> usize {
-        self.params.iter().map(|p| p.windows.len()).sum()
+        let updates: usize = self.params.iter().map(|p| p.windows.len()).sum();
+        if O::NORMS && !self.params.is_empty() {
+            2 * updates + 1
+        } else {
+            updates
+        }
     }
 
     /// The buffer holding state `name` (PyTorch's key) of `param`, if these options keep it.
@@ -471,7 +628,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
             }
             params.push(SavedParam {
                 group: p.group,
-                len: p.len,
+                len: p.len as usize,
                 states,
             });
         }
@@ -488,8 +645,11 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// checked first: on error the optimizer is exactly as it was. The state is written with
     /// `queue.write_buffer`, so it lands at the next submit, before the next step runs.
     pub fn restore(&mut self, checkpoint: &Checkpoint) -> Result<()> {
-        let registered: Vec<(usize, usize)> =
-            self.params.iter().map(|p| (p.group, p.len)).collect();
+        let registered: Vec<(usize, usize)> = self
+            .params
+            .iter()
+            .map(|p| (p.group, p.len as usize))
+            .collect();
         let checkpoint = checkpoint.clone().in_binding_order::<O>();
         let groups = checkpoint.check_fits(self.scheduler.groups(), &registered)?;
         for (p, saved) in self.params.iter().zip(&checkpoint.params) {
@@ -516,6 +676,124 @@ impl<O: Algorithm> GpuOptimizer<O> {
         self.state_buffer(param, name)
             .map(|b| read_buffer(&self.device, &self.queue, b))
             .transpose()
+    }
+}
+
+/// Binding of a window's partial sums in a `NORMS` kernel (one `vec2<f32>` per workgroup).
+const PARTIALS_BINDING: u32 = 6;
+/// Binding of the tensor's norm pair in a `NORMS` kernel.
+const NORMS_BINDING: u32 = 7;
+
+/// The `norms` entry point's grid over `len` elements: `NORM_ELEMS` per invocation.
+fn norm_grid(len: u64, limits: &wgpu::Limits) -> (u32, u32) {
+    grid(
+        len.div_ceil(u64::from(NORM_ELEMS)),
+        limits.max_compute_workgroups_per_dimension,
+    )
+}
+
+/// Bytes of partial sums a window with `workgroups` needs: one `vec2<f32>` per workgroup,
+/// rounded up so the next window's start is a bindable offset.
+fn partials_size(workgroups: (u32, u32)) -> u64 {
+    let bytes = u64::from(workgroups.0) * u64::from(workgroups.1) * 8;
+    bytes.div_ceil(NORM_STRIDE_BYTES) * NORM_STRIDE_BYTES
+}
+
+const REDUCE: crate::kernel::Kernel = crate::kernel::Kernel {
+    name: "reduce",
+    source: include_str!("../shaders/reduce.wgsl"),
+};
+
+impl NormStage {
+    fn new(device: &wgpu::Device) -> Self {
+        let module = crate::kernel::create_module(device, &REDUCE);
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(REDUCE.name),
+            entries: &[
+                storage_entry_of(8, true, 8),
+                storage_entry_of(9, true, 8),
+                storage_entry(10, false),
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(REDUCE.name),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(REDUCE.name),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some("reduce"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[
+                    ("WG", f64::from(WORKGROUP_SIZE)),
+                    ("NORM_STRIDE", (NORM_STRIDE_BYTES / 4) as f64),
+                ],
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        Self {
+            layout,
+            pipeline,
+            buffers: None,
+        }
+    }
+
+    /// Fresh partials (`partials_bytes`, zeroed), norms and table buffers for `tensors`
+    /// tensors, and the reduction's bind group over them.
+    fn buffers(
+        &self,
+        device: &wgpu::Device,
+        table: &[[u32; 2]],
+        partials_bytes: u64,
+        tensors: usize,
+    ) -> NormBuffers {
+        let storage = |label, size| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            })
+        };
+        let partials = storage("wgpu-optim partial sums", partials_bytes.max(8));
+        let norms = storage("wgpu-optim norms", tensors as u64 * NORM_STRIDE_BYTES);
+        let table = wgpu::util::DeviceExt::create_buffer_init(
+            device,
+            &wgpu::util::BufferInitDescriptor {
+                label: Some("wgpu-optim tensor table"),
+                contents: bytemuck::cast_slice(table),
+                usage: wgpu::BufferUsages::STORAGE,
+            },
+        );
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(REDUCE.name),
+            layout: &self.layout,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 8,
+                    resource: table.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 9,
+                    resource: partials.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 10,
+                    resource: norms.as_entire_binding(),
+                },
+            ],
+        });
+        let max = device.limits().max_compute_workgroups_per_dimension;
+        let x = (tensors as u32).min(max);
+        NormBuffers {
+            partials,
+            norms,
+            bind_group,
+            workgroups: (x, (tensors as u32).div_ceil(x.max(1))),
+        }
     }
 }
 

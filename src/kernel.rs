@@ -7,6 +7,10 @@
 /// Threads per workgroup, passed to every kernel as its `WG` override constant.
 pub const WORKGROUP_SIZE: u32 = 256;
 
+/// Elements each invocation of a `norms` entry point (LAMB, LARS) sums, passed as the
+/// `NORM_ELEMS` override constant.
+pub const NORM_ELEMS: u32 = 16;
+
 /// The WGSL shared by every kernel.
 pub const COMMON_WGSL: &str = include_str!("../shaders/common.wgsl");
 

@@ -4,7 +4,8 @@
 //! PyTorch's numerics and a CPU reference that proves every number.
 //!
 //! - [`Sgd`], [`Adam`], [`AdamW`], [`RmsProp`], [`Adagrad`], [`RAdam`]: config structs with
-//!   PyTorch's hyperparameter names and defaults; see each for its update rule and paper.
+//!   PyTorch's hyperparameter names and defaults; [`Lion`], [`Lamb`], [`Lars`] with optax's;
+//!   see each for its update rule and paper.
 //! - [`GpuOptimizer`]: one fused WGSL dispatch per parameter buffer per step, recorded into the
 //!   caller's `CommandEncoder` from the caller's `Device` and `Queue`; parameter groups as
 //!   PyTorch's.
@@ -19,8 +20,7 @@
 //!   binding are bound in windows.
 //! - [`Checkpoint`]: all optimizer state in one file, resumed bit-identically.
 //!
-//! Not provided (yet): LAMB, LARS and Lion; gradient clipping and loss scaling. Gradients are
-//! f32 and dense.
+//! Not provided (yet): gradient clipping and loss scaling. Gradients are f32 and dense.
 //!
 //! Where this crate differs from PyTorch: the step count is the optimizer's, not each
 //! parameter's, so a parameter registered after training began starts at the optimizer's step.
@@ -47,6 +47,6 @@ pub use context::{GpuContext, enumerate_adapters, pick_adapter, read_buffer, rea
 pub use cpu_optimizer::{CpuOptimizer, ParamId};
 pub use error::{Error, Result};
 pub use gpu::{GpuOptimizer, UNIFORM_SLOTS};
-pub use optim::{Adagrad, Adam, AdamW, Algorithm, RAdam, RmsProp, Sgd};
+pub use optim::{Adagrad, Adam, AdamW, Algorithm, Lamb, Lars, Lion, RAdam, RmsProp, Sgd};
 pub use schedule::Schedule;
 pub use scheduler::{GroupId, StepScheduler};

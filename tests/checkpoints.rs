@@ -9,7 +9,7 @@ use std::process::Command;
 use common::{Rng, cases_dir, gpu, scratch_dir};
 use wgpu_optim::{
     Adagrad, Adam, AdamW, Algorithm, Checkpoint, CpuOptimizer, Error, GpuContext, GpuOptimizer,
-    RAdam, RmsProp, Schedule, Sgd,
+    Lamb, Lars, Lion, RAdam, RmsProp, Schedule, Sgd,
 };
 
 const LENS: [usize; 3] = [3, 1757, 64];
@@ -173,6 +173,19 @@ fn cpu_resume_is_bit_identical_for_every_optimizer() {
             sched,
             &dir,
         );
+        cpu_round_trip(&[Lion::default()], sched, &dir);
+        cpu_round_trip(
+            &[
+                Lamb::default(),
+                Lamb {
+                    weight_decay: 0.1,
+                    ..Default::default()
+                },
+            ],
+            sched,
+            &dir,
+        );
+        cpu_round_trip(&[Lars::default()], sched, &dir);
         cpu_round_trip(
             &[
                 RAdam::default(),

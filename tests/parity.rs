@@ -19,8 +19,8 @@ mod common;
 
 use common::{Rng, gpu};
 use wgpu_optim::{
-    Adagrad, Adam, AdamW, Algorithm, CpuOptimizer, GpuContext, GpuOptimizer, ParamId, RAdam,
-    RmsProp, Sgd,
+    Adagrad, Adam, AdamW, Algorithm, CpuOptimizer, GpuContext, GpuOptimizer, Lamb, Lars, Lion,
+    ParamId, RAdam, RmsProp, Sgd,
 };
 
 const LENS: [usize; 5] = [1, 3, 4, 1757, 1_000_003];
@@ -260,6 +260,76 @@ fn radam_every_option() {
         }
     }
     all(&ctx, configs);
+}
+
+#[test]
+fn lion_lamb_lars() {
+    // LAMB and LARS take per-tensor norms: the GPU sums in f32 by a fixed tree, the CPU in f64,
+    // a relative difference of ~1e-6 in the trust ratio, well inside the tolerance above.
+    let Some(ctx) = gpu() else { return };
+    all(
+        &ctx,
+        vec![
+            Lion {
+                lr: 1e-3,
+                ..Default::default()
+            },
+            Lion {
+                lr: 1e-3,
+                weight_decay: 0.1,
+                betas: (0.95, 0.98),
+            },
+        ],
+    );
+    all(
+        &ctx,
+        vec![
+            Lamb {
+                lr: 1e-2,
+                ..Default::default()
+            },
+            Lamb {
+                lr: 1e-2,
+                weight_decay: 0.01,
+                ..Default::default()
+            },
+        ],
+    );
+    let lars = Lars {
+        lr: 0.5,
+        weight_decay: 1e-4,
+        ..Default::default()
+    };
+    all(
+        &ctx,
+        vec![
+            lars,
+            Lars {
+                nesterov: true,
+                ..lars
+            },
+            Lars {
+                momentum: 0.0,
+                eps: 1e-3,
+                ..lars
+            },
+        ],
+    );
+    // Groups with different flags in one optimizer: one reduction covers both groups' tensors.
+    check(
+        &ctx,
+        "lars groups",
+        &[
+            (lars, &[3, 1757]),
+            (
+                Lars {
+                    nesterov: true,
+                    ..lars
+                },
+                &[1, 4],
+            ),
+        ],
+    );
 }
 
 #[test]

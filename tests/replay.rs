@@ -54,10 +54,7 @@ fn replay_all(backend: Backend) {
             Err(e) => panic!("{}: {e}", path.display()),
         }
     }
-    assert_eq!(
-        replayed, 25,
-        "every case of an implemented optimizer replays"
-    );
+    assert_eq!(replayed, 28, "every recorded case replays");
 }
 
 #[test]

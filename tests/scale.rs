@@ -271,3 +271,69 @@ fn shards_stepped_separately_equal_the_whole() {
         .unwrap_err();
     assert!(matches!(e, Error::AliasedBuffer(_)), "{e}");
 }
+
+#[test]
+fn lamb_norms_span_windows_and_repeat_bit_for_bit() {
+    let Some(ctx) = small_limits_context() else {
+        return;
+    };
+    // 40_000 elements: 3 windows of partial sums feed one tensor's norm.
+    let (got, want, dispatches) = run(
+        &ctx,
+        wgpu_optim::Lamb {
+            lr: 1e-3,
+            weight_decay: 0.01,
+            ..Default::default()
+        },
+        40_000,
+        3,
+    );
+    assert_eq!(dispatches, 2 * 3 + 1, "norms, one reduction, updates");
+    assert_close(&got, &want, "windowed lamb");
+    let (again, _, _) = run(
+        &ctx,
+        wgpu_optim::Lamb {
+            lr: 1e-3,
+            weight_decay: 0.01,
+            ..Default::default()
+        },
+        40_000,
+        3,
+    );
+    assert_eq!(got, again, "two runs on one adapter differ");
+}
+
+#[test]
+fn norm_reductions_are_deterministic_across_a_tensor_table() {
+    let Some(ctx) = gpu() else { return };
+    let lens = [1usize, 3, 1757, 100_000, 4];
+    let once = || {
+        let mut rng = Rng::new(3);
+        let mut opt = GpuOptimizer::new(
+            &ctx.device,
+            &ctx.queue,
+            wgpu_optim::Lars {
+                lr: 0.5,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let bufs: Vec<_> = lens
+            .iter()
+            .map(|&n| (ctx.upload("p", &rng.vec(n)), ctx.upload("g", &rng.vec(n))))
+            .collect();
+        for (p, g) in &bufs {
+            opt.register(opt.default_group(), p, g).unwrap();
+        }
+        assert_eq!(opt.dispatches_per_step(), 2 * lens.len() + 1);
+        for _ in 0..5 {
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            opt.step(&mut encoder);
+            ctx.queue.submit([encoder.finish()]);
+        }
+        bufs.iter()
+            .map(|(p, _)| ctx.read(p).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(once(), once());
+}

@@ -7,12 +7,18 @@
 
 mod adagrad;
 mod adam;
+mod lamb;
+mod lars;
+mod lion;
 mod radam;
 mod rmsprop;
 mod sgd;
 
 pub use adagrad::adagrad;
 pub use adam::adam;
+pub use lamb::{lamb, lamb_norms};
+pub use lars::{lars, lars_norms};
+pub use lion::lion;
 pub use radam::radam;
 pub use rmsprop::rmsprop;
 pub use sgd::sgd;
@@ -25,4 +31,20 @@ pub fn torch_lerp(a: f32, b: f32, weight: f32) -> f32 {
     } else {
         b - (b - a) * (1.0 - weight)
     }
+}
+
+/// optax's `scale_by_trust_ratio`, as `trust_ratio` in `shaders/common.wgsl`.
+#[inline]
+pub fn trust_ratio(param_norm: f32, update_norm: f32, coefficient: f32, eps: f32) -> f32 {
+    if param_norm == 0.0 || update_norm == 0.0 {
+        1.0
+    } else {
+        coefficient * param_norm / (update_norm + eps)
+    }
+}
+
+/// A tensor's norms from the sums of squares a `norms` stage returns, rounded to f32 as the
+/// reduction kernel stores them.
+pub fn norms_from_sums((sum_p, sum_u): (f64, f64)) -> [f32; 2] {
+    [sum_p.sqrt() as f32, sum_u.sqrt() as f32]
 }

@@ -10,12 +10,18 @@ use crate::kernel::Kernel;
 
 mod adagrad;
 mod adam;
+mod lamb;
+mod lars;
+mod lion;
 mod radam;
 mod rmsprop;
 mod sgd;
 
 pub use adagrad::{Adagrad, AdagradScalars};
 pub use adam::{Adam, AdamScalars, AdamW};
+pub use lamb::{Lamb, LambScalars};
+pub use lars::{Lars, LarsScalars};
+pub use lion::{Lion, LionScalars};
 pub use radam::{RAdam, RAdamScalars};
 pub use rmsprop::{RmsProp, RmsPropScalars};
 pub use sgd::{Sgd, SgdScalars};
@@ -29,7 +35,8 @@ pub type States<'a> = [&'a mut [f32]; MAX_STATES];
 
 /// What the CPU reference, the GPU optimizer and the replay harness need from an optimizer.
 ///
-/// Implemented by [`Sgd`], [`Adam`], [`AdamW`], [`RmsProp`], [`Adagrad`] and [`RAdam`].
+/// Implemented by [`Sgd`], [`Adam`], [`AdamW`], [`RmsProp`], [`Adagrad`], [`RAdam`], [`Lion`],
+/// [`Lamb`] and [`Lars`].
 pub trait Algorithm:
     Clone + std::fmt::Debug + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static
 {
@@ -39,6 +46,11 @@ pub trait Algorithm:
     const KERNEL: Kernel;
     /// PyTorch's state keys, in the kernel's binding order (bindings 3, 4, ...).
     const STATE_NAMES: &'static [&'static str];
+    /// Whether a step needs per-tensor norms first (LAMB, LARS). Then the kernel has a second
+    /// entry point, `norms`, writing per-workgroup partial sums; a step runs `norms` over every
+    /// tensor, one reduction dispatch for all of them (`shaders/reduce.wgsl`), then `main`; and
+    /// [`Algorithm::cpu_step`] must see the whole tensor.
+    const NORMS: bool = false;
     /// The per-step scalars uploaded as the kernel's uniform, mirrored field for field in WGSL.
     type Scalars: bytemuck::Pod + std::fmt::Debug + Send + Sync;
 

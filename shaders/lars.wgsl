@@ -1,0 +1,75 @@
+// lars.wgsl: one step of LARS (optax.lars) over one parameter tensor, in two entry points
+// around reduce.wgsl:
+//   norms: form u = g + wd p and write this workgroup's (Σp², Σu²);
+//   main:  scale u by the tensor's trust ratio and by -lr, then momentum (optax's trace).
+//
+// Bindings: 0 LarsScalars (uniform), 1 param, 2 grad (common.wgsl), 3 momentum_buffer
+//           (read_write; optax's trace), 6 partials (read_write, one vec2 per workgroup of this
+//           window), 7 norms (read; this tensor's (‖p‖, ‖u‖)).
+// Bounds guard: `main` returns past arrayLength(&param); `norms` contributes zeros there
+// instead, since every invocation must reach workgroup_sum's barriers.
+// Mirror: src/cpu/lars.rs.
+
+struct LarsScalars {
+    weight_decay: f32,
+    trust_coefficient: f32,
+    eps: f32,
+    neg_lr: f32,
+    momentum: f32,
+    _pad0: f32,
+    _pad1: f32,
+    _pad2: f32,
+}
+
+override NESTEROV: bool = false;
+
+@group(0) @binding(0) var<uniform> s: LarsScalars;
+@group(0) @binding(3) var<storage, read_write> momentum_buffer: array<f32>;
+@group(0) @binding(6) var<storage, read_write> partials: array<vec2<f32>>;
+@group(0) @binding(7) var<storage, read> tensor_norms: array<f32>;
+
+@compute @workgroup_size(WG)
+fn norms(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    // NORM_ELEMS elements per invocation, WG apart so neighbours read neighbours: fewer
+    // workgroups, and so fewer barriers, than one element each.
+    let base = (wid.y * nwg.x + wid.x) * WG * NORM_ELEMS + lid.x;
+    var sums = vec2<f32>(0.0);
+    for (var k = 0u; k < NORM_ELEMS; k = k + 1u) {
+        let i = base + k * WG;
+        if (i < arrayLength(&param)) {
+            let p = param[i];
+            let u = grad[i] + s.weight_decay * p;
+            sums = sums + vec2<f32>(p * p, u * u);
+        }
+    }
+    let total = workgroup_sum(lid.x, sums);
+    if (lid.x == 0u) {
+        partials[wid.y * nwg.x + wid.x] = total;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let i = element_index(wid, nwg, lid);
+    if (i >= arrayLength(&param)) {
+        return;
+    }
+    let p = param[i];
+    let trust = trust_ratio(tensor_norms[0], tensor_norms[1], s.trust_coefficient, s.eps);
+    let u = s.neg_lr * ((grad[i] + s.weight_decay * p) * trust);
+    let t = u + s.momentum * momentum_buffer[i];
+    momentum_buffer[i] = t;
+    var update = t;
+    if (NESTEROV) {
+        update = u + s.momentum * t;
+    }
+    param[i] = p + update;
+}

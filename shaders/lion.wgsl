@@ -1,0 +1,42 @@
+// lion.wgsl: one step of Lion (optax.lion) over one parameter buffer.
+//
+// Bindings: 0 LionScalars (uniform), 1 param, 2 grad (common.wgsl),
+//           3 exp_avg (read_write; optax's `mu`).
+// Bounds guard: invocations past arrayLength(&param) return at once.
+// Mirror: src/cpu/lion.rs.
+
+// optax's order: u = sign((1 - b1) g + b1 m); m = (1 - b2) g + b2 m; u = u + wd p;
+// p = p + (-lr) u.
+struct LionScalars {
+    one_minus_beta1: f32,
+    beta1: f32,
+    one_minus_beta2: f32,
+    beta2: f32,
+    weight_decay: f32,
+    neg_lr: f32,
+    _pad0: f32,
+    _pad1: f32,
+}
+
+@group(0) @binding(0) var<uniform> s: LionScalars;
+@group(0) @binding(3) var<storage, read_write> exp_avg: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let i = element_index(wid, nwg, lid);
+    if (i >= arrayLength(&param)) {
+        return;
+    }
+    let p = param[i];
+    let g = grad[i];
+    let m = exp_avg[i];
+    // WGSL's sign(0) is 0, as jnp.sign's.
+    var u = sign(s.one_minus_beta1 * g + s.beta1 * m);
+    exp_avg[i] = s.one_minus_beta2 * g + s.beta2 * m;
+    u = u + s.weight_decay * p;
+    param[i] = p + s.neg_lr * u;
+}

@@ -1,0 +1,127 @@
+use serde::{Deserialize, Serialize};
+
+use crate::cpu::norms_from_sums;
+use crate::error::{Result, non_negative, unit_interval};
+use crate::kernel::Kernel;
+use crate::optim::{Algorithm, States};
+
+/// LAMB (layer-wise adaptive moments), as `optax.lamb`.
+///
+/// Update rule, for gradient `g` and a parameter tensor `p` at step `t` (1-based):
+///
+/// ```text
+/// m ← (1 - β₁) · g + β₁ · m;   v ← (1 - β₂) · g² + β₂ · v
+/// u = (m / (1 - β₁ᵗ)) / (√(v / (1 - β₂ᵗ)) + eps) + weight_decay · p
+/// r = ‖p‖ / ‖u‖ over the whole tensor (1 where either norm is 0)
+/// p ← p - lr · r · u
+/// ```
+///
+/// Defaults are optax's: `betas` (0.9, 0.999), `eps` 1e-6, `weight_decay` 0; `lr` 1e-3. The
+/// norms are per registered tensor, computed on the GPU by a deterministic two-pass reduction
+/// (so an [`crate::ArenaLayout`] registered whole counts as one tensor: register each tensor's
+/// slice to get per-tensor trust ratios). State: `exp_avg`, `exp_avg_sq`.
+///
+/// You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes", 2020.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Lamb {
+    /// Learning rate (≥ 0).
+    pub lr: f64,
+    /// Decay rates of the first and second moment estimates, each in [0, 1).
+    pub betas: (f64, f64),
+    /// Added to the denominator after the square root (≥ 0).
+    pub eps: f64,
+    /// Decoupled weight decay, added to the update before the trust ratio (≥ 0).
+    pub weight_decay: f64,
+}
+
+impl Default for Lamb {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            betas: (0.9, 0.999),
+            eps: 1e-6,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// Per-step scalars of [`Lamb`], as `LambScalars` in `shaders/lamb.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct LambScalars {
+    /// `1 - β₁`.
+    pub one_minus_beta1: f32,
+    /// `β₁`.
+    pub beta1: f32,
+    /// `1 - β₂`.
+    pub one_minus_beta2: f32,
+    /// `β₂`.
+    pub beta2: f32,
+    /// `1 - β₁ᵗ`.
+    pub bias_correction1: f32,
+    /// `1 - β₂ᵗ`.
+    pub bias_correction2: f32,
+    /// `eps`.
+    pub eps: f32,
+    /// Weight decay.
+    pub weight_decay: f32,
+    /// `-lr`.
+    pub neg_lr: f32,
+    #[doc(hidden)]
+    pub _pad: [f32; 3],
+}
+
+impl Algorithm for Lamb {
+    const NAME: &'static str = "lamb";
+    const KERNEL: Kernel = Kernel {
+        name: "lamb",
+        source: include_str!("../../shaders/lamb.wgsl"),
+    };
+    const STATE_NAMES: &'static [&'static str] = &["exp_avg", "exp_avg_sq"];
+    const NORMS: bool = true;
+    type Scalars = LambScalars;
+
+    fn validate(&self) -> Result<()> {
+        non_negative("lr", self.lr)?;
+        non_negative("eps", self.eps)?;
+        non_negative("weight_decay", self.weight_decay)?;
+        unit_interval("betas[0]", self.betas.0)?;
+        unit_interval("betas[1]", self.betas.1)
+    }
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn uses_state(&self, slot: usize) -> bool {
+        slot < 2
+    }
+
+    fn flags(&self) -> Vec<(&'static str, bool)> {
+        Vec::new()
+    }
+
+    fn scalars(&self, lr: f64, step: u64) -> LambScalars {
+        let (beta1, beta2) = self.betas;
+        let t = step as f64;
+        LambScalars {
+            one_minus_beta1: (1.0 - beta1) as f32,
+            beta1: beta1 as f32,
+            one_minus_beta2: (1.0 - beta2) as f32,
+            beta2: beta2 as f32,
+            bias_correction1: (1.0 - beta1.powf(t)) as f32,
+            bias_correction2: (1.0 - beta2.powf(t)) as f32,
+            eps: self.eps as f32,
+            weight_decay: self.weight_decay as f32,
+            neg_lr: -lr as f32,
+            _pad: [0.0; 3],
+        }
+    }
+
+    fn cpu_step(&self, s: &LambScalars, param: &mut [f32], grad: &[f32], state: States<'_>) {
+        let [exp_avg, exp_avg_sq, _] = state;
+        let sums = crate::cpu::lamb_norms(s, param, grad, exp_avg, exp_avg_sq);
+        crate::cpu::lamb(s, norms_from_sums(sums), param, exp_avg, exp_avg_sq);
+    }
+}

@@ -39,7 +39,7 @@ fn main(
         return;
     }
     let p0 = param[i];
-    var g = grad[i];
+    var g = load_grad(i);
     if (MAXIMIZE) {
         g = -g;
     }

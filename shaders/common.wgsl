@@ -5,7 +5,7 @@
 //   1  param  read_write  the parameter, updated in place
 //   2  grad   read        its gradient
 // Binding 0 is the kernel's own uniform of per-step scalars; bindings 3.. are
-// its state buffers. Every buffer is bound with exactly the parameter's length,
+// its state buffers; binding 11 is the gradient control (below). Every buffer is bound with exactly the parameter's length,
 // so `arrayLength(&param)` is the element count and the bounds guard.
 
 // Threads per workgroup. The host sets it (WORKGROUP_SIZE in src/kernel.rs) so
@@ -14,6 +14,17 @@ override WG: u32 = 256u;
 
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
+
+// The step's gradient control, written on the device before the updates run (grad_norm.wgsl):
+// [0] the global gradient norm, [1] the clipping coefficient min(1, max_norm / (norm + 1e-6)),
+// which is 1 while clipping is off.
+@group(0) @binding(11) var<storage, read> grad_control: array<f32>;
+
+// The gradient the optimizer sees: torch.nn.utils.clip_grad_norm_ multiplies every gradient by
+// the coefficient in place before the step; here the update does, so no pass rewrites them.
+fn load_grad(i: u32) -> f32 {
+    return grad[i] * grad_control[1];
+}
 
 // Flattened element index of this invocation. The host dispatches a 2-D grid
 // of workgroups when one dimension's 65535-workgroup limit is too small, so

@@ -52,7 +52,7 @@ fn norms(
         let i = base + k * WG;
         if (i < arrayLength(&param)) {
             let p = param[i];
-            let g = grad[i];
+            let g = load_grad(i);
             let m = s.one_minus_beta1 * g + s.beta1 * exp_avg[i];
             let v = s.one_minus_beta2 * (g * g) + s.beta2 * exp_avg_sq[i];
             exp_avg[i] = m;

@@ -42,7 +42,7 @@ fn norms(
         let i = base + k * WG;
         if (i < arrayLength(&param)) {
             let p = param[i];
-            let u = grad[i] + s.weight_decay * p;
+            let u = load_grad(i) + s.weight_decay * p;
             sums = sums + vec2<f32>(p * p, u * u);
         }
     }
@@ -64,7 +64,7 @@ fn main(
     }
     let p = param[i];
     let trust = trust_ratio(tensor_norms[0], tensor_norms[1], s.trust_coefficient, s.eps);
-    let u = s.neg_lr * ((grad[i] + s.weight_decay * p) * trust);
+    let u = s.neg_lr * ((load_grad(i) + s.weight_decay * p) * trust);
     let t = u + s.momentum * momentum_buffer[i];
     momentum_buffer[i] = t;
     var update = t;

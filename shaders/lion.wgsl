@@ -32,7 +32,7 @@ fn main(
         return;
     }
     let p = param[i];
-    let g = grad[i];
+    let g = load_grad(i);
     let m = exp_avg[i];
     // WGSL's sign(0) is 0, as jnp.sign's.
     var u = sign(s.one_minus_beta1 * g + s.beta1 * m);

@@ -40,7 +40,7 @@ fn main(
         return;
     }
     let p0 = param[i];
-    var g = grad[i];
+    var g = load_grad(i);
     if (MAXIMIZE) {
         g = -g;
     }

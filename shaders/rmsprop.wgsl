@@ -38,7 +38,7 @@ fn main(
         return;
     }
     let p = param[i];
-    var g = grad[i];
+    var g = load_grad(i);
     if (MAXIMIZE) {
         g = -g;
     }

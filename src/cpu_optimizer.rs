@@ -33,6 +33,8 @@ pub struct CpuOptimizer<O: Algorithm> {
     params: Vec<CpuParam>,
     lens: Vec<usize>,
     threads: usize,
+    max_grad_norm: Option<f32>,
+    last_grad_norm: Option<f32>,
 }
 
 /// Parameters shorter than this are stepped on the calling thread whatever the thread count.
@@ -81,6 +83,8 @@ impl<O: Algorithm> CpuOptimizer<O> {
             params: Vec::new(),
             lens: Vec::new(),
             threads: 1,
+            max_grad_norm: None,
+            last_grad_norm: None,
         })
     }
 
@@ -156,21 +160,55 @@ impl<O: Algorithm> CpuOptimizer<O> {
                 )));
             }
         }
+        // Global-norm clipping as the GPU's grad_norm.wgsl: per-tensor norms, the norm of those,
+        // then every gradient times min(1, max_norm / (norm + 1e-6)).
+        let clipped: Option<Vec<Vec<f32>>> = self.max_grad_norm.map(|max_norm| {
+            let total = grads
+                .iter()
+                .map(|g| {
+                    let n = g.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>();
+                    let n = n.sqrt() as f32;
+                    f64::from(n) * f64::from(n)
+                })
+                .sum::<f64>()
+                .sqrt() as f32;
+            self.last_grad_norm = Some(total);
+            let coef = (max_norm / (total + 1e-6)).min(1.0);
+            grads
+                .iter()
+                .map(|g| g.iter().map(|&x| x * coef).collect())
+                .collect()
+        });
         let t = self.scheduler.advance();
         let groups = self.scheduler.groups();
         for (i, p) in self.params.iter_mut().enumerate() {
             let s = self.scheduler.scalars(p.group, t);
             let states = p.states.each_mut().map(|v| v.as_mut_slice());
-            step_chunked(
-                &groups[p.group],
-                &s,
-                params[i],
-                grads[i],
-                states,
-                self.threads,
-            );
+            let grad = clipped.as_ref().map_or(grads[i], |c| c[i].as_slice());
+            step_chunked(&groups[p.group], &s, params[i], grad, states, self.threads);
         }
         Ok(())
+    }
+
+    /// Turns global-norm gradient clipping on with `max_norm` or off with `None`, as
+    /// [`crate::GpuOptimizer::set_max_grad_norm`].
+    pub fn set_max_grad_norm(&mut self, max_norm: Option<f64>) -> Result<()> {
+        if let Some(m) = max_norm
+            && !(m.is_finite() && m > 0.0)
+        {
+            return Err(Error::InvalidHyperparameter {
+                name: "max_norm",
+                value: m,
+                reason: "must be finite and > 0",
+            });
+        }
+        self.max_grad_norm = max_norm.map(|m| m as f32);
+        Ok(())
+    }
+
+    /// The global gradient norm of the last clipped step.
+    pub fn last_grad_norm(&self) -> Option<f32> {
+        self.last_grad_norm
     }
 
     /// All optimizer state: step, groups, schedule, and every parameter's state buffers.

@@ -110,6 +110,10 @@ pub struct GpuOptimizer<O: Algorithm> {
     groups: Vec<GpuGroup>,
     params: Vec<GpuParam>,
     norm_stage: Option<NormStage>,
+    /// `[global gradient norm, clipping coefficient]`, read by every update (binding 11).
+    grad_control: wgpu::Buffer,
+    /// Global-norm gradient clipping, when on.
+    clip: Option<ClipStage>,
     /// Bound in place of the states these options do not keep; never read or written.
     placeholders: [wgpu::Buffer; MAX_STATES],
     slot_stride: u64,
@@ -173,6 +177,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
             storage_entry(2, true),
         ];
         entries.extend((0..O::STATE_NAMES.len()).map(|s| storage_entry(3 + s as u32, false)));
+        entries.push(storage_entry(GRAD_CONTROL_BINDING, true));
         if O::NORMS {
             entries.extend([
                 storage_entry_of(PARTIALS_BINDING, false, 8),
@@ -184,6 +189,16 @@ impl<O: Algorithm> GpuOptimizer<O> {
             entries: &entries,
         });
         let norm_stage = O::NORMS.then(|| NormStage::new(device));
+        let grad_control = wgpu::util::DeviceExt::create_buffer_init(
+            device,
+            &wgpu::util::BufferInitDescriptor {
+                label: Some("wgpu-optim gradient control"),
+                contents: bytemuck::cast_slice(&NO_CLIP),
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            },
+        );
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(O::KERNEL.name),
             bind_group_layouts: &[Some(&layout)],
@@ -208,6 +223,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
             groups: Vec::new(),
             params: Vec::new(),
             norm_stage,
+            grad_control,
+            clip: None,
             placeholders,
             slot_stride,
         };
@@ -419,6 +436,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
             let last = self.params.len() - 1;
             self.params[last].windows = self.build_windows(last, None);
         }
+        self.rebuild_clip();
         Ok(ParamId(self.params.len() - 1))
     }
 
@@ -466,6 +484,10 @@ impl<O: Algorithm> GpuOptimizer<O> {
                         },
                     });
                 }
+                entries.push(wgpu::BindGroupEntry {
+                    binding: GRAD_CONTROL_BINDING,
+                    resource: self.grad_control.as_entire_binding(),
+                });
                 if let Some((buffers, _)) = norms {
                     let size = partials_size(norm_workgroups);
                     entries.push(wgpu::BindGroupEntry {
@@ -498,20 +520,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
         let Some(stage) = &self.norm_stage else {
             return;
         };
-        let limits = self.device.limits();
-        let mut table: Vec<[u32; 2]> = Vec::with_capacity(self.params.len());
-        let mut starts = Vec::with_capacity(self.params.len());
-        let mut at = 0u64;
-        for p in &self.params {
-            starts.push(at);
-            let first = at;
-            for (_, n) in window_ranges(p.len, &limits) {
-                at += partials_size(norm_grid(n, &limits));
-            }
-            // In vec2<f32> (8-byte) units; zero padding between windows adds nothing.
-            table.push([(first / 8) as u32, ((at - first) / 8) as u32]);
-        }
-        let buffers = stage.buffers(&self.device, &table, at, self.params.len());
+        let (table, starts, bytes) = self.partial_layout();
+        let buffers = stage.buffers(&self.device, &table, bytes, self.params.len());
         let windows: Vec<Vec<Window>> = (0..self.params.len())
             .map(|i| self.build_windows(i, Some((&buffers, starts[i]))))
             .collect();
@@ -520,6 +530,159 @@ impl<O: Algorithm> GpuOptimizer<O> {
         }
         if let Some(stage) = &mut self.norm_stage {
             stage.buffers = Some(buffers);
+        }
+    }
+
+    /// Where each tensor's per-workgroup partial sums go in a shared buffer: the tensor table
+    /// (first partial, partial count, in `vec2<f32>` units), each tensor's first byte, and the
+    /// bytes in all. Windows' partials start at bindable offsets; the zero padding between them
+    /// adds nothing to the sums.
+    fn partial_layout(&self) -> (Vec<[u32; 2]>, Vec<u64>, u64) {
+        let limits = self.device.limits();
+        let mut table = Vec::with_capacity(self.params.len());
+        let mut starts = Vec::with_capacity(self.params.len());
+        let mut at = 0u64;
+        for p in &self.params {
+            starts.push(at);
+            let first = at;
+            for (_, n) in window_ranges(p.len, &limits) {
+                at += partials_size(norm_grid(n, &limits));
+            }
+            table.push([(first / 8) as u32, ((at - first) / 8) as u32]);
+        }
+        (table, starts, at)
+    }
+
+    /// Turns global-norm gradient clipping on with `max_norm` (as
+    /// `torch.nn.utils.clip_grad_norm_(params, max_norm)` before each step), or off with `None`.
+    ///
+    /// Each step then computes, on the device, the 2-norm of all registered gradients together
+    /// and the coefficient `min(1, max_norm / (norm + 1e-6))`, and every update multiplies its
+    /// gradient by it; the gradient buffers are not rewritten. The norm is kept on the device:
+    /// [`GpuOptimizer::read_grad_norm`] reads it back when asked.
+    pub fn set_max_grad_norm(&mut self, max_norm: Option<f64>) -> Result<()> {
+        match max_norm {
+            None => {
+                self.clip = None;
+                self.queue
+                    .write_buffer(&self.grad_control, 0, bytemuck::cast_slice(&NO_CLIP));
+            }
+            Some(m) => {
+                if !(m.is_finite() && m > 0.0) {
+                    return Err(Error::InvalidHyperparameter {
+                        name: "max_norm",
+                        value: m,
+                        reason: "must be finite and > 0",
+                    });
+                }
+                if self.clip.is_none() {
+                    let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+                    let stage = ClipStage::new(&self.device);
+                    checked(scope, || "gradient-norm kernels".to_string())?;
+                    self.clip = Some(stage);
+                }
+                if let Some(clip) = &mut self.clip {
+                    clip.max_norm = m as f32;
+                }
+                self.rebuild_clip();
+            }
+        }
+        Ok(())
+    }
+
+    /// The global gradient norm of the last step (0 before any clipped step), read back from the
+    /// device: this waits for the GPU, so ask only when you log it.
+    pub fn read_grad_norm(&self) -> Result<f32> {
+        Ok(read_buffer(&self.device, &self.queue, &self.grad_control)?[0])
+    }
+
+    /// The buffer holding `[global gradient norm, clipping coefficient]` after each step, for
+    /// callers who copy it out asynchronously.
+    pub fn grad_control_buffer(&self) -> &wgpu::Buffer {
+        &self.grad_control
+    }
+
+    /// Rebuilds the clipping stage's buffers and bind groups for the registered gradients.
+    fn rebuild_clip(&mut self) {
+        if self.clip.is_none() || self.params.is_empty() {
+            return;
+        }
+        let (table, starts, bytes) = self.partial_layout();
+        let limits = self.device.limits();
+        let Some(clip) = &self.clip else { return };
+        let buffers = clip
+            .reduce
+            .buffers(&self.device, &table, bytes, self.params.len());
+        let mut windows = Vec::new();
+        for (p, &start) in self.params.iter().zip(&starts) {
+            let mut at = start;
+            for (first, n) in window_ranges(p.len, &limits) {
+                let workgroups = norm_grid(n, &limits);
+                let size = partials_size(workgroups);
+                let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("wgpu-optim gradient norm"),
+                    layout: &clip.sumsq_layout,
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 2,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &p.grad,
+                                offset: p.grad_offset + first * 4,
+                                size: NonZeroU64::new(n * 4),
+                            }),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: PARTIALS_BINDING,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &buffers.partials,
+                                offset: at,
+                                size: NonZeroU64::new(size),
+                            }),
+                        },
+                    ],
+                });
+                windows.push((bind_group, workgroups));
+                at += size;
+            }
+        }
+        let params = ClipParams {
+            max_norm: clip.max_norm,
+            tensors: self.params.len() as u32,
+            norm_stride: (NORM_STRIDE_BYTES / 4) as u32,
+            _pad: 0,
+        };
+        let uniform = wgpu::util::DeviceExt::create_buffer_init(
+            &self.device,
+            &wgpu::util::BufferInitDescriptor {
+                label: Some("wgpu-optim clip parameters"),
+                contents: bytemuck::bytes_of(&params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            },
+        );
+        let finalize = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("wgpu-optim gradient norm"),
+            layout: &clip.finalize_layout,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 12,
+                    resource: buffers.norms.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 13,
+                    resource: self.grad_control.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 14,
+                    resource: uniform.as_entire_binding(),
+                },
+            ],
+        });
+        if let Some(clip) = &mut self.clip {
+            clip.built = Some(ClipBuffers {
+                norms: buffers,
+                windows,
+                finalize,
+            });
         }
     }
 
@@ -546,6 +709,27 @@ impl<O: Algorithm> GpuOptimizer<O> {
             let scalars = self.scheduler.scalars(g, t);
             self.queue
                 .write_buffer(&group.uniform, offset, bytemuck::bytes_of(&scalars));
+        }
+        if let Some(ClipStage {
+            sumsq,
+            finalize,
+            reduce,
+            built: Some(built),
+            ..
+        }) = &self.clip
+        {
+            // The global gradient norm and clipping coefficient, before any update reads them.
+            pass.set_pipeline(sumsq);
+            for (bind_group, (x, y)) in &built.windows {
+                pass.set_bind_group(0, bind_group, &[]);
+                pass.dispatch_workgroups(*x, *y, 1);
+            }
+            pass.set_pipeline(&reduce.pipeline);
+            pass.set_bind_group(0, &built.norms.bind_group, &[]);
+            pass.dispatch_workgroups(built.norms.workgroups.0, built.norms.workgroups.1, 1);
+            pass.set_pipeline(finalize);
+            pass.set_bind_group(0, &built.finalize, &[]);
+            pass.dispatch_workgroups(1, 1, 1);
         }
         if let Some(NormStage {
             pipeline: reduce,
@@ -596,13 +780,18 @@ impl<O: Algorithm> GpuOptimizer<O> {
 
     /// Dispatches one step records: one per registered parameter, or one per window for
     /// parameters larger than one storage binding; twice that plus one reduction for
-    /// optimizers with per-tensor norms.
+    /// optimizers with per-tensor norms; plus, with clipping, one per window, a reduction and
+    /// a final dispatch for the global norm.
     pub fn dispatches_per_step(&self) -> usize {
         let updates: usize = self.params.iter().map(|p| p.windows.len()).sum();
+        let clip = match &self.clip {
+            Some(ClipStage { built: Some(b), .. }) => b.windows.len() + 2,
+            _ => 0,
+        };
         if O::NORMS && !self.params.is_empty() {
-            2 * updates + 1
+            clip + 2 * updates + 1
         } else {
-            updates
+            clip + updates
         }
     }
 
@@ -676,6 +865,107 @@ impl<O: Algorithm> GpuOptimizer<O> {
         self.state_buffer(param, name)
             .map(|b| read_buffer(&self.device, &self.queue, b))
             .transpose()
+    }
+}
+
+/// Binding of the gradient control (`grad_control` in `shaders/common.wgsl`) in every update.
+const GRAD_CONTROL_BINDING: u32 = 11;
+/// The gradient control while clipping is off: norm 0, coefficient 1.
+const NO_CLIP: [f32; 4] = [0.0, 1.0, 0.0, 0.0];
+
+/// `ClipParams` in `shaders/grad_norm.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ClipParams {
+    max_norm: f32,
+    tensors: u32,
+    norm_stride: u32,
+    _pad: u32,
+}
+
+const GRAD_NORM: crate::kernel::Kernel = crate::kernel::Kernel {
+    name: "grad_norm",
+    source: include_str!("../shaders/grad_norm.wgsl"),
+};
+
+/// Global-norm gradient clipping: per-workgroup Σg² of every gradient, per-tensor norms by the
+/// shared reduction, then the global norm and coefficient.
+#[derive(Debug)]
+struct ClipStage {
+    max_norm: f32,
+    sumsq: wgpu::ComputePipeline,
+    sumsq_layout: wgpu::BindGroupLayout,
+    finalize: wgpu::ComputePipeline,
+    finalize_layout: wgpu::BindGroupLayout,
+    reduce: NormStage,
+    /// Rebuilt whenever a tensor is registered (never per step).
+    built: Option<ClipBuffers>,
+}
+
+#[derive(Debug)]
+struct ClipBuffers {
+    norms: NormBuffers,
+    windows: Vec<(wgpu::BindGroup, (u32, u32))>,
+    finalize: wgpu::BindGroup,
+}
+
+impl ClipStage {
+    fn new(device: &wgpu::Device) -> Self {
+        let module = crate::kernel::create_module(device, &GRAD_NORM);
+        let pipeline = |entry: &str, layout: &wgpu::BindGroupLayout| {
+            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(GRAD_NORM.name),
+                bind_group_layouts: &[Some(layout)],
+                immediate_size: 0,
+            });
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(GRAD_NORM.name),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &[
+                        ("WG", f64::from(WORKGROUP_SIZE)),
+                        ("NORM_ELEMS", f64::from(NORM_ELEMS)),
+                    ],
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            })
+        };
+        let sumsq_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(GRAD_NORM.name),
+            entries: &[
+                storage_entry(2, true),
+                storage_entry_of(PARTIALS_BINDING, false, 8),
+            ],
+        });
+        let finalize_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(GRAD_NORM.name),
+            entries: &[
+                storage_entry(12, true),
+                storage_entry(13, false),
+                wgpu::BindGroupLayoutEntry {
+                    binding: 14,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: NonZeroU64::new(16),
+                    },
+                    count: None,
+                },
+            ],
+        });
+        Self {
+            max_norm: 1.0,
+            sumsq: pipeline("sumsq", &sumsq_layout),
+            finalize: pipeline("finalize", &finalize_layout),
+            sumsq_layout,
+            finalize_layout,
+            reduce: NormStage::new(device),
+            built: None,
+        }
     }
 }
 

@@ -20,7 +20,9 @@
 //!   binding are bound in windows.
 //! - [`Checkpoint`]: all optimizer state in one file, resumed bit-identically.
 //!
-//! Not provided (yet): gradient clipping and loss scaling. Gradients are f32 and dense.
+//! - Global-norm gradient clipping on the device: [`GpuOptimizer::set_max_grad_norm`].
+//!
+//! Not provided (yet): loss scaling (`GradScaler`). Gradients are f32 and dense.
 //!
 //! Where this crate differs from PyTorch: the step count is the optimizer's, not each
 //! parameter's, so a parameter registered after training began starts at the optimizer's step.

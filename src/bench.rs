@@ -76,18 +76,20 @@ pub enum AnyConfig {
 macro_rules! with_config {
     ($any:expr, $c:ident => $body:expr) => {
         match $any {
-            AnyConfig::Sgd($c) => $body,
-            AnyConfig::Adam($c) => $body,
-            AnyConfig::AdamW($c) => $body,
-            AnyConfig::RmsProp($c) => $body,
-            AnyConfig::Adagrad($c) => $body,
-            AnyConfig::RAdam($c) => $body,
-            AnyConfig::Lion($c) => $body,
-            AnyConfig::Lamb($c) => $body,
-            AnyConfig::Lars($c) => $body,
+            $crate::bench::AnyConfig::Sgd($c) => $body,
+            $crate::bench::AnyConfig::Adam($c) => $body,
+            $crate::bench::AnyConfig::AdamW($c) => $body,
+            $crate::bench::AnyConfig::RmsProp($c) => $body,
+            $crate::bench::AnyConfig::Adagrad($c) => $body,
+            $crate::bench::AnyConfig::RAdam($c) => $body,
+            $crate::bench::AnyConfig::Lion($c) => $body,
+            $crate::bench::AnyConfig::Lamb($c) => $body,
+            $crate::bench::AnyConfig::Lars($c) => $body,
         }
     };
 }
+
+pub(crate) use with_config;
 
 /// The configuration of a benchmark variant (see [`VARIANTS`]).
 pub fn variant(name: &str) -> Result<AnyConfig> {
@@ -123,6 +125,17 @@ pub fn variant(name: &str) -> Result<AnyConfig> {
 }
 
 impl AnyConfig {
+    /// The same configuration with learning rate `lr`.
+    pub fn with_lr(mut self, lr: f64) -> Self {
+        with_config!(&mut self, c => c.lr = lr);
+        self
+    }
+
+    /// The learning rate.
+    pub fn lr(&self) -> f64 {
+        with_config!(self, c => c.lr())
+    }
+
     /// Bytes one step moves per parameter with these options.
     pub fn bytes_per_param(&self) -> u64 {
         with_config!(self, c => c.bytes_per_param())

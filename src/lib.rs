@@ -39,6 +39,7 @@ mod cpu_optimizer;
 mod error;
 mod gpu;
 pub mod kernel;
+pub mod mlp;
 pub mod optim;
 pub mod schedule;
 mod scheduler;

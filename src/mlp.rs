@@ -1,0 +1,325 @@
+//! A small MLP trained on the GPU with this crate's optimizers: the proof that the crate steps a
+//! real wgpu training stack, used by `examples/train_mlp.rs` and `wgpu-optim compare`.
+//!
+//! 2 → 64 → 64 → 3, ReLU, softmax cross-entropy, on a synthetic 3-class spiral; forward and
+//! backward in WGSL (`shaders/mlp.wgsl`), full-batch, deterministic. The parameters and
+//! gradients live in two [`ArenaLayout`] buffers; each tensor is registered with the optimizer
+//! as its own slice, so LAMB and LARS see per-tensor norms.
+
+use std::num::NonZeroU64;
+
+use crate::arena::ArenaLayout;
+use crate::context::GpuContext;
+use crate::error::Result;
+use crate::gpu::{GpuOptimizer, storage_entry};
+use crate::kernel::{Kernel, WORKGROUP_SIZE, create_module};
+use crate::optim::Algorithm;
+use crate::schedule::Schedule;
+
+/// Width of the hidden layers.
+pub const HIDDEN: usize = 64;
+/// Number of classes.
+pub const CLASSES: usize = 3;
+/// The tensors, in arena order, with their lengths: `w1` is `[HIDDEN, 2]`, `w2`
+/// `[HIDDEN, HIDDEN]`, `w3` `[CLASSES, HIDDEN]`, row-major.
+pub const TENSORS: [(&str, usize); 6] = [
+    ("w1", HIDDEN * 2),
+    ("b1", HIDDEN),
+    ("w2", HIDDEN * HIDDEN),
+    ("b2", HIDDEN),
+    ("w3", CLASSES * HIDDEN),
+    ("b3", CLASSES),
+];
+
+const MLP: Kernel = Kernel {
+    name: "mlp",
+    source: include_str!("../shaders/mlp.wgsl"),
+};
+
+/// SplitMix64, for deterministic data and initial weights.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn normal(&mut self) -> f64 {
+        let (u, v) = (self.next().max(1e-300), self.next());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+}
+
+/// The 3-class spiral (as in Stanford's CS231n): `per_class` points per arm, radius 0 to 1,
+/// angle noise 0.2. Flattened as `x, y, label` per point.
+pub fn spiral(per_class: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng(seed);
+    let mut out = Vec::with_capacity(per_class * CLASSES * 3);
+    for class in 0..CLASSES {
+        for i in 0..per_class {
+            let r = i as f64 / (per_class - 1).max(1) as f64;
+            let t = (class as f64 + r) * 4.0 + rng.normal() * 0.2;
+            out.extend([(r * t.sin()) as f32, (r * t.cos()) as f32, class as f32]);
+        }
+    }
+    out
+}
+
+/// PyTorch's default `nn.Linear` initialization, U(-1/√fan_in, 1/√fan_in) for weights and
+/// biases, packed into the arena.
+pub fn init_params(layout: &ArenaLayout, seed: u64) -> Result<Vec<f32>> {
+    let mut rng = Rng(seed);
+    let fan_in = [2, 2, HIDDEN, HIDDEN, HIDDEN, HIDDEN];
+    let tensors: Vec<Vec<f32>> = TENSORS
+        .iter()
+        .zip(fan_in)
+        .map(|(&(_, n), fan)| {
+            let bound = 1.0 / (fan as f64).sqrt();
+            (0..n)
+                .map(|_| ((rng.next() * 2.0 - 1.0) * bound) as f32)
+                .collect()
+        })
+        .collect();
+    let views: Vec<&[f32]> = tensors.iter().map(Vec::as_slice).collect();
+    layout.pack(&views)
+}
+
+/// `Dims` in `shaders/mlp.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Dims {
+    samples: u32,
+    arena: u32,
+    offsets: [u32; 6],
+}
+
+/// The network, its data and its training buffers on one device.
+#[derive(Debug)]
+pub struct Mlp {
+    /// Where each tensor lives in the parameter and gradient buffers.
+    pub layout: ArenaLayout,
+    /// The parameter arena.
+    pub params: wgpu::Buffer,
+    /// The gradient arena, written by [`Mlp::record_gradients`].
+    pub grads: wgpu::Buffer,
+    samples: u32,
+    stats: wgpu::Buffer,
+    bind_group: wgpu::BindGroup,
+    sample: wgpu::ComputePipeline,
+    reduce: wgpu::ComputePipeline,
+    stats_pipeline: wgpu::ComputePipeline,
+}
+
+impl Mlp {
+    /// The network on `ctx` with `data` (from [`spiral`]) and weights from `seed`.
+    pub fn new(ctx: &GpuContext, data: &[f32], seed: u64) -> Result<Self> {
+        let device = &ctx.device;
+        let lens: Vec<u64> = TENSORS.iter().map(|t| t.1 as u64).collect();
+        let layout = ArenaLayout::for_device(device, &lens)?;
+        let samples = (data.len() / 3) as u32;
+        let params = ctx.upload("mlp params", &init_params(&layout, seed)?);
+        let grads = ctx.upload("mlp grads", &vec![0.0; layout.len() as usize]);
+        let storage = |label, size: u64| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            })
+        };
+        let per_sample = storage(
+            "mlp per-sample gradients",
+            u64::from(samples) * layout.size(),
+        );
+        let sample_stats = storage("mlp per-sample loss", u64::from(samples) * 8);
+        let stats = storage("mlp stats", 8);
+        let data_buf = ctx.upload("mlp data", data);
+        let offsets = std::array::from_fn(|i| layout.range(i).start as u32);
+        let dims = Dims {
+            samples,
+            arena: layout.len() as u32,
+            offsets,
+        };
+        let dims_buf = wgpu::util::DeviceExt::create_buffer_init(
+            device,
+            &wgpu::util::BufferInitDescriptor {
+                label: Some("mlp dims"),
+                contents: bytemuck::bytes_of(&dims),
+                usage: wgpu::BufferUsages::UNIFORM,
+            },
+        );
+        let module = create_module(device, &MLP);
+        let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("mlp"),
+            entries: &[
+                wgpu::BindGroupLayoutEntry {
+                    binding: 20,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: NonZeroU64::new(32),
+                    },
+                    count: None,
+                },
+                storage_entry(21, true),
+                storage_entry(22, true),
+                storage_entry(23, false),
+                storage_entry(24, false),
+                storage_entry(25, false),
+                storage_entry(26, false),
+            ],
+        });
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("mlp"),
+            layout: &bgl,
+            entries: &[
+                (20, &dims_buf),
+                (21, &params),
+                (22, &data_buf),
+                (23, &per_sample),
+                (24, &sample_stats),
+                (25, &grads),
+                (26, &stats),
+            ]
+            .map(|(binding, b)| wgpu::BindGroupEntry {
+                binding,
+                resource: b.as_entire_binding(),
+            }),
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("mlp"),
+            bind_group_layouts: &[Some(&bgl)],
+            immediate_size: 0,
+        });
+        let pipeline = |entry: &str| {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some("mlp"),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &[("WG", f64::from(WORKGROUP_SIZE))],
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            })
+        };
+        Ok(Self {
+            layout,
+            params,
+            grads,
+            samples,
+            stats,
+            bind_group,
+            sample: pipeline("sample"),
+            reduce: pipeline("reduce"),
+            stats_pipeline: pipeline("stats_main"),
+        })
+    }
+
+    /// Registers each tensor's parameter and gradient slices with `opt`, in `TENSORS` order.
+    pub fn register<O: Algorithm>(&self, opt: &mut GpuOptimizer<O>) -> Result<()> {
+        for i in 0..TENSORS.len() {
+            let bytes = self.layout.byte_range(i);
+            opt.register_slices(
+                opt.default_group(),
+                self.params.slice(bytes.clone()),
+                self.grads.slice(bytes),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Records the forward and backward passes (the loss, the accuracy and the full-batch
+    /// gradient into [`Mlp::grads`]) into `encoder`.
+    pub fn record_gradients(&self, encoder: &mut wgpu::CommandEncoder) {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.set_pipeline(&self.sample);
+        pass.dispatch_workgroups(self.samples.div_ceil(64), 1, 1);
+        pass.set_pipeline(&self.reduce);
+        pass.dispatch_workgroups((self.layout.len() as u32).div_ceil(64), 1, 1);
+        pass.set_pipeline(&self.stats_pipeline);
+        pass.dispatch_workgroups(1, 1, 1);
+    }
+
+    /// The mean loss and the accuracy of the last [`Mlp::record_gradients`] (waits for the GPU).
+    pub fn read_stats(&self, ctx: &GpuContext) -> Result<(f32, f32)> {
+        let s = ctx.read(&self.stats)?;
+        Ok((s[0], s[1]))
+    }
+}
+
+/// One training run's record.
+#[derive(Debug, Clone)]
+pub struct Training {
+    /// `(step, mean loss before that step's update)` at every logged step.
+    pub losses: Vec<(u64, f32)>,
+    /// Mean loss after the last step.
+    pub final_loss: f32,
+    /// Train accuracy after the last step.
+    pub accuracy: f32,
+}
+
+/// Trains a fresh network on `data` with `config` (and `schedule`) for `steps` full-batch steps,
+/// reading the loss back every `log_every` steps (and only then); `log` sees each reading.
+pub fn train<O: Algorithm>(
+    ctx: &GpuContext,
+    data: &[f32],
+    config: O,
+    schedule: Option<Schedule>,
+    steps: u64,
+    log_every: u64,
+    mut log: impl FnMut(u64, f32, f32),
+) -> Result<Training> {
+    let mlp = Mlp::new(ctx, data, 42)?;
+    let mut opt = GpuOptimizer::new(&ctx.device, &ctx.queue, config)?;
+    opt.set_schedule(schedule)?;
+    mlp.register(&mut opt)?;
+    let mut losses = Vec::new();
+    for step in 0..steps {
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        mlp.record_gradients(&mut encoder);
+        opt.step(&mut encoder);
+        ctx.queue.submit([encoder.finish()]);
+        if step % log_every.max(1) == 0 {
+            let (loss, acc) = mlp.read_stats(ctx)?;
+            losses.push((step, loss));
+            log(step, loss, acc);
+        }
+    }
+    // The stats of the final parameters: one more forward pass, no step.
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    mlp.record_gradients(&mut encoder);
+    ctx.queue.submit([encoder.finish()]);
+    let (final_loss, accuracy) = mlp.read_stats(ctx)?;
+    Ok(Training {
+        losses,
+        final_loss,
+        accuracy,
+    })
+}
+
+/// [`train`] with an optimizer chosen by name (see [`crate::bench::VARIANTS`]).
+#[allow(clippy::too_many_arguments)] // the run's knobs, passed straight through
+pub fn train_variant(
+    ctx: &GpuContext,
+    data: &[f32],
+    name: &str,
+    lr: Option<f64>,
+    schedule: Option<Schedule>,
+    steps: u64,
+    log_every: u64,
+    log: impl FnMut(u64, f32, f32),
+) -> Result<Training> {
+    let mut config = crate::bench::variant(name)?;
+    if let Some(lr) = lr {
+        config = config.with_lr(lr);
+    }
+    crate::bench::with_config!(config, c => train(ctx, data, c, schedule, steps, log_every, log))
+}

@@ -43,6 +43,7 @@ pub mod mlp;
 pub mod optim;
 pub mod schedule;
 mod scheduler;
+pub mod testfns;
 
 pub use arena::ArenaLayout;
 pub use checkpoint::Checkpoint;

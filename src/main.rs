@@ -8,6 +8,7 @@ use wgpu_optim::case::{self, Backend, Case};
 use wgpu_optim::{GpuContext, enumerate_adapters, pick_adapter};
 
 mod bench_cli;
+mod compare_cli;
 mod schedule_cli;
 
 #[global_allocator]
@@ -58,6 +59,9 @@ enum Command {
     Bench(bench_cli::BenchArgs),
     /// Print a learning-rate schedule's key points; optionally write a CSV or plot it.
     Schedule(schedule_cli::ScheduleArgs),
+    /// Run every optimizer on the MLP task and on 2-D test functions; write PNG plots and print
+    /// a table of final losses.
+    Compare(compare_cli::CompareArgs),
 }
 
 fn replay(
@@ -203,6 +207,7 @@ fn main() -> ExitCode {
         .map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench_cli::run(args).map(|()| ExitCode::SUCCESS),
         Command::Schedule(args) => schedule_cli::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Compare(args) => compare_cli::run(args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e}");

@@ -305,7 +305,8 @@ pub fn train<O: Algorithm>(
     })
 }
 
-/// [`train`] with an optimizer chosen by name (see [`crate::bench::VARIANTS`]).
+/// [`train`] with an optimizer chosen by name (see [`crate::bench::VARIANTS`]), with its
+/// defaults but for the learning rate.
 #[allow(clippy::too_many_arguments)] // the run's knobs, passed straight through
 pub fn train_variant(
     ctx: &GpuContext,
@@ -321,5 +322,18 @@ pub fn train_variant(
     if let Some(lr) = lr {
         config = config.with_lr(lr);
     }
+    train_any(ctx, data, config, schedule, steps, log_every, log)
+}
+
+/// [`train`] with any optimizer's configuration.
+pub fn train_any(
+    ctx: &GpuContext,
+    data: &[f32],
+    config: crate::bench::AnyConfig,
+    schedule: Option<Schedule>,
+    steps: u64,
+    log_every: u64,
+    log: impl FnMut(u64, f32, f32),
+) -> Result<Training> {
     crate::bench::with_config!(config, c => train(ctx, data, c, schedule, steps, log_every, log))
 }

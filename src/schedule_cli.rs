@@ -67,7 +67,8 @@ const FONTS: &[&str] = &[
     "C:\\Windows\\Fonts\\arial.ttf",
 ];
 
-fn register_font() -> Result<()> {
+/// Registers a system TrueType font as plotters' `sans-serif`.
+pub(crate) fn register_font() -> Result<()> {
     let from_env = std::env::var("WGPU_OPTIM_FONT").ok();
     let path = from_env
         .iter()

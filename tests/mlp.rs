@@ -79,3 +79,53 @@ fn a_short_run_drives_the_loss_down() {
     assert!(run.accuracy > 0.6, "accuracy {}", run.accuracy);
     assert_eq!(seen.len(), 4, "the loss is read back every 50 steps only");
 }
+
+#[test]
+fn compare_draws_every_picture_and_the_table() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = common::scratch_dir("compare");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgpu-optim"))
+        .args(["compare", "--mlp-steps", "20", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in [
+        "rosenbrock_paths",
+        "rosenbrock_loss",
+        "beale_paths",
+        "beale_loss",
+        "saddle_paths",
+        "saddle_loss",
+        "mlp_loss",
+    ] {
+        let bytes = std::fs::read(dir.join(format!("{name}.png"))).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{name}");
+    }
+    for optimizer in [
+        "sgd-momentum",
+        "adam",
+        "adamw",
+        "rmsprop",
+        "adagrad",
+        "radam",
+        "lion",
+        "lamb",
+        "lars",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(optimizer)),
+            "{optimizer} missing from\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("mlp loss"), "{stdout}");
+}

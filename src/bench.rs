@@ -17,6 +17,7 @@ use crate::kernel::{Kernel, WORKGROUP_SIZE};
 use crate::optim::{
     Adagrad, Adam, AdamW, Algorithm, Lamb, Lars, Lion, MAX_STATES, RAdam, RmsProp, Sgd,
 };
+use crate::rng::SplitMix;
 
 /// Every benchmark variant: an optimizer name, optionally with the option it turns on.
 pub const VARIANTS: &[&str] = &[
@@ -254,19 +255,10 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// Random values in [-1, 1), deterministic (SplitMix64).
+/// Random values in [-1, 1), deterministic.
 fn random(len: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed;
-    (0..len)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    let mut rng = SplitMix(seed);
+    (0..len).map(|_| rng.symmetric_f32()).collect()
 }
 
 /// Checks that a buffer of `params` f32 values fits this device's `max_buffer_size`, before

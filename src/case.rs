@@ -78,6 +78,26 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
+/// The bytes of `path`, or [`Error::Io`].
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The tensors and the `__metadata__` of a safetensors file's bytes; the reason if they are not
+/// a valid safetensors file with metadata.
+pub(crate) fn parse_safetensors(
+    bytes: &[u8],
+) -> Result<(SafeTensors<'_>, HashMap<String, String>), String> {
+    let invalid = |e: safetensors::SafeTensorError| format!("not a valid safetensors file: {e}");
+    let st = SafeTensors::deserialize(bytes).map_err(invalid)?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(invalid)?;
+    let meta = header.metadata().clone().ok_or("no __metadata__")?;
+    Ok((st, meta))
+}
+
 /// Tensor `name` as f32 values, checked to be F32 of `shape`; the reason if it is not.
 pub(crate) fn read_f32(
     st: &SafeTensors<'_>,
@@ -141,18 +161,8 @@ impl Case {
     /// Reads and checks a case file: every tensor present, f32, and of the shape the metadata
     /// implies.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| bad(path, format!("not a valid safetensors file: {e}")))?;
-        let (_, header) = SafeTensors::read_metadata(&bytes)
-            .map_err(|e| bad(path, format!("not a valid safetensors file: {e}")))?;
-        let meta = header
-            .metadata()
-            .clone()
-            .ok_or_else(|| bad(path, "no __metadata__"))?;
+        let bytes = read_file(path)?;
+        let (st, meta) = parse_safetensors(&bytes).map_err(|reason| bad(path, reason))?;
         match meta.get("format").map(String::as_str) {
             Some(FORMAT) => {}
             other => {

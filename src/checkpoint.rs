@@ -19,10 +19,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
 use serde_json::Value;
 
-use crate::case::{read_f32, write_atomically};
+use crate::case::{parse_safetensors, read_f32, read_file, write_atomically};
 use crate::error::{Error, Result};
 use crate::optim::Algorithm;
 use crate::schedule::Schedule;
@@ -232,18 +232,8 @@ impl Checkpoint {
 
     /// Reads and checks a checkpoint file.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| bad(path, format!("not a valid safetensors file: {e}")))?;
-        let (_, header) = SafeTensors::read_metadata(&bytes)
-            .map_err(|e| bad(path, format!("not a valid safetensors file: {e}")))?;
-        let meta = header
-            .metadata()
-            .clone()
-            .ok_or_else(|| bad(path, "no __metadata__"))?;
+        let bytes = read_file(path)?;
+        let (st, meta) = parse_safetensors(&bytes).map_err(|reason| bad(path, reason))?;
         let get = |key: &str| {
             meta.get(key)
                 .ok_or_else(|| bad(path, format!("missing metadata {key:?}")))

@@ -41,6 +41,7 @@ mod gpu;
 pub mod kernel;
 pub mod mlp;
 pub mod optim;
+mod rng;
 pub mod schedule;
 mod scheduler;
 pub mod testfns;

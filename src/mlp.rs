@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::gpu::{GpuOptimizer, storage_entry};
 use crate::kernel::{Kernel, WORKGROUP_SIZE, create_module};
 use crate::optim::Algorithm;
+use crate::rng::SplitMix;
 use crate::schedule::Schedule;
 
 /// Width of the hidden layers.
@@ -36,28 +37,10 @@ const MLP: Kernel = Kernel {
     source: include_str!("../shaders/mlp.wgsl"),
 };
 
-/// SplitMix64, for deterministic data and initial weights.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.next().max(1e-300), self.next());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-}
-
 /// The 3-class spiral (as in Stanford's CS231n): `per_class` points per arm, radius 0 to 1,
 /// angle noise 0.2. Flattened as `x, y, label` per point.
 pub fn spiral(per_class: usize, seed: u64) -> Vec<f32> {
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix(seed);
     let mut out = Vec::with_capacity(per_class * CLASSES * 3);
     for class in 0..CLASSES {
         for i in 0..per_class {
@@ -72,7 +55,7 @@ pub fn spiral(per_class: usize, seed: u64) -> Vec<f32> {
 /// PyTorch's default `nn.Linear` initialization, U(-1/√fan_in, 1/√fan_in) for weights and
 /// biases, packed into the arena.
 pub fn init_params(layout: &ArenaLayout, seed: u64) -> Result<Vec<f32>> {
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix(seed);
     let fan_in = [2, 2, HIDDEN, HIDDEN, HIDDEN, HIDDEN];
     let tensors: Vec<Vec<f32>> = TENSORS
         .iter()
@@ -80,7 +63,7 @@ pub fn init_params(layout: &ArenaLayout, seed: u64) -> Result<Vec<f32>> {
         .map(|(&(_, n), fan)| {
             let bound = 1.0 / (fan as f64).sqrt();
             (0..n)
-                .map(|_| ((rng.next() * 2.0 - 1.0) * bound) as f32)
+                .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32)
                 .collect()
         })
         .collect();

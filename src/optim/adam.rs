@@ -1,8 +1,8 @@
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Result, non_negative, unit_interval};
+use crate::error::Result;
 use crate::kernel::Kernel;
-use crate::optim::{Algorithm, States};
+use crate::optim::{Algorithm, States, bias_correction, validate_adam_like};
 
 /// Adam, as `torch.optim.Adam`.
 ///
@@ -142,11 +142,7 @@ impl Algorithm for Adam {
     type Scalars = AdamScalars;
 
     fn validate(&self) -> Result<()> {
-        non_negative("lr", self.lr)?;
-        non_negative("eps", self.eps)?;
-        non_negative("weight_decay", self.weight_decay)?;
-        unit_interval("betas[0]", self.betas.0)?;
-        unit_interval("betas[1]", self.betas.1)
+        validate_adam_like(self.lr, self.betas, self.eps, self.weight_decay)
     }
 
     fn lr(&self) -> f64 {
@@ -163,9 +159,8 @@ impl Algorithm for Adam {
 
     fn scalars(&self, lr: f64, step: u64) -> AdamScalars {
         let (beta1, beta2) = self.betas;
-        let t = step as f64;
-        let bias_correction1 = 1.0 - beta1.powf(t);
-        let bias_correction2 = 1.0 - beta2.powf(t);
+        let bias_correction1 = bias_correction(beta1, step);
+        let bias_correction2 = bias_correction(beta2, step);
         let (weight_decay, param_decay) = if self.decoupled_weight_decay {
             (0.0, 1.0 - lr * self.weight_decay)
         } else {

@@ -1,9 +1,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cpu::norms_from_sums;
-use crate::error::{Result, non_negative, unit_interval};
+use crate::error::Result;
 use crate::kernel::Kernel;
-use crate::optim::{Algorithm, States};
+use crate::optim::{Algorithm, States, bias_correction, validate_adam_like};
 
 /// LAMB (layer-wise adaptive moments), as `optax.lamb`.
 ///
@@ -83,11 +83,7 @@ impl Algorithm for Lamb {
     type Scalars = LambScalars;
 
     fn validate(&self) -> Result<()> {
-        non_negative("lr", self.lr)?;
-        non_negative("eps", self.eps)?;
-        non_negative("weight_decay", self.weight_decay)?;
-        unit_interval("betas[0]", self.betas.0)?;
-        unit_interval("betas[1]", self.betas.1)
+        validate_adam_like(self.lr, self.betas, self.eps, self.weight_decay)
     }
 
     fn lr(&self) -> f64 {
@@ -104,14 +100,13 @@ impl Algorithm for Lamb {
 
     fn scalars(&self, lr: f64, step: u64) -> LambScalars {
         let (beta1, beta2) = self.betas;
-        let t = step as f64;
         LambScalars {
             one_minus_beta1: (1.0 - beta1) as f32,
             beta1: beta1 as f32,
             one_minus_beta2: (1.0 - beta2) as f32,
             beta2: beta2 as f32,
-            bias_correction1: (1.0 - beta1.powf(t)) as f32,
-            bias_correction2: (1.0 - beta2.powf(t)) as f32,
+            bias_correction1: bias_correction(beta1, step) as f32,
+            bias_correction2: bias_correction(beta2, step) as f32,
             eps: self.eps as f32,
             weight_decay: self.weight_decay as f32,
             neg_lr: -lr as f32,

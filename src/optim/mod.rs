@@ -26,6 +26,27 @@ pub use radam::{RAdam, RAdamScalars};
 pub use rmsprop::{RmsProp, RmsPropScalars};
 pub use sgd::{Sgd, SgdScalars};
 
+/// Checks the hyperparameters the Adam family shares: lr, eps and weight decay finite and ≥ 0,
+/// each beta in [0, 1).
+pub(crate) fn validate_adam_like(
+    lr: f64,
+    betas: (f64, f64),
+    eps: f64,
+    weight_decay: f64,
+) -> Result<()> {
+    crate::error::non_negative("lr", lr)?;
+    crate::error::non_negative("eps", eps)?;
+    crate::error::non_negative("weight_decay", weight_decay)?;
+    crate::error::unit_interval("betas[0]", betas.0)?;
+    crate::error::unit_interval("betas[1]", betas.1)
+}
+
+/// `1 - βᵗ`, the bias correction of an exponential moving average after `step` steps, in f64 as
+/// PyTorch computes it from Python floats.
+pub(crate) fn bias_correction(beta: f64, step: u64) -> f64 {
+    1.0 - beta.powf(step as f64)
+}
+
 /// The most state buffers any optimizer keeps per parameter.
 pub const MAX_STATES: usize = 3;
 

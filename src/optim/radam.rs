@@ -1,8 +1,8 @@
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Result, non_negative, unit_interval};
+use crate::error::Result;
 use crate::kernel::Kernel;
-use crate::optim::{Algorithm, States};
+use crate::optim::{Algorithm, States, bias_correction, validate_adam_like};
 
 /// RAdam (rectified Adam), as `torch.optim.RAdam`.
 ///
@@ -90,7 +90,7 @@ impl RAdam {
     pub fn rho(&self, step: u64) -> (f64, f64) {
         let beta2 = self.betas.1;
         let t = step as f64;
-        let bias_correction2 = 1.0 - beta2.powf(t);
+        let bias_correction2 = bias_correction(beta2, step);
         let rho_inf = 2.0 / (1.0 - beta2) - 1.0;
         let rho_t = rho_inf - 2.0 * t * beta2.powf(t) / bias_correction2;
         (rho_t, rho_inf)
@@ -107,11 +107,7 @@ impl Algorithm for RAdam {
     type Scalars = RAdamScalars;
 
     fn validate(&self) -> Result<()> {
-        non_negative("lr", self.lr)?;
-        non_negative("eps", self.eps)?;
-        non_negative("weight_decay", self.weight_decay)?;
-        unit_interval("betas[0]", self.betas.0)?;
-        unit_interval("betas[1]", self.betas.1)
+        validate_adam_like(self.lr, self.betas, self.eps, self.weight_decay)
     }
 
     fn lr(&self) -> f64 {
@@ -128,9 +124,8 @@ impl Algorithm for RAdam {
 
     fn scalars(&self, lr: f64, step: u64) -> RAdamScalars {
         let (beta1, beta2) = self.betas;
-        let t = step as f64;
-        let bias_correction1 = 1.0 - beta1.powf(t);
-        let bias_correction2 = 1.0 - beta2.powf(t);
+        let bias_correction1 = bias_correction(beta1, step);
+        let bias_correction2 = bias_correction(beta2, step);
         let (rho_t, rho_inf) = self.rho(step);
         let rectify = rho_t > 5.0;
         let rect = if rectify {

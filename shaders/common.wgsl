@@ -20,10 +20,17 @@ override WG: u32 = 256u;
 // which is 1 while clipping is off.
 @group(0) @binding(11) var<storage, read> grad_control: array<f32>;
 
+// Whether gradient clipping is on: a pipeline constant, so the kernels without it pay for
+// neither the load nor the multiply.
+override CLIP: bool = false;
+
 // The gradient the optimizer sees: torch.nn.utils.clip_grad_norm_ multiplies every gradient by
 // the coefficient in place before the step; here the update does, so no pass rewrites them.
 fn load_grad(i: u32) -> f32 {
-    return grad[i] * grad_control[1];
+    if (CLIP) {
+        return grad[i] * grad_control[1];
+    }
+    return grad[i];
 }
 
 // Flattened element index of this invocation. The host dispatches a 2-D grid

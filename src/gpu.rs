@@ -234,9 +234,10 @@ impl<O: Algorithm> GpuOptimizer<O> {
         Ok(this)
     }
 
-    /// The pipelines for `config`'s flags, built on first use.
+    /// The pipelines for `config`'s flags (and whether clipping is on), built on first use.
     fn pipeline_for(&mut self, config: &O) -> usize {
-        let flags = config.flags();
+        let mut flags = config.flags();
+        flags.push(("CLIP", self.clip.is_some()));
         if let Some(i) = self.pipelines.iter().position(|p| p.flags == flags) {
             return i;
         }
@@ -266,6 +267,14 @@ impl<O: Algorithm> GpuOptimizer<O> {
         };
         self.pipelines.push(pipelines);
         self.pipelines.len() - 1
+    }
+
+    /// Points every group at the pipelines for its flags and the current clipping setting.
+    fn repipe_groups(&mut self) {
+        let configs = self.scheduler.groups().to_vec();
+        for (g, config) in configs.iter().enumerate() {
+            self.groups[g].pipeline = self.pipeline_for(config);
+        }
     }
 
     fn push_group(&mut self, config: &O) {
@@ -566,6 +575,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 self.clip = None;
                 self.queue
                     .write_buffer(&self.grad_control, 0, bytemuck::cast_slice(&NO_CLIP));
+                self.repipe_groups();
             }
             Some(m) => {
                 if !(m.is_finite() && m > 0.0) {
@@ -578,8 +588,13 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 if self.clip.is_none() {
                     let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
                     let stage = ClipStage::new(&self.device);
-                    checked(scope, || "gradient-norm kernels".to_string())?;
                     self.clip = Some(stage);
+                    self.repipe_groups();
+                    if let Err(e) = checked(scope, || "gradient-norm kernels".to_string()) {
+                        self.clip = None;
+                        self.repipe_groups();
+                        return Err(e);
+                    }
                 }
                 if let Some(clip) = &mut self.clip {
                     clip.max_norm = m as f32;

@@ -72,6 +72,25 @@ fn workgroup_sum(lid: u32, value: vec2<f32>) -> vec2<f32> {
     return scratch[0];
 }
 
+// Per-workgroup partial sums of a `norms`-style pass (LAMB, LARS, grad_norm.wgsl), one vec2 per
+// workgroup of the window; reduce.wgsl turns them into per-tensor norms.
+@group(0) @binding(6) var<storage, read_write> partials: array<vec2<f32>>;
+
+// The first element of this invocation in a `norms`-style pass: each invocation sums NORM_ELEMS
+// elements, WG apart so neighbours read neighbours.
+fn norm_pass_base(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG * NORM_ELEMS + lid.x;
+}
+
+// Sums `sums` over the workgroup and stores the total as this workgroup's partial. Call it from
+// uniform control flow, as workgroup_sum.
+fn store_partial(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>, sums: vec2<f32>) {
+    let total = workgroup_sum(lid.x, sums);
+    if (lid.x == 0u) {
+        partials[wid.y * nwg.x + wid.x] = total;
+    }
+}
+
 // Trust ratio of LAMB and LARS (optax's scale_by_trust_ratio): coefficient · ‖p‖ / (‖u‖ + eps),
 // or 1 when either norm is 0 so that such tensors still move.
 fn trust_ratio(param_norm: f32, update_norm: f32, coefficient: f32, eps: f32) -> f32 {

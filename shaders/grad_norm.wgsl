@@ -17,7 +17,6 @@ struct ClipParams {
     _pad: u32,
 }
 
-@group(0) @binding(6) var<storage, read_write> partials: array<vec2<f32>>;
 @group(0) @binding(12) var<storage, read> tensor_norms: array<f32>;
 @group(0) @binding(13) var<storage, read_write> control: array<f32>;
 @group(0) @binding(14) var<uniform> clip: ClipParams;
@@ -28,7 +27,7 @@ fn sumsq(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let base = (wid.y * nwg.x + wid.x) * WG * NORM_ELEMS + lid.x;
+    let base = norm_pass_base(wid, nwg, lid);
     var sum = 0.0;
     for (var k = 0u; k < NORM_ELEMS; k = k + 1u) {
         let i = base + k * WG;
@@ -37,10 +36,7 @@ fn sumsq(
             sum = sum + g * g;
         }
     }
-    let total = workgroup_sum(lid.x, vec2<f32>(sum, 0.0));
-    if (lid.x == 0u) {
-        partials[wid.y * nwg.x + wid.x] = total;
-    }
+    store_partial(wid, nwg, lid, vec2<f32>(sum, 0.0));
 }
 
 @compute @workgroup_size(WG)

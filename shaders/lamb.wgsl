@@ -31,7 +31,6 @@ struct LambScalars {
 @group(0) @binding(0) var<uniform> s: LambScalars;
 @group(0) @binding(3) var<storage, read_write> exp_avg: array<f32>;
 @group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<f32>;
-@group(0) @binding(6) var<storage, read_write> partials: array<vec2<f32>>;
 @group(0) @binding(7) var<storage, read> tensor_norms: array<f32>;
 
 fn direction(p: f32, m: f32, v: f32) -> f32 {
@@ -44,9 +43,8 @@ fn norms(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    // NORM_ELEMS elements per invocation, WG apart so neighbours read neighbours: fewer
-    // workgroups, and so fewer barriers, than one element each.
-    let base = (wid.y * nwg.x + wid.x) * WG * NORM_ELEMS + lid.x;
+    // NORM_ELEMS elements per invocation: fewer workgroups, and so fewer barriers.
+    let base = norm_pass_base(wid, nwg, lid);
     var sums = vec2<f32>(0.0);
     for (var k = 0u; k < NORM_ELEMS; k = k + 1u) {
         let i = base + k * WG;
@@ -61,10 +59,7 @@ fn norms(
             sums = sums + vec2<f32>(p * p, u * u);
         }
     }
-    let total = workgroup_sum(lid.x, sums);
-    if (lid.x == 0u) {
-        partials[wid.y * nwg.x + wid.x] = total;
-    }
+    store_partial(wid, nwg, lid, sums);
 }
 
 @compute @workgroup_size(WG)

@@ -2,7 +2,7 @@
 // optimizer in one dispatch (one workgroup per tensor).
 //
 // Bindings: 8 table (read; per tensor, the first partial and the partial count),
-//           9 partials (read; (Σx², Σy²) per workgroup of the `norms` stage, zero padding
+//           9 partial_sums (read; (Σx², Σy²) per workgroup of the `norms` stage, zero padding
 //             between a tensor's windows), 10 norms (read_write; per tensor (‖x‖, ‖y‖) at a
 //             stride of NORM_STRIDE floats, so each tensor's pair can be bound alone).
 // Deterministic: each invocation sums a fixed subset in a fixed order, then workgroup_sum's
@@ -11,7 +11,7 @@
 override NORM_STRIDE: u32 = 64u;
 
 @group(0) @binding(8) var<storage, read> table: array<vec2<u32>>;
-@group(0) @binding(9) var<storage, read> partials: array<vec2<f32>>;
+@group(0) @binding(9) var<storage, read> partial_sums: array<vec2<f32>>;
 @group(0) @binding(10) var<storage, read_write> norms: array<f32>;
 
 @compute @workgroup_size(WG)
@@ -28,7 +28,7 @@ fn reduce(
     let range = table[tensor];
     var acc = vec2<f32>(0.0);
     for (var k = lid.x; k < range.y; k = k + WG) {
-        acc = acc + partials[range.x + k];
+        acc = acc + partial_sums[range.x + k];
     }
     let total = workgroup_sum(lid.x, acc);
     if (lid.x == 0u) {

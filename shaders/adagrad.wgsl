@@ -15,7 +15,7 @@ struct AdagradScalars {
 
 override MAXIMIZE: bool = false;
 
-@group(0) @binding(0) var<uniform> s: AdagradScalars;
+@group(0) @binding(0) var<uniform> scalars: array<AdagradScalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> sum: array<f32>;
 
 @compute @workgroup_size(WG)
@@ -28,6 +28,10 @@ fn main(
     if (i >= arrayLength(&param)) {
         return;
     }
+    if (step_skipped()) {
+        return;
+    }
+    let s = scalars[candidate()];
     let p = param[i];
     var g = load_grad(i);
     if (MAXIMIZE) {

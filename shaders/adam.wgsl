@@ -23,7 +23,7 @@ struct AdamScalars {
 override AMSGRAD: bool = false;
 override MAXIMIZE: bool = false;
 
-@group(0) @binding(0) var<uniform> s: AdamScalars;
+@group(0) @binding(0) var<uniform> scalars: array<AdamScalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> exp_avg: array<f32>;
 @group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<f32>;
 @group(0) @binding(5) var<storage, read_write> max_exp_avg_sq: array<f32>;
@@ -38,6 +38,10 @@ fn main(
     if (i >= arrayLength(&param)) {
         return;
     }
+    if (step_skipped()) {
+        return;
+    }
+    let s = scalars[candidate()];
     let p0 = param[i];
     var g = load_grad(i);
     if (MAXIMIZE) {

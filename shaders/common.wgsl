@@ -17,8 +17,32 @@ override WG: u32 = 256u;
 
 // The step's gradient control, written on the device before the updates run (grad_norm.wgsl):
 // [0] the global gradient norm, [1] the clipping coefficient min(1, max_norm / (norm + 1e-6)),
-// which is 1 while clipping is off.
+// which is 1 while clipping is off, [2] 1 / loss scale, [3] 1 when a gradient is inf or NaN
+// (the step is skipped), [4] the steps skipped so far.
 @group(0) @binding(11) var<storage, read> grad_control: array<f32>;
+
+// Loss scaling (torch.amp.GradScaler) is on: gradients are unscaled here and steps with a
+// non-finite gradient are skipped on the device.
+override UNSCALE: bool = false;
+
+// How many step-number candidates the host uploads per step: entry j holds the scalars for
+// the optimizer having taken j fewer steps (j skipped steps), so a skip on the device leaves
+// the step count, and so the bias corrections, where PyTorch leaves them. Rust:
+// kernel::SCALAR_CANDIDATES.
+const SCALAR_CANDIDATES: u32 = 16u;
+
+// Which candidate scalars apply to this step.
+fn candidate() -> u32 {
+    if (UNSCALE) {
+        return min(u32(grad_control[4]), SCALAR_CANDIDATES - 1u);
+    }
+    return 0u;
+}
+
+// Whether this step is skipped (a gradient is inf or NaN under loss scaling).
+fn step_skipped() -> bool {
+    return UNSCALE && grad_control[3] != 0.0;
+}
 
 // Whether gradient clipping is on: a pipeline constant, so the kernels without it pay for
 // neither the load nor the multiply.
@@ -27,10 +51,14 @@ override CLIP: bool = false;
 // The gradient the optimizer sees: torch.nn.utils.clip_grad_norm_ multiplies every gradient by
 // the coefficient in place before the step; here the update does, so no pass rewrites them.
 fn load_grad(i: u32) -> f32 {
-    if (CLIP) {
-        return grad[i] * grad_control[1];
+    var g = grad[i];
+    if (UNSCALE) {
+        g = g * grad_control[2];
     }
-    return grad[i];
+    if (CLIP) {
+        g = g * grad_control[1];
+    }
+    return g;
 }
 
 // Flattened element index of this invocation. The host dispatches a 2-D grid

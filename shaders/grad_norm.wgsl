@@ -1,25 +1,47 @@
-// grad_norm.wgsl: torch.nn.utils.clip_grad_norm_ on the device, around reduce.wgsl:
-//   sumsq:    this workgroup's (Σg², 0) over NORM_ELEMS elements per invocation of one window
-//             of one gradient, into partials;
+// grad_norm.wgsl: torch.nn.utils.clip_grad_norm_ and torch.amp.GradScaler on the device, around
+// reduce.wgsl:
+//   sumsq:    this workgroup's (Σg², count of non-finite g) over NORM_ELEMS elements per
+//             invocation of one window of one gradient, the gradient unscaled by 1 / scale
+//             when loss scaling is on, into partials;
 //   finalize: one workgroup: the global norm √(Σ ‖g_t‖²) over every tensor's norm, as torch
-//             takes the norm of the per-tensor norms, and the coefficient
-//             min(1, max_norm / (norm + 1e-6)), into the gradient control every update reads.
+//             takes the norm of the per-tensor norms; the clipping coefficient
+//             min(1, max_norm / (norm + 1e-6)); whether any gradient was inf or NaN (the step
+//             is then skipped); and GradScaler's scale update. Into the gradient control every
+//             update reads, and the scaler state.
 //
-// Bindings: 2 grad (common.wgsl), 6 partials (read_write), 12 tensor norms (read; reduce.wgsl's
+// Bindings: 2 grad (common.wgsl), 6 partials (common.wgsl), 12 tensor norms (read; reduce.wgsl's
 //           output, NORM_STRIDE floats apart), 13 control (read_write; common.wgsl's
-//           grad_control), 14 ClipParams (uniform).
+//           grad_control), 14 GradParams (uniform), 15 scaler (read_write: scale, growth
+//           tracker, skipped steps, whether the last step was skipped).
 // Deterministic: fixed assignment of elements to invocations and workgroup_sum's fixed tree.
 
-struct ClipParams {
+struct GradParams {
     max_norm: f32,
     tensors: u32,
     norm_stride: u32,
-    _pad: u32,
+    clip: u32,
+    unscale: u32,
+    growth_factor: f32,
+    backoff_factor: f32,
+    growth_interval: u32,
 }
 
 @group(0) @binding(12) var<storage, read> tensor_norms: array<f32>;
 @group(0) @binding(13) var<storage, read_write> control: array<f32>;
-@group(0) @binding(14) var<uniform> clip: ClipParams;
+@group(0) @binding(14) var<uniform> params: GradParams;
+@group(0) @binding(15) var<storage, read_write> scaler: array<f32>;
+
+fn is_finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+
+// 1 / the loss scale this step's gradients carry (1 without loss scaling).
+fn inverse_scale() -> f32 {
+    if (params.unscale != 0u) {
+        return 1.0 / scaler[0];
+    }
+    return 1.0;
+}
 
 @compute @workgroup_size(WG)
 fn sumsq(
@@ -28,27 +50,54 @@ fn sumsq(
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
     let base = norm_pass_base(wid, nwg, lid);
-    var sum = 0.0;
+    let inv = inverse_scale();
+    var sums = vec2<f32>(0.0);
     for (var k = 0u; k < NORM_ELEMS; k = k + 1u) {
         let i = base + k * WG;
         if (i < arrayLength(&grad)) {
-            let g = grad[i];
-            sum = sum + g * g;
+            let g = grad[i] * inv;
+            if (is_finite(g)) {
+                sums.x = sums.x + g * g;
+            } else {
+                sums.y = sums.y + 1.0;
+            }
         }
     }
-    store_partial(wid, nwg, lid, vec2<f32>(sum, 0.0));
+    store_partial(wid, nwg, lid, sums);
 }
 
 @compute @workgroup_size(WG)
 fn finalize(@builtin(local_invocation_id) lid: vec3<u32>) {
-    var sum = 0.0;
-    for (var t = lid.x; t < clip.tensors; t = t + WG) {
-        let n = tensor_norms[t * clip.norm_stride];
-        sum = sum + n * n;
+    var sums = vec2<f32>(0.0);
+    for (var t = lid.x; t < params.tensors; t = t + WG) {
+        let n = tensor_norms[t * params.norm_stride];
+        sums = sums + vec2<f32>(n * n, tensor_norms[t * params.norm_stride + 1u]);
     }
-    let total = sqrt(workgroup_sum(lid.x, vec2<f32>(sum, 0.0)).x);
+    let total = workgroup_sum(lid.x, sums);
     if (lid.x == 0u) {
-        control[0] = total;
-        control[1] = min(clip.max_norm / (total + 1e-6), 1.0);
+        let norm = sqrt(total.x);
+        let found = params.unscale != 0u && (total.y > 0.0 || !is_finite(norm));
+        control[0] = norm;
+        control[1] = select(1.0, min(params.max_norm / (norm + 1e-6), 1.0), params.clip != 0u);
+        control[2] = inverse_scale();
+        control[3] = select(0.0, 1.0, found);
+        if (params.unscale != 0u) {
+            // torch._amp_update_scale_.
+            if (found) {
+                scaler[0] = scaler[0] * params.backoff_factor;
+                scaler[1] = 0.0;
+                scaler[2] = scaler[2] + 1.0;
+            } else {
+                let successful = scaler[1] + 1.0;
+                if (successful >= f32(params.growth_interval)) {
+                    scaler[0] = scaler[0] * params.growth_factor;
+                    scaler[1] = 0.0;
+                } else {
+                    scaler[1] = successful;
+                }
+            }
+            scaler[3] = select(0.0, 1.0, found);
+            control[4] = scaler[2];
+        }
     }
 }

@@ -28,12 +28,12 @@ struct LambScalars {
     _pad2: f32,
 }
 
-@group(0) @binding(0) var<uniform> s: LambScalars;
+@group(0) @binding(0) var<uniform> scalars: array<LambScalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> exp_avg: array<f32>;
 @group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<f32>;
 @group(0) @binding(7) var<storage, read> tensor_norms: array<f32>;
 
-fn direction(p: f32, m: f32, v: f32) -> f32 {
+fn direction(s: LambScalars, p: f32, m: f32, v: f32) -> f32 {
     return (m / s.bias_correction1) / (sqrt(v / s.bias_correction2) + s.eps) + s.weight_decay * p;
 }
 
@@ -45,17 +45,20 @@ fn norms(
 ) {
     // NORM_ELEMS elements per invocation: fewer workgroups, and so fewer barriers.
     let base = norm_pass_base(wid, nwg, lid);
+    let s = scalars[candidate()];
+    // A skipped step writes nothing (its norms are never used).
+    let skipped = step_skipped();
     var sums = vec2<f32>(0.0);
     for (var k = 0u; k < NORM_ELEMS; k = k + 1u) {
         let i = base + k * WG;
-        if (i < arrayLength(&param)) {
+        if (i < arrayLength(&param) && !skipped) {
             let p = param[i];
             let g = load_grad(i);
             let m = s.one_minus_beta1 * g + s.beta1 * exp_avg[i];
             let v = s.one_minus_beta2 * (g * g) + s.beta2 * exp_avg_sq[i];
             exp_avg[i] = m;
             exp_avg_sq[i] = v;
-            let u = direction(p, m, v);
+            let u = direction(s, p, m, v);
             sums = sums + vec2<f32>(p * p, u * u);
         }
     }
@@ -72,8 +75,12 @@ fn main(
     if (i >= arrayLength(&param)) {
         return;
     }
+    if (step_skipped()) {
+        return;
+    }
+    let s = scalars[candidate()];
     let p = param[i];
-    let u = direction(p, exp_avg[i], exp_avg_sq[i]);
+    let u = direction(s, p, exp_avg[i], exp_avg_sq[i]);
     let trust = trust_ratio(tensor_norms[0], tensor_norms[1], 1.0, 0.0);
     param[i] = p + s.neg_lr * (u * trust);
 }

@@ -23,7 +23,7 @@ struct LarsScalars {
 
 override NESTEROV: bool = false;
 
-@group(0) @binding(0) var<uniform> s: LarsScalars;
+@group(0) @binding(0) var<uniform> scalars: array<LarsScalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> momentum_buffer: array<f32>;
 @group(0) @binding(7) var<storage, read> tensor_norms: array<f32>;
 
@@ -35,6 +35,7 @@ fn norms(
 ) {
     // NORM_ELEMS elements per invocation: fewer workgroups, and so fewer barriers.
     let base = norm_pass_base(wid, nwg, lid);
+    let s = scalars[candidate()];
     var sums = vec2<f32>(0.0);
     for (var k = 0u; k < NORM_ELEMS; k = k + 1u) {
         let i = base + k * WG;
@@ -57,6 +58,10 @@ fn main(
     if (i >= arrayLength(&param)) {
         return;
     }
+    if (step_skipped()) {
+        return;
+    }
+    let s = scalars[candidate()];
     let p = param[i];
     let trust = trust_ratio(tensor_norms[0], tensor_norms[1], s.trust_coefficient, s.eps);
     let u = s.neg_lr * ((load_grad(i) + s.weight_decay * p) * trust);

@@ -18,7 +18,7 @@ struct LionScalars {
     _pad1: f32,
 }
 
-@group(0) @binding(0) var<uniform> s: LionScalars;
+@group(0) @binding(0) var<uniform> scalars: array<LionScalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> exp_avg: array<f32>;
 
 @compute @workgroup_size(WG)
@@ -31,6 +31,10 @@ fn main(
     if (i >= arrayLength(&param)) {
         return;
     }
+    if (step_skipped()) {
+        return;
+    }
+    let s = scalars[candidate()];
     let p = param[i];
     let g = load_grad(i);
     let m = exp_avg[i];

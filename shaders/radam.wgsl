@@ -25,7 +25,7 @@ struct RAdamScalars {
 
 override MAXIMIZE: bool = false;
 
-@group(0) @binding(0) var<uniform> s: RAdamScalars;
+@group(0) @binding(0) var<uniform> scalars: array<RAdamScalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> exp_avg: array<f32>;
 @group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<f32>;
 
@@ -39,6 +39,10 @@ fn main(
     if (i >= arrayLength(&param)) {
         return;
     }
+    if (step_skipped()) {
+        return;
+    }
+    let s = scalars[candidate()];
     let p0 = param[i];
     var g = load_grad(i);
     if (MAXIMIZE) {

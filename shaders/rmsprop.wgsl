@@ -22,7 +22,7 @@ override CENTERED: bool = false;
 override MOMENTUM: bool = false;
 override MAXIMIZE: bool = false;
 
-@group(0) @binding(0) var<uniform> s: RmsPropScalars;
+@group(0) @binding(0) var<uniform> scalars: array<RmsPropScalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> square_avg: array<f32>;
 @group(0) @binding(4) var<storage, read_write> momentum_buffer: array<f32>;
 @group(0) @binding(5) var<storage, read_write> grad_avg: array<f32>;
@@ -37,6 +37,10 @@ fn main(
     if (i >= arrayLength(&param)) {
         return;
     }
+    if (step_skipped()) {
+        return;
+    }
+    let s = scalars[candidate()];
     let p = param[i];
     var g = load_grad(i);
     if (MAXIMIZE) {

@@ -23,7 +23,7 @@ override MOMENTUM: bool = false;
 override NESTEROV: bool = false;
 override MAXIMIZE: bool = false;
 
-@group(0) @binding(0) var<uniform> s: SgdScalars;
+@group(0) @binding(0) var<uniform> scalars: array<SgdScalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> momentum_buffer: array<f32>;
 
 @compute @workgroup_size(WG)
@@ -36,6 +36,10 @@ fn main(
     if (i >= arrayLength(&param)) {
         return;
     }
+    if (step_skipped()) {
+        return;
+    }
+    let s = scalars[candidate()];
     let p = param[i];
     var g = load_grad(i);
     if (MAXIMIZE) {

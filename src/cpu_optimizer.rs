@@ -2,6 +2,8 @@
 
 use crate::checkpoint::{Checkpoint, SavedParam};
 use crate::error::{Error, Result};
+use crate::gpu::{LossScale, LossScaleState};
+use crate::kernel::SCALAR_CANDIDATES;
 use crate::optim::{Algorithm, MAX_STATES, States};
 use crate::schedule::Schedule;
 use crate::scheduler::{GroupId, StepScheduler};
@@ -35,6 +37,7 @@ pub struct CpuOptimizer<O: Algorithm> {
     threads: usize,
     max_grad_norm: Option<f32>,
     last_grad_norm: Option<f32>,
+    loss_scale: Option<(LossScale, LossScaleState)>,
 }
 
 /// Parameters shorter than this are stepped on the calling thread whatever the thread count.
@@ -85,6 +88,7 @@ impl<O: Algorithm> CpuOptimizer<O> {
             threads: 1,
             max_grad_norm: None,
             last_grad_norm: None,
+            loss_scale: None,
         })
     }
 
@@ -160,31 +164,78 @@ impl<O: Algorithm> CpuOptimizer<O> {
                 )));
             }
         }
-        // Global-norm clipping as the GPU's grad_norm.wgsl: per-tensor norms, the norm of those,
-        // then every gradient times min(1, max_norm / (norm + 1e-6)).
-        let clipped: Option<Vec<Vec<f32>>> = self.max_grad_norm.map(|max_norm| {
-            let total = grads
-                .iter()
-                .map(|g| {
-                    let n = g.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>();
-                    let n = n.sqrt() as f32;
-                    f64::from(n) * f64::from(n)
-                })
-                .sum::<f64>()
-                .sqrt() as f32;
-            self.last_grad_norm = Some(total);
-            let coef = (max_norm / (total + 1e-6)).min(1.0);
+        // Loss scaling and global-norm clipping as the GPU's grad_norm.wgsl: unscale by
+        // 1 / scale, skip the step on any inf or NaN, then per-tensor norms, the norm of those,
+        // and every gradient times min(1, max_norm / (norm + 1e-6)).
+        let inv = self.loss_scale.map(|(_, st)| 1.0 / st.scale);
+        let mut adjusted: Option<Vec<Vec<f32>>> = inv.map(|inv| {
             grads
                 .iter()
-                .map(|g| g.iter().map(|&x| x * coef).collect())
+                .map(|g| g.iter().map(|&x| x * inv).collect())
                 .collect()
         });
+        let found_inf = adjusted
+            .as_ref()
+            .is_some_and(|a| a.iter().flatten().any(|x| !x.is_finite()));
+        if let Some(max_norm) = self.max_grad_norm {
+            let total = {
+                let source: Vec<&[f32]> = match &adjusted {
+                    Some(a) => a.iter().map(Vec::as_slice).collect(),
+                    None => grads.to_vec(),
+                };
+                source
+                    .iter()
+                    .map(|g| {
+                        let n = g
+                            .iter()
+                            .filter(|x| x.is_finite())
+                            .map(|&x| f64::from(x) * f64::from(x))
+                            .sum::<f64>();
+                        let n = n.sqrt() as f32;
+                        f64::from(n) * f64::from(n)
+                    })
+                    .sum::<f64>()
+                    .sqrt() as f32
+            };
+            self.last_grad_norm = Some(total);
+            let coef = (max_norm / (total + 1e-6)).min(1.0);
+            let base = adjusted
+                .take()
+                .unwrap_or_else(|| grads.iter().map(|g| g.to_vec()).collect());
+            adjusted = Some(
+                base.iter()
+                    .map(|g| g.iter().map(|&x| x * coef).collect())
+                    .collect(),
+            );
+        }
         let t = self.scheduler.advance();
+        let mut skipped = 0;
+        if let Some((ls, st)) = &mut self.loss_scale {
+            // torch._amp_update_scale_.
+            if found_inf {
+                st.scale *= ls.backoff_factor as f32;
+                st.growth_tracker = 0;
+                st.skipped_steps += 1;
+            } else {
+                st.growth_tracker += 1;
+                if st.growth_tracker >= u64::from(ls.growth_interval) {
+                    st.scale *= ls.growth_factor as f32;
+                    st.growth_tracker = 0;
+                }
+            }
+            st.last_step_skipped = found_inf;
+            if found_inf {
+                return Ok(());
+            }
+            // As the kernels: at most SCALAR_CANDIDATES - 1 skips are told apart.
+            skipped = st.skipped_steps.min(u64::from(SCALAR_CANDIDATES) - 1);
+        }
+        let state_step = t.saturating_sub(skipped).max(1);
         let groups = self.scheduler.groups();
         for (i, p) in self.params.iter_mut().enumerate() {
-            let s = self.scheduler.scalars(p.group, t);
+            let s = self.scheduler.scalars_at(p.group, t, state_step);
             let states = p.states.each_mut().map(|v| v.as_mut_slice());
-            let grad = clipped.as_ref().map_or(grads[i], |c| c[i].as_slice());
+            let grad = adjusted.as_ref().map_or(grads[i], |c| c[i].as_slice());
             step_chunked(&groups[p.group], &s, params[i], grad, states, self.threads);
         }
         Ok(())
@@ -204,6 +255,28 @@ impl<O: Algorithm> CpuOptimizer<O> {
         }
         self.max_grad_norm = max_norm.map(|m| m as f32);
         Ok(())
+    }
+
+    /// Turns loss scaling on or off, as [`crate::GpuOptimizer::set_loss_scale`].
+    pub fn set_loss_scale(&mut self, scale: Option<LossScale>) -> Result<()> {
+        if let Some(s) = &scale {
+            s.validate()?;
+        }
+        self.loss_scale = scale.map(|s| {
+            let state = LossScaleState {
+                scale: s.init_scale as f32,
+                growth_tracker: 0,
+                skipped_steps: 0,
+                last_step_skipped: false,
+            };
+            (s, state)
+        });
+        Ok(())
+    }
+
+    /// The loss-scaling state, when loss scaling is on.
+    pub fn loss_scale(&self) -> Option<LossScaleState> {
+        self.loss_scale.map(|(_, st)| st)
     }
 
     /// The global gradient norm of the last clipped step.

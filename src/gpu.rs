@@ -6,7 +6,7 @@ use crate::checkpoint::{Checkpoint, SavedParam};
 use crate::context::read_buffer;
 use crate::cpu_optimizer::ParamId;
 use crate::error::{Error, Result};
-use crate::kernel::{NORM_ELEMS, WORKGROUP_SIZE};
+use crate::kernel::{NORM_ELEMS, SCALAR_CANDIDATES, WORKGROUP_SIZE};
 use crate::optim::{Algorithm, MAX_STATES};
 use crate::schedule::Schedule;
 use crate::scheduler::{GroupId, StepScheduler};
@@ -112,8 +112,12 @@ pub struct GpuOptimizer<O: Algorithm> {
     norm_stage: Option<NormStage>,
     /// `[global gradient norm, clipping coefficient]`, read by every update (binding 11).
     grad_control: wgpu::Buffer,
-    /// Global-norm gradient clipping, when on.
+    /// Global-norm gradient clipping and loss scaling, when either is on.
     clip: Option<ClipStage>,
+    /// GradScaler's state: scale, growth tracker, skipped steps, whether the last step was skipped.
+    scaler: wgpu::Buffer,
+    /// One slot's worth of scalars, assembled here each step (allocated once).
+    scratch: Vec<u8>,
     /// Bound in place of the states these options do not keep; never read or written.
     placeholders: [wgpu::Buffer; MAX_STATES],
     slot_stride: u64,
@@ -158,7 +162,9 @@ impl<O: Algorithm> GpuOptimizer<O> {
     pub fn new(device: &wgpu::Device, queue: &wgpu::Queue, config: O) -> Result<Self> {
         let scheduler = StepScheduler::new(config)?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let scalars_size = std::mem::size_of::<O::Scalars>() as u64;
+        // Each slot holds SCALAR_CANDIDATES scalars: for the step count as is, and for each
+        // number of steps the device may have skipped under loss scaling.
+        let scalars_size = std::mem::size_of::<O::Scalars>() as u64 * u64::from(SCALAR_CANDIDATES);
         let align = u64::from(device.limits().min_uniform_buffer_offset_alignment);
         let slot_stride = scalars_size.div_ceil(align) * align;
         let module = crate::kernel::create_module(device, &O::KERNEL);
@@ -225,6 +231,15 @@ impl<O: Algorithm> GpuOptimizer<O> {
             norm_stage,
             grad_control,
             clip: None,
+            scaler: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-optim loss scale"),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+            scratch: vec![0; scalars_size as usize],
             placeholders,
             slot_stride,
         };
@@ -237,7 +252,14 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// The pipelines for `config`'s flags (and whether clipping is on), built on first use.
     fn pipeline_for(&mut self, config: &O) -> usize {
         let mut flags = config.flags();
-        flags.push(("CLIP", self.clip.is_some()));
+        flags.push((
+            "CLIP",
+            self.clip.as_ref().is_some_and(|c| c.max_norm.is_some()),
+        ));
+        flags.push((
+            "UNSCALE",
+            self.clip.as_ref().is_some_and(|c| c.scale.is_some()),
+        ));
         if let Some(i) = self.pipelines.iter().position(|p| p.flags == flags) {
             return i;
         }
@@ -472,7 +494,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
                         binding: 0,
                         resource: whole(
                             &self.groups[p.group].uniform,
-                            std::mem::size_of::<O::Scalars>() as u64,
+                            std::mem::size_of::<O::Scalars>() as u64 * u64::from(SCALAR_CANDIDATES),
                         ),
                     },
                     wgpu::BindGroupEntry {
@@ -570,38 +592,89 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// gradient by it; the gradient buffers are not rewritten. The norm is kept on the device:
     /// [`GpuOptimizer::read_grad_norm`] reads it back when asked.
     pub fn set_max_grad_norm(&mut self, max_norm: Option<f64>) -> Result<()> {
-        match max_norm {
-            None => {
-                self.clip = None;
-                self.queue
-                    .write_buffer(&self.grad_control, 0, bytemuck::cast_slice(&NO_CLIP));
-                self.repipe_groups();
-            }
-            Some(m) => {
-                if !(m.is_finite() && m > 0.0) {
-                    return Err(Error::InvalidHyperparameter {
-                        name: "max_norm",
-                        value: m,
-                        reason: "must be finite and > 0",
-                    });
-                }
-                if self.clip.is_none() {
-                    let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-                    let stage = ClipStage::new(&self.device);
-                    self.clip = Some(stage);
-                    self.repipe_groups();
-                    if let Err(e) = checked(scope, || "gradient-norm kernels".to_string()) {
-                        self.clip = None;
-                        self.repipe_groups();
-                        return Err(e);
-                    }
-                }
-                if let Some(clip) = &mut self.clip {
-                    clip.max_norm = m as f32;
-                }
-                self.rebuild_clip();
-            }
+        if let Some(m) = max_norm
+            && !(m.is_finite() && m > 0.0)
+        {
+            return Err(Error::InvalidHyperparameter {
+                name: "max_norm",
+                value: m,
+                reason: "must be finite and > 0",
+            });
         }
+        let scale = self.clip.as_ref().and_then(|c| c.scale);
+        self.configure_grad_stage(max_norm.map(|m| m as f32), scale)
+    }
+
+    /// Turns loss scaling on (as `torch.amp.GradScaler` with a fused optimizer) or off.
+    ///
+    /// The caller multiplies its loss by the current scale, which lives on the device in
+    /// [`GpuOptimizer::loss_scale_buffer`] (bind it in your loss kernel). Each step then
+    /// unscales every gradient by `1 / scale` inside the update and, if any gradient is inf or
+    /// NaN, skips the whole step on the device: parameters, states and the optimizer's step
+    /// count (and so its bias corrections) stay as they were. The scale then backs off or grows
+    /// as GradScaler's does. [`GpuOptimizer::read_loss_scale`] reads the state back when asked.
+    ///
+    /// The learning-rate schedule keeps following the calls to `step`, as a PyTorch scheduler
+    /// stepped every iteration does. Step-dependent scalars are exact for up to
+    /// `SCALAR_CANDIDATES - 1` (15) skipped steps in a run; past that, the scalars of 15 skips are
+    /// used, which differ from PyTorch's only while bias corrections are still far from 1 (or,
+    /// for Adagrad, with `lr_decay`).
+    pub fn set_loss_scale(&mut self, scale: Option<LossScale>) -> Result<()> {
+        if let Some(s) = &scale {
+            s.validate()?;
+            let init = [s.init_scale as f32, 0.0, 0.0, 0.0];
+            self.queue
+                .write_buffer(&self.scaler, 0, bytemuck::cast_slice(&init));
+        }
+        let max_norm = self.clip.as_ref().and_then(|c| c.max_norm);
+        self.configure_grad_stage(max_norm, scale)
+    }
+
+    /// The buffer holding the loss scale (f32 at offset 0), for the caller's loss kernel.
+    pub fn loss_scale_buffer(&self) -> &wgpu::Buffer {
+        &self.scaler
+    }
+
+    /// GradScaler's state after the last step, read back from the device (waits for the GPU).
+    pub fn read_loss_scale(&self) -> Result<LossScaleState> {
+        let s = read_buffer(&self.device, &self.queue, &self.scaler)?;
+        Ok(LossScaleState {
+            scale: s[0],
+            growth_tracker: s[1] as u64,
+            skipped_steps: s[2] as u64,
+            last_step_skipped: s[3] != 0.0,
+        })
+    }
+
+    /// Creates, reconfigures or drops the gradient stage for clipping at `max_norm` and loss
+    /// scaling `scale`, then repoints the pipelines and rebuilds the stage's bind groups.
+    fn configure_grad_stage(
+        &mut self,
+        max_norm: Option<f32>,
+        scale: Option<LossScale>,
+    ) -> Result<()> {
+        if max_norm.is_none() && scale.is_none() {
+            self.clip = None;
+            self.queue
+                .write_buffer(&self.grad_control, 0, bytemuck::cast_slice(&NO_CLIP));
+            self.repipe_groups();
+            return Ok(());
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut stage = match self.clip.take() {
+            Some(stage) => stage,
+            None => ClipStage::new(&self.device),
+        };
+        stage.max_norm = max_norm;
+        stage.scale = scale;
+        self.clip = Some(stage);
+        self.repipe_groups();
+        if let Err(e) = checked(scope, || "gradient-norm kernels".to_string()) {
+            self.clip = None;
+            self.repipe_groups();
+            return Err(e);
+        }
+        self.rebuild_clip();
         Ok(())
     }
 
@@ -628,6 +701,25 @@ impl<O: Algorithm> GpuOptimizer<O> {
         let buffers = clip
             .reduce
             .buffers(&self.device, &table, bytes, self.params.len());
+        let scale = clip.scale.unwrap_or_default();
+        let params = GradParams {
+            max_norm: clip.max_norm.unwrap_or(0.0),
+            tensors: self.params.len() as u32,
+            norm_stride: (NORM_STRIDE_BYTES / 4) as u32,
+            clip: u32::from(clip.max_norm.is_some()),
+            unscale: u32::from(clip.scale.is_some()),
+            growth_factor: scale.growth_factor as f32,
+            backoff_factor: scale.backoff_factor as f32,
+            growth_interval: scale.growth_interval,
+        };
+        let uniform = wgpu::util::DeviceExt::create_buffer_init(
+            &self.device,
+            &wgpu::util::BufferInitDescriptor {
+                label: Some("wgpu-optim gradient stage parameters"),
+                contents: bytemuck::bytes_of(&params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            },
+        );
         let mut windows = Vec::new();
         for (p, &start) in self.params.iter().zip(&starts) {
             let mut at = start;
@@ -654,26 +746,20 @@ impl<O: Algorithm> GpuOptimizer<O> {
                                 size: NonZeroU64::new(size),
                             }),
                         },
+                        wgpu::BindGroupEntry {
+                            binding: 14,
+                            resource: uniform.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 15,
+                            resource: self.scaler.as_entire_binding(),
+                        },
                     ],
                 });
                 windows.push((bind_group, workgroups));
                 at += size;
             }
         }
-        let params = ClipParams {
-            max_norm: clip.max_norm,
-            tensors: self.params.len() as u32,
-            norm_stride: (NORM_STRIDE_BYTES / 4) as u32,
-            _pad: 0,
-        };
-        let uniform = wgpu::util::DeviceExt::create_buffer_init(
-            &self.device,
-            &wgpu::util::BufferInitDescriptor {
-                label: Some("wgpu-optim clip parameters"),
-                contents: bytemuck::bytes_of(&params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            },
-        );
         let finalize = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("wgpu-optim gradient norm"),
             layout: &clip.finalize_layout,
@@ -689,6 +775,10 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 wgpu::BindGroupEntry {
                     binding: 14,
                     resource: uniform.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 15,
+                    resource: self.scaler.as_entire_binding(),
                 },
             ],
         });
@@ -720,10 +810,23 @@ impl<O: Algorithm> GpuOptimizer<O> {
     pub fn record(&mut self, pass: &mut wgpu::ComputePass<'_>) {
         let t = self.scheduler.advance();
         let offset = (t % UNIFORM_SLOTS) * self.slot_stride;
+        // Under loss scaling, candidate j is the step count after j skipped steps; the kernels
+        // pick by the device's count of skips. Otherwise only candidate 0 is read.
+        let candidates = if self.clip.as_ref().is_some_and(|c| c.scale.is_some()) {
+            SCALAR_CANDIDATES as usize
+        } else {
+            1
+        };
+        let size = std::mem::size_of::<O::Scalars>();
         for (g, group) in self.groups.iter().enumerate() {
-            let scalars = self.scheduler.scalars(g, t);
+            for j in 0..candidates {
+                let state_step = t.saturating_sub(j as u64).max(1);
+                let scalars = self.scheduler.scalars_at(g, t, state_step);
+                self.scratch[j * size..(j + 1) * size]
+                    .copy_from_slice(bytemuck::bytes_of(&scalars));
+            }
             self.queue
-                .write_buffer(&group.uniform, offset, bytemuck::bytes_of(&scalars));
+                .write_buffer(&group.uniform, offset, &self.scratch[..candidates * size]);
         }
         if let Some(ClipStage {
             sumsq,
@@ -886,16 +989,88 @@ impl<O: Algorithm> GpuOptimizer<O> {
 /// Binding of the gradient control (`grad_control` in `shaders/common.wgsl`) in every update.
 const GRAD_CONTROL_BINDING: u32 = 11;
 /// The gradient control while clipping is off: norm 0, coefficient 1.
-const NO_CLIP: [f32; 4] = [0.0, 1.0, 0.0, 0.0];
+const NO_CLIP: [f32; 8] = [0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0];
 
-/// `ClipParams` in `shaders/grad_norm.wgsl`.
+/// `GradParams` in `shaders/grad_norm.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ClipParams {
+struct GradParams {
     max_norm: f32,
     tensors: u32,
     norm_stride: u32,
-    _pad: u32,
+    clip: u32,
+    unscale: u32,
+    growth_factor: f32,
+    backoff_factor: f32,
+    growth_interval: u32,
+}
+
+/// Loss scaling as `torch.amp.GradScaler`; `Default` is GradScaler's defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossScale {
+    /// The scale to start from (65536).
+    pub init_scale: f64,
+    /// Factor the scale grows by after `growth_interval` steps without inf or NaN (2).
+    pub growth_factor: f64,
+    /// Factor the scale shrinks by after a step with inf or NaN (0.5).
+    pub backoff_factor: f64,
+    /// Steps without inf or NaN before the scale grows (2000).
+    pub growth_interval: u32,
+}
+
+impl Default for LossScale {
+    fn default() -> Self {
+        Self {
+            init_scale: 65536.0,
+            growth_factor: 2.0,
+            backoff_factor: 0.5,
+            growth_interval: 2000,
+        }
+    }
+}
+
+impl LossScale {
+    /// Checks GradScaler's ranges: a positive finite scale, growth > 1, backoff in (0, 1),
+    /// interval > 0.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |name, value: f64, reason| {
+            Err(Error::InvalidHyperparameter {
+                name,
+                value,
+                reason,
+            })
+        };
+        if !(self.init_scale.is_finite() && self.init_scale > 0.0) {
+            return bad("init_scale", self.init_scale, "must be finite and > 0");
+        }
+        if !(self.growth_factor.is_finite() && self.growth_factor > 1.0) {
+            return bad(
+                "growth_factor",
+                self.growth_factor,
+                "must be finite and > 1",
+            );
+        }
+        if !(self.backoff_factor > 0.0 && self.backoff_factor < 1.0) {
+            return bad("backoff_factor", self.backoff_factor, "must be in (0, 1)");
+        }
+        if self.growth_interval == 0 {
+            return bad("growth_interval", 0.0, "must be > 0");
+        }
+        Ok(())
+    }
+}
+
+/// GradScaler's state on the device, as [`GpuOptimizer::read_loss_scale`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossScaleState {
+    /// The scale for the next step's loss.
+    pub scale: f32,
+    /// Steps without inf or NaN since the scale last changed.
+    pub growth_tracker: u64,
+    /// Steps skipped so far for inf or NaN gradients.
+    pub skipped_steps: u64,
+    /// Whether the last step was skipped.
+    pub last_step_skipped: bool,
 }
 
 const GRAD_NORM: crate::kernel::Kernel = crate::kernel::Kernel {
@@ -907,7 +1082,8 @@ const GRAD_NORM: crate::kernel::Kernel = crate::kernel::Kernel {
 /// shared reduction, then the global norm and coefficient.
 #[derive(Debug)]
 struct ClipStage {
-    max_norm: f32,
+    max_norm: Option<f32>,
+    scale: Option<LossScale>,
     sumsq: wgpu::ComputePipeline,
     sumsq_layout: wgpu::BindGroupLayout,
     finalize: wgpu::ComputePipeline,
@@ -948,11 +1124,23 @@ impl ClipStage {
                 cache: None,
             })
         };
+        let params_entry = wgpu::BindGroupLayoutEntry {
+            binding: 14,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: NonZeroU64::new(std::mem::size_of::<GradParams>() as u64),
+            },
+            count: None,
+        };
         let sumsq_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(GRAD_NORM.name),
             entries: &[
                 storage_entry(2, true),
                 storage_entry_of(PARTIALS_BINDING, false, 8),
+                params_entry,
+                storage_entry(15, false),
             ],
         });
         let finalize_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -960,20 +1148,13 @@ impl ClipStage {
             entries: &[
                 storage_entry(12, true),
                 storage_entry(13, false),
-                wgpu::BindGroupLayoutEntry {
-                    binding: 14,
-                    visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: NonZeroU64::new(16),
-                    },
-                    count: None,
-                },
+                params_entry,
+                storage_entry(15, false),
             ],
         });
         Self {
-            max_norm: 1.0,
+            max_norm: None,
+            scale: None,
             sumsq: pipeline("sumsq", &sumsq_layout),
             finalize: pipeline("finalize", &finalize_layout),
             sumsq_layout,

@@ -11,6 +11,11 @@ pub const WORKGROUP_SIZE: u32 = 256;
 /// `NORM_ELEMS` override constant.
 pub const NORM_ELEMS: u32 = 16;
 
+/// Step-count candidates uploaded per step under loss scaling (`SCALAR_CANDIDATES` in
+/// `shaders/common.wgsl`, a WGSL `const` because it sizes a uniform array; a test keeps the two
+/// equal).
+pub const SCALAR_CANDIDATES: u32 = 16;
+
 /// The WGSL shared by every kernel.
 pub const COMMON_WGSL: &str = include_str!("../shaders/common.wgsl");
 
@@ -50,6 +55,12 @@ pub fn create_module(device: &wgpu::Device, kernel: &Kernel) -> wgpu::ShaderModu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scalar_candidates_agree_with_the_shader() {
+        let line = format!("const SCALAR_CANDIDATES: u32 = {SCALAR_CANDIDATES}u;");
+        assert!(COMMON_WGSL.contains(&line), "common.wgsl lacks `{line}`");
+    }
 
     #[test]
     fn compose_puts_common_first_and_each_part_once() {

@@ -20,9 +20,10 @@
 //!   binding are bound in windows.
 //! - [`Checkpoint`]: all optimizer state in one file, resumed bit-identically.
 //!
-//! - Global-norm gradient clipping on the device: [`GpuOptimizer::set_max_grad_norm`].
+//! - Global-norm gradient clipping and `GradScaler`-style loss scaling on the device:
+//!   [`GpuOptimizer::set_max_grad_norm`], [`GpuOptimizer::set_loss_scale`].
 //!
-//! Not provided (yet): loss scaling (`GradScaler`). Gradients are f32 and dense.
+//! Gradients are f32 and dense.
 //!
 //! Where this crate differs from PyTorch: the step count is the optimizer's, not each
 //! parameter's, so a parameter registered after training began starts at the optimizer's step.
@@ -51,7 +52,7 @@ pub use checkpoint::Checkpoint;
 pub use context::{GpuContext, enumerate_adapters, pick_adapter, read_buffer, read_bytes};
 pub use cpu_optimizer::{CpuOptimizer, ParamId};
 pub use error::{Error, Result};
-pub use gpu::{GpuOptimizer, UNIFORM_SLOTS};
+pub use gpu::{GpuOptimizer, LossScale, LossScaleState, UNIFORM_SLOTS};
 pub use optim::{Adagrad, Adam, AdamW, Algorithm, Lamb, Lars, Lion, RAdam, RmsProp, Sgd};
 pub use schedule::Schedule;
 pub use scheduler::{GroupId, StepScheduler};

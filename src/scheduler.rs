@@ -93,7 +93,14 @@ impl<O: Algorithm> StepScheduler<O> {
 
     /// Group `group`'s kernel scalars for step `step` (1-based).
     pub fn scalars(&self, group: usize, step: u64) -> O::Scalars {
-        self.groups[group].scalars(self.lr(group, step), step)
+        self.scalars_at(group, step, step)
+    }
+
+    /// Group `group`'s kernel scalars at the learning rate of call `lr_step` and the optimizer
+    /// state of step `state_step`: they differ once loss scaling has skipped steps, since the
+    /// schedule follows the calls and the bias corrections follow the steps taken.
+    pub fn scalars_at(&self, group: usize, lr_step: u64, state_step: u64) -> O::Scalars {
+        self.groups[group].scalars(self.lr(group, lr_step), state_step)
     }
 
     /// Replaces the groups' hyperparameters, the schedule and the step count (checkpoint loading;

@@ -132,11 +132,6 @@ impl AnyConfig {
         self
     }
 
-    /// The learning rate.
-    pub fn lr(&self) -> f64 {
-        with_config!(self, c => c.lr())
-    }
-
     /// Bytes one step moves per parameter with these options.
     pub fn bytes_per_param(&self) -> u64 {
         with_config!(self, c => c.bytes_per_param())

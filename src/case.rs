@@ -24,8 +24,6 @@ pub const FORMAT: &str = "optim-trajectory/1";
 pub const IMPLEMENTED: &[&str] = &[
     "sgd", "adam", "adamw", "rmsprop", "adagrad", "radam", "lion", "lamb", "lars",
 ];
-/// Optimizers the format names that are planned but not implemented yet.
-pub const PLANNED: &[&str] = &[];
 
 /// One recorded parameter of a case.
 #[derive(Debug, Clone)]
@@ -634,10 +632,6 @@ pub fn replay_resuming(
         "lion" => replay_as::<Lion>(case, backend, ctx, resume_at),
         "lamb" => replay_as::<Lamb>(case, backend, ctx, resume_at),
         "lars" => replay_as::<Lars>(case, backend, ctx, resume_at),
-        n if PLANNED.contains(&n) => Err(Error::NotImplemented {
-            kind: "optimizer",
-            name: n.to_string(),
-        }),
         n => Err(Error::Unknown {
             kind: "optimizer",
             name: n.to_string(),

@@ -134,14 +134,6 @@ pub enum Error {
         /// The name given.
         name: String,
     },
-    /// An optimizer or schedule that is planned but not implemented yet.
-    #[error("{kind} {name:?} is not implemented yet")]
-    NotImplemented {
-        /// `optimizer` or `schedule`.
-        kind: &'static str,
-        /// The name given.
-        name: String,
-    },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -4,7 +4,7 @@
 //! timestamps and the roofline ratio.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use wgpu_optim::bench::{AnyConfig, Stream, variant};
+use wgpu_optim::tooling::bench::{AnyConfig, Stream, variant};
 use wgpu_optim::{Algorithm, CpuOptimizer, GpuContext, GpuOptimizer};
 
 const SIZES: [u64; 2] = [1_000_000, 10_000_000];

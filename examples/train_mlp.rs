@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use wgpu_optim::mlp::{spiral, train_variant};
+use wgpu_optim::tooling::mlp::{spiral, train_variant};
 use wgpu_optim::{GpuContext, Schedule};
 
 struct Args {

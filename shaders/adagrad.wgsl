@@ -1,6 +1,7 @@
 // adagrad.wgsl: one step of torch.optim.Adagrad over one parameter buffer.
 //
-// Bindings: 0 AdagradScalars (uniform), 1 param, 2 grad (common.wgsl),
+// Bindings: group 1: 0 AdagradScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad (common.wgsl),
 //           3 sum (read_write, starts at initial_accumulator_value).
 // Bounds guard: invocations past arrayLength(&param) return at once.
 // Mirror: src/cpu/adagrad.rs.
@@ -15,7 +16,7 @@ struct AdagradScalars {
 
 override MAXIMIZE: bool = false;
 
-@group(0) @binding(0) var<uniform> scalars: array<AdagradScalars, SCALAR_CANDIDATES>;
+@group(1) @binding(0) var<uniform> scalars: array<AdagradScalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> sum: array<f32>;
 
 @compute @workgroup_size(WG)

@@ -1,6 +1,7 @@
 // adam.wgsl: one step of torch.optim.Adam / AdamW over one parameter buffer.
 //
-// Bindings: 0 AdamScalars (uniform), 1 param, 2 grad (common.wgsl),
+// Bindings: group 1: 0 AdamScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad (common.wgsl),
 //           3 exp_avg, 4 exp_avg_sq, 5 max_exp_avg_sq (read_write; the last is a
 //           1-element placeholder when AMSGRAD is off).
 // Bounds guard: invocations past arrayLength(&param) return at once.
@@ -23,7 +24,7 @@ struct AdamScalars {
 override AMSGRAD: bool = false;
 override MAXIMIZE: bool = false;
 
-@group(0) @binding(0) var<uniform> scalars: array<AdamScalars, SCALAR_CANDIDATES>;
+@group(1) @binding(0) var<uniform> scalars: array<AdamScalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> exp_avg: array<f32>;
 @group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<f32>;
 @group(0) @binding(5) var<storage, read_write> max_exp_avg_sq: array<f32>;

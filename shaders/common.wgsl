@@ -3,10 +3,13 @@
 //
 // Bindings shared by all kernels (group 0):
 //   1  param  read_write  the parameter, updated in place
-//   2  grad   read        its gradient
-// Binding 0 is the kernel's own uniform of per-step scalars; bindings 3.. are
-// its state buffers; binding 11 is the gradient control (below). Every buffer is bound with exactly the parameter's length,
-// so `arrayLength(&param)` is the element count and the bounds guard.
+//   2  grad   read        its gradient (read_write when it shares a buffer with its parameter:
+//                         see GRAD_DECLARATION in src/kernel.rs)
+// Group 1 binding 0 is the kernel's own uniform of per-step scalars, one entry of the host's
+// scalar table picked by a dynamic offset; group 0 bindings 3.. are its state buffers; binding
+// 11 is the gradient control (below). The Rust side of every binding is src/abi/bindings.rs.
+// Every buffer is bound with exactly the parameter's length, so `arrayLength(&param)` is the
+// element count and the bounds guard.
 
 // Threads per workgroup. The host sets it (WORKGROUP_SIZE in src/kernel.rs) so
 // the dispatch size and the shader can never disagree.

@@ -4,7 +4,8 @@
 //   main:  recompute u from the stored moments and apply p ← p - lr · trust · u, with the
 //          tensor's trust ratio ‖p‖ / ‖u‖ from the reduction.
 //
-// Bindings: 0 LambScalars (uniform), 1 param, 2 grad (common.wgsl), 3 exp_avg, 4 exp_avg_sq
+// Bindings: group 1: 0 LambScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad (common.wgsl), 3 exp_avg, 4 exp_avg_sq
 //           (read_write), 6 partials (read_write, one vec2 per workgroup of this window),
 //           7 norms (read; this tensor's (‖p‖, ‖u‖)).
 // Bounds guard: `main` returns past arrayLength(&param); `norms` contributes zeros there
@@ -28,7 +29,7 @@ struct LambScalars {
     _pad2: f32,
 }
 
-@group(0) @binding(0) var<uniform> scalars: array<LambScalars, SCALAR_CANDIDATES>;
+@group(1) @binding(0) var<uniform> scalars: array<LambScalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> exp_avg: array<f32>;
 @group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<f32>;
 @group(0) @binding(7) var<storage, read> tensor_norms: array<f32>;

@@ -3,7 +3,8 @@
 //   norms: form u = g + wd p and write this workgroup's (Σp², Σu²);
 //   main:  scale u by the tensor's trust ratio and by -lr, then momentum (optax's trace).
 //
-// Bindings: 0 LarsScalars (uniform), 1 param, 2 grad (common.wgsl), 3 momentum_buffer
+// Bindings: group 1: 0 LarsScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad (common.wgsl), 3 momentum_buffer
 //           (read_write; optax's trace), 6 partials (read_write, one vec2 per workgroup of this
 //           window), 7 norms (read; this tensor's (‖p‖, ‖u‖)).
 // Bounds guard: `main` returns past arrayLength(&param); `norms` contributes zeros there
@@ -23,7 +24,7 @@ struct LarsScalars {
 
 override NESTEROV: bool = false;
 
-@group(0) @binding(0) var<uniform> scalars: array<LarsScalars, SCALAR_CANDIDATES>;
+@group(1) @binding(0) var<uniform> scalars: array<LarsScalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> momentum_buffer: array<f32>;
 @group(0) @binding(7) var<storage, read> tensor_norms: array<f32>;
 

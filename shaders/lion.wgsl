@@ -1,6 +1,7 @@
 // lion.wgsl: one step of Lion (optax.lion) over one parameter buffer.
 //
-// Bindings: 0 LionScalars (uniform), 1 param, 2 grad (common.wgsl),
+// Bindings: group 1: 0 LionScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad (common.wgsl),
 //           3 exp_avg (read_write; optax's `mu`).
 // Bounds guard: invocations past arrayLength(&param) return at once.
 // Mirror: src/cpu/lion.rs.
@@ -18,7 +19,7 @@ struct LionScalars {
     _pad1: f32,
 }
 
-@group(0) @binding(0) var<uniform> scalars: array<LionScalars, SCALAR_CANDIDATES>;
+@group(1) @binding(0) var<uniform> scalars: array<LionScalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> exp_avg: array<f32>;
 
 @compute @workgroup_size(WG)

@@ -1,6 +1,7 @@
 // radam.wgsl: one step of torch.optim.RAdam over one parameter buffer.
 //
-// Bindings: 0 RAdamScalars (uniform), 1 param, 2 grad (common.wgsl),
+// Bindings: group 1: 0 RAdamScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad (common.wgsl),
 //           3 exp_avg, 4 exp_avg_sq (read_write).
 // Bounds guard: invocations past arrayLength(&param) return at once.
 // Mirror: src/cpu/radam.rs.
@@ -25,7 +26,7 @@ struct RAdamScalars {
 
 override MAXIMIZE: bool = false;
 
-@group(0) @binding(0) var<uniform> scalars: array<RAdamScalars, SCALAR_CANDIDATES>;
+@group(1) @binding(0) var<uniform> scalars: array<RAdamScalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> exp_avg: array<f32>;
 @group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<f32>;
 

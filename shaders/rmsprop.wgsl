@@ -1,6 +1,7 @@
 // rmsprop.wgsl: one step of torch.optim.RMSprop over one parameter buffer.
 //
-// Bindings: 0 RmsPropScalars (uniform), 1 param, 2 grad (common.wgsl),
+// Bindings: group 1: 0 RmsPropScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad (common.wgsl),
 //           3 square_avg, 4 momentum_buffer, 5 grad_avg (read_write; the last two are
 //           1-element placeholders when MOMENTUM or CENTERED is off).
 // Bounds guard: invocations past arrayLength(&param) return at once.
@@ -22,7 +23,7 @@ override CENTERED: bool = false;
 override MOMENTUM: bool = false;
 override MAXIMIZE: bool = false;
 
-@group(0) @binding(0) var<uniform> scalars: array<RmsPropScalars, SCALAR_CANDIDATES>;
+@group(1) @binding(0) var<uniform> scalars: array<RmsPropScalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> square_avg: array<f32>;
 @group(0) @binding(4) var<storage, read_write> momentum_buffer: array<f32>;
 @group(0) @binding(5) var<storage, read_write> grad_avg: array<f32>;

@@ -1,6 +1,7 @@
 // sgd.wgsl: one step of torch.optim.SGD over one parameter buffer.
 //
-// Bindings: 0 SgdScalars (uniform), 1 param, 2 grad (common.wgsl),
+// Bindings: group 1: 0 SgdScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad (common.wgsl),
 //           3 momentum_buffer (read_write; a 1-element placeholder when MOMENTUM is off).
 // Bounds guard: invocations past arrayLength(&param) return at once.
 // Mirror: src/cpu/sgd.rs.
@@ -23,7 +24,7 @@ override MOMENTUM: bool = false;
 override NESTEROV: bool = false;
 override MAXIMIZE: bool = false;
 
-@group(0) @binding(0) var<uniform> scalars: array<SgdScalars, SCALAR_CANDIDATES>;
+@group(1) @binding(0) var<uniform> scalars: array<SgdScalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> momentum_buffer: array<f32>;
 
 @compute @workgroup_size(WG)

@@ -1,29 +1,14 @@
 //! [`CpuOptimizer`]: the CPU reference behind the same API as the GPU optimizer.
 
-use crate::checkpoint::{Checkpoint, SavedParam};
+use crate::cpu::grad_norm;
 use crate::error::{Error, Result};
-use crate::gpu::{LossScale, LossScaleState};
-use crate::kernel::SCALAR_CANDIDATES;
+use crate::host::checkpoint::Checkpoint;
+use crate::host::grad_stage::{LossScale, LossScaleState, state_step};
+use crate::host::registry::Registry;
+use crate::host::scheduler::StepScheduler;
+use crate::host::{GroupId, ParamId};
 use crate::optim::{Algorithm, MAX_STATES, States};
 use crate::schedule::Schedule;
-use crate::scheduler::{GroupId, StepScheduler};
-
-/// Identifies a registered parameter, in registration order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ParamId(pub(crate) usize);
-
-impl ParamId {
-    /// The parameter's index, in the order parameters were registered.
-    pub fn index(self) -> usize {
-        self.0
-    }
-}
-
-#[derive(Debug, Clone)]
-struct CpuParam {
-    group: usize,
-    states: [Vec<f32>; MAX_STATES],
-}
 
 /// An optimizer running the CPU reference ([`crate::cpu`]) on host slices.
 ///
@@ -31,13 +16,13 @@ struct CpuParam {
 /// [`CpuOptimizer::step`] in registration order.
 #[derive(Debug, Clone)]
 pub struct CpuOptimizer<O: Algorithm> {
-    scheduler: StepScheduler<O>,
-    params: Vec<CpuParam>,
-    lens: Vec<usize>,
+    registry: Registry<O>,
+    /// Each parameter's state buffers by slot (empty where its options keep none).
+    states: Vec<[Vec<f32>; MAX_STATES]>,
     threads: usize,
-    max_grad_norm: Option<f32>,
     last_grad_norm: Option<f32>,
-    loss_scale: Option<(LossScale, LossScaleState)>,
+    /// GradScaler's state while loss scaling is on.
+    scaler: Option<LossScaleState>,
 }
 
 /// Parameters shorter than this are stepped on the calling thread whatever the thread count.
@@ -82,13 +67,11 @@ impl<O: Algorithm> CpuOptimizer<O> {
     /// An optimizer whose first parameter group (group 0) uses `config`.
     pub fn new(config: O) -> Result<Self> {
         Ok(Self {
-            scheduler: StepScheduler::new(config)?,
-            params: Vec::new(),
-            lens: Vec::new(),
+            registry: Registry::new(config)?,
+            states: Vec::new(),
             threads: 1,
-            max_grad_norm: None,
             last_grad_norm: None,
-            loss_scale: None,
+            scaler: None,
         })
     }
 
@@ -99,12 +82,12 @@ impl<O: Algorithm> CpuOptimizer<O> {
 
     /// Adds a parameter group with its own hyperparameters.
     pub fn add_param_group(&mut self, config: O) -> Result<GroupId> {
-        self.scheduler.add_group(config)
+        self.registry.scheduler.add_group(config)
     }
 
     /// Sets the learning-rate schedule (see [`StepScheduler::set_schedule`]).
     pub fn set_schedule(&mut self, schedule: Option<Schedule>) -> Result<()> {
-        self.scheduler.set_schedule(schedule)
+        self.registry.scheduler.set_schedule(schedule)
     }
 
     /// Spreads each large parameter's step over `threads` threads (1, the default, steps on the
@@ -115,18 +98,12 @@ impl<O: Algorithm> CpuOptimizer<O> {
 
     /// The step scheduler: step count, groups and learning rates.
     pub fn scheduler(&self) -> &StepScheduler<O> {
-        &self.scheduler
+        &self.registry.scheduler
     }
 
     /// Registers a parameter of `len` elements in `group`, allocating its state.
     pub fn register(&mut self, group: GroupId, len: usize) -> Result<ParamId> {
-        let config = self.scheduler.group(group)?;
-        if len == 0 {
-            return Err(Error::BadBufferSize {
-                which: "param",
-                size: 0,
-            });
-        }
+        let config = self.registry.check_register(group, len as u64)?;
         let states = std::array::from_fn(|slot| {
             if slot < O::STATE_NAMES.len() && config.uses_state(slot) {
                 vec![config.initial_state(slot); len]
@@ -134,12 +111,8 @@ impl<O: Algorithm> CpuOptimizer<O> {
                 Vec::new()
             }
         });
-        self.params.push(CpuParam {
-            group: group.0,
-            states,
-        });
-        self.lens.push(len);
-        Ok(ParamId(self.params.len() - 1))
+        self.states.push(states);
+        Ok(self.registry.push(group, len as u64))
     }
 
     /// One optimizer step over every registered parameter.
@@ -147,15 +120,17 @@ impl<O: Algorithm> CpuOptimizer<O> {
     /// `params[i]` and `grads[i]` belong to the `i`-th registered parameter. Shapes are checked
     /// before anything is written, so a bad call changes nothing.
     pub fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]]) -> Result<()> {
-        if params.len() != self.params.len() || grads.len() != self.params.len() {
+        let registered = self.registry.params();
+        if params.len() != registered.len() || grads.len() != registered.len() {
             return Err(Error::StepShape(format!(
                 "{} parameters are registered, got {} parameters and {} gradients",
-                self.params.len(),
+                registered.len(),
                 params.len(),
                 grads.len()
             )));
         }
-        for (i, &len) in self.lens.iter().enumerate() {
+        for (i, r) in registered.iter().enumerate() {
+            let len = r.len as usize;
             if params[i].len() != len || grads[i].len() != len {
                 return Err(Error::StepShape(format!(
                     "parameter {i} has {len} elements, got a parameter of {} and a gradient of {}",
@@ -164,79 +139,46 @@ impl<O: Algorithm> CpuOptimizer<O> {
                 )));
             }
         }
-        // Loss scaling and global-norm clipping as the GPU's grad_norm.wgsl: unscale by
-        // 1 / scale, skip the step on any inf or NaN, then per-tensor norms, the norm of those,
-        // and every gradient times min(1, max_norm / (norm + 1e-6)).
-        let inv = self.loss_scale.map(|(_, st)| 1.0 / st.scale);
-        let mut adjusted: Option<Vec<Vec<f32>>> = inv.map(|inv| {
-            grads
-                .iter()
-                .map(|g| g.iter().map(|&x| x * inv).collect())
-                .collect()
-        });
-        let found_inf = adjusted
-            .as_ref()
-            .is_some_and(|a| a.iter().flatten().any(|x| !x.is_finite()));
-        if let Some(max_norm) = self.max_grad_norm {
-            let total = {
-                let source: Vec<&[f32]> = match &adjusted {
-                    Some(a) => a.iter().map(Vec::as_slice).collect(),
-                    None => grads.to_vec(),
-                };
-                source
-                    .iter()
-                    .map(|g| {
-                        let n = g
-                            .iter()
-                            .filter(|x| x.is_finite())
-                            .map(|&x| f64::from(x) * f64::from(x))
-                            .sum::<f64>();
-                        let n = n.sqrt() as f32;
-                        f64::from(n) * f64::from(n)
-                    })
-                    .sum::<f64>()
-                    .sqrt() as f32
-            };
-            self.last_grad_norm = Some(total);
-            let coef = (max_norm / (total + 1e-6)).min(1.0);
-            let base = adjusted
-                .take()
-                .unwrap_or_else(|| grads.iter().map(|g| g.to_vec()).collect());
-            adjusted = Some(
-                base.iter()
-                    .map(|g| g.iter().map(|&x| x * coef).collect())
-                    .collect(),
-            );
-        }
-        let t = self.scheduler.advance();
-        let mut skipped = 0;
-        if let Some((ls, st)) = &mut self.loss_scale {
-            // torch._amp_update_scale_.
-            if found_inf {
-                st.scale *= ls.backoff_factor as f32;
-                st.growth_tracker = 0;
-                st.skipped_steps += 1;
-            } else {
-                st.growth_tracker += 1;
-                if st.growth_tracker >= u64::from(ls.growth_interval) {
-                    st.scale *= ls.growth_factor as f32;
-                    st.growth_tracker = 0;
-                }
+        // The gradient stage, as grad_norm.wgsl: unscale by 1 / scale, skip the step on any inf
+        // or NaN, then clip every gradient by the global norm's coefficient.
+        let stage = self.registry.grad_stage;
+        let (mut adjusted, found_inf) = match self.scaler {
+            Some(st) => {
+                let (unscaled, found_inf) = grad_norm::unscale(grads, 1.0 / st.scale);
+                (Some(unscaled), found_inf)
             }
-            st.last_step_skipped = found_inf;
+            None => (None, false),
+        };
+        if let Some(max_norm) = stage.max_norm {
+            let source: Vec<&[f32]> = match &adjusted {
+                Some(a) => a.iter().map(Vec::as_slice).collect(),
+                None => grads.to_vec(),
+            };
+            let total = grad_norm::global_norm(&source);
+            self.last_grad_norm = Some(total);
+            adjusted = Some(grad_norm::scaled(
+                &source,
+                grad_norm::clip_coefficient(max_norm, total),
+            ));
+        }
+        let t = self.registry.scheduler.advance();
+        let mut skipped = 0;
+        if let (Some(config), Some(st)) = (&stage.loss_scale, &mut self.scaler) {
+            st.update(config, found_inf);
             if found_inf {
                 return Ok(());
             }
-            // As the kernels: at most SCALAR_CANDIDATES - 1 skips are told apart.
-            skipped = st.skipped_steps.min(u64::from(SCALAR_CANDIDATES) - 1);
+            skipped = st.candidate();
         }
-        let state_step = t.saturating_sub(skipped).max(1);
-        let groups = self.scheduler.groups();
-        for (i, p) in self.params.iter_mut().enumerate() {
-            let s = self.scheduler.scalars_at(p.group, t, state_step);
-            let states = p.states.each_mut().map(|v| v.as_mut_slice());
+        let state_step = state_step(t, skipped);
+        let scheduler = &self.registry.scheduler;
+        let registered = self.registry.params();
+        for (i, (r, states)) in registered.iter().zip(&mut self.states).enumerate() {
+            let s = scheduler.scalars_at(r.group, t, state_step);
+            let states = states.each_mut().map(|v| v.as_mut_slice());
             let grad = adjusted.as_ref().map_or(grads[i], |c| c[i].as_slice());
-            step_chunked(&groups[p.group], &s, params[i], grad, states, self.threads);
+            let config = &scheduler.groups()[r.group];
+            step_chunked(config, &s, params[i], grad, states, self.threads);
         }
         Ok(())
     }
@@ -244,39 +186,20 @@ impl<O: Algorithm> CpuOptimizer<O> {
     /// Turns global-norm gradient clipping on with `max_norm` or off with `None`, as
     /// [`crate::GpuOptimizer::set_max_grad_norm`].
     pub fn set_max_grad_norm(&mut self, max_norm: Option<f64>) -> Result<()> {
-        if let Some(m) = max_norm
-            && !(m.is_finite() && m > 0.0)
-        {
-            return Err(Error::InvalidHyperparameter {
-                name: "max_norm",
-                value: m,
-                reason: "must be finite and > 0",
-            });
-        }
-        self.max_grad_norm = max_norm.map(|m| m as f32);
+        self.registry.grad_stage = self.registry.with_max_norm(max_norm)?;
         Ok(())
     }
 
     /// Turns loss scaling on or off, as [`crate::GpuOptimizer::set_loss_scale`].
     pub fn set_loss_scale(&mut self, scale: Option<LossScale>) -> Result<()> {
-        if let Some(s) = &scale {
-            s.validate()?;
-        }
-        self.loss_scale = scale.map(|s| {
-            let state = LossScaleState {
-                scale: s.init_scale as f32,
-                growth_tracker: 0,
-                skipped_steps: 0,
-                last_step_skipped: false,
-            };
-            (s, state)
-        });
+        self.registry.grad_stage = self.registry.with_loss_scale(scale)?;
+        self.scaler = scale.as_ref().map(LossScaleState::initial);
         Ok(())
     }
 
     /// The loss-scaling state, when loss scaling is on.
     pub fn loss_scale(&self) -> Option<LossScaleState> {
-        self.loss_scale.map(|(_, st)| st)
+        self.scaler
     }
 
     /// The global gradient norm of the last clipped step.
@@ -284,22 +207,19 @@ impl<O: Algorithm> CpuOptimizer<O> {
         self.last_grad_norm
     }
 
-    /// All optimizer state: step, groups, schedule, and every parameter's state buffers.
+    /// All optimizer state: step, groups, schedule, gradient stage (with loss scaling's state),
+    /// and every parameter's state buffers.
     pub fn checkpoint(&self) -> Result<Checkpoint> {
-        let params = self
-            .params
-            .iter()
-            .zip(&self.lens)
-            .map(|(p, &len)| SavedParam {
-                group: p.group,
-                len,
-                states: (0..O::STATE_NAMES.len())
-                    .filter(|&s| !p.states[s].is_empty())
-                    .map(|s| (O::STATE_NAMES[s].to_string(), p.states[s].clone()))
-                    .collect(),
-            })
-            .collect();
-        Checkpoint::capture(&self.scheduler, params)
+        self.registry.capture(
+            |i| {
+                Ok(self
+                    .registry
+                    .slots(i)
+                    .map(|s| (O::STATE_NAMES[s].to_string(), self.states[i][s].clone()))
+                    .collect())
+            },
+            self.scaler,
+        )
     }
 
     /// Saves [`CpuOptimizer::checkpoint`] to `path` (through a temporary file and a rename).
@@ -308,26 +228,20 @@ impl<O: Algorithm> CpuOptimizer<O> {
     }
 
     /// Restores a checkpoint taken from an optimizer with the same groups (and option flags) and
-    /// the same parameters registered in the same order, on either backend. Everything is
-    /// checked first: on error the optimizer is exactly as it was.
+    /// the same parameters registered in the same order, on either backend: states, step,
+    /// schedule, clipping and loss scaling with its state. Everything is checked first: on
+    /// error the optimizer is exactly as it was.
     pub fn restore(&mut self, checkpoint: &Checkpoint) -> Result<()> {
-        let registered: Vec<(usize, usize)> = self
-            .params
-            .iter()
-            .zip(&self.lens)
-            .map(|(p, &l)| (p.group, l))
-            .collect();
-        let checkpoint = checkpoint.clone().in_binding_order::<O>();
-        let groups = checkpoint.check_fits(self.scheduler.groups(), &registered)?;
-        for (p, saved) in self.params.iter_mut().zip(checkpoint.params) {
-            for (name, data) in saved.states {
-                if let Some(slot) = O::STATE_NAMES.iter().position(|&n| n == name) {
-                    p.states[slot] = data;
+        let mut plan = self.registry.plan_restore(checkpoint)?;
+        for (mine, saved) in self.states.iter_mut().zip(std::mem::take(&mut plan.states)) {
+            for (slot, data) in saved.into_iter().enumerate() {
+                if !mine[slot].is_empty() {
+                    mine[slot] = data;
                 }
             }
         }
-        self.scheduler
-            .restore(groups, checkpoint.schedule, checkpoint.step);
+        self.scaler = plan.loss_scale;
+        self.registry.commit(plan);
         Ok(())
     }
 
@@ -338,8 +252,7 @@ impl<O: Algorithm> CpuOptimizer<O> {
 
     /// State `name` (PyTorch's key, e.g. `exp_avg`) of parameter `param`, if these options keep it.
     pub fn state(&self, param: ParamId, name: &str) -> Option<&[f32]> {
-        let slot = O::STATE_NAMES.iter().position(|&n| n == name)?;
-        let v = &self.params.get(param.0)?.states[slot];
-        (!v.is_empty()).then_some(v.as_slice())
+        let slot = self.registry.state_slot(param, name)?;
+        Some(&self.states[param.0][slot])
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 /// Nothing a caller passes in makes the crate panic: invalid hyperparameters, mismatched or
 /// unusable buffers and malformed case files all come back as one of these.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A hyperparameter outside the range PyTorch accepts.
     #[error("invalid {name}: {reason}, got {value}")]
@@ -87,6 +88,14 @@ pub enum Error {
     /// wgpu rejected a shader module or pipeline (for example a kernel an adapter cannot compile).
     #[error("wgpu rejected the {what}: {message}")]
     Gpu {
+        /// What was being created.
+        what: String,
+        /// wgpu's message.
+        message: String,
+    },
+    /// The device ran out of memory creating what an operation needed; nothing was changed.
+    #[error("out of device memory for the {what}: {message}")]
+    OutOfMemory {
         /// What was being created.
         what: String,
         /// wgpu's message.

@@ -28,25 +28,60 @@ pub struct Kernel {
     pub source: &'static str,
 }
 
+/// How `common.wgsl` declares the gradient.
+pub const GRAD_DECLARATION: &str = "@group(0) @binding(2) var<storage, read> grad: array<f32>;";
+
+/// The gradient's declaration in a kernel whose gradient shares a buffer with its parameter:
+/// wgpu rejects a buffer bound both read-only and read-write in one dispatch, but accepts it
+/// bound read-write twice (the ranges never overlap; registration checks).
+const SHARED_GRAD_DECLARATION: &str =
+    "@group(0) @binding(2) var<storage, read_write> grad: array<f32>;";
+
+/// How a kernel's gradient binding is declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GradAccess {
+    /// `read`: the gradient lives in a buffer of its own (or one its parameter is not in).
+    ReadOnly,
+    /// `read_write`: the gradient shares a buffer with its parameter (a framework's pool).
+    Shared,
+}
+
 /// The complete WGSL for one kernel: the common part, then the kernel's own.
 pub fn compose(kernel: &Kernel) -> String {
+    compose_with(kernel, GradAccess::ReadOnly)
+}
+
+/// As [`compose`], with the gradient declared for `access`.
+pub fn compose_with(kernel: &Kernel, access: GradAccess) -> String {
+    let common = match access {
+        GradAccess::ReadOnly => std::borrow::Cow::Borrowed(COMMON_WGSL),
+        GradAccess::Shared => COMMON_WGSL
+            .replacen(GRAD_DECLARATION, SHARED_GRAD_DECLARATION, 1)
+            .into(),
+    };
     format!(
-        "// ---- common.wgsl ----\n{COMMON_WGSL}\n// ---- {}.wgsl ----\n{}",
+        "// ---- common.wgsl ----\n{common}\n// ---- {}.wgsl ----\n{}",
         kernel.name, kernel.source
     )
 }
 
-/// Compiles `kernel` (composed with the common part) on `device`.
+/// Compiles `kernel` (composed with the common part, its gradient declared for `access`) on
+/// `device`. Crate-private: only this crate's own kernels, whose guards are known, are compiled
+/// without runtime bounds checks.
 ///
 /// Runtime bounds checks are off: every kernel returns before touching memory unless its index is
 /// below `arrayLength(&param)`, and every buffer it then touches is bound with exactly the
 /// parameter's length; the one-element placeholders bound for unused states sit behind `override`
 /// flags that are constant-false in their pipelines. Naga's per-access clamps would only repeat
 /// that guard on every load and store.
-pub fn create_module(device: &wgpu::Device, kernel: &Kernel) -> wgpu::ShaderModule {
+pub(crate) fn create_module(
+    device: &wgpu::Device,
+    kernel: &Kernel,
+    access: GradAccess,
+) -> wgpu::ShaderModule {
     let desc = wgpu::ShaderModuleDescriptor {
         label: Some(kernel.name),
-        source: wgpu::ShaderSource::Wgsl(compose(kernel).into()),
+        source: wgpu::ShaderSource::Wgsl(compose_with(kernel, access).into()),
     };
     // SAFETY: see above; every access is guarded by the kernel's own bounds check.
     unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
@@ -60,6 +95,18 @@ mod tests {
     fn scalar_candidates_agree_with_the_shader() {
         let line = format!("const SCALAR_CANDIDATES: u32 = {SCALAR_CANDIDATES}u;");
         assert!(COMMON_WGSL.contains(&line), "common.wgsl lacks `{line}`");
+    }
+
+    #[test]
+    fn shared_gradients_are_declared_read_write_once() {
+        assert_eq!(COMMON_WGSL.matches(GRAD_DECLARATION).count(), 1);
+        let k = Kernel {
+            name: "probe",
+            source: "",
+        };
+        let shared = compose_with(&k, GradAccess::Shared);
+        assert!(!shared.contains(GRAD_DECLARATION));
+        assert_eq!(shared.matches(SHARED_GRAD_DECLARATION).count(), 1);
     }
 
     #[test]

@@ -23,36 +23,44 @@
 //! - Global-norm gradient clipping and `GradScaler`-style loss scaling on the device:
 //!   [`GpuOptimizer::set_max_grad_norm`], [`GpuOptimizer::set_loss_scale`].
 //!
-//! Gradients are f32 and dense.
+//! Gradients are f32 and dense. A parameter and its gradient may share one buffer (a
+//! framework's memory pool), and any number of steps may be recorded before one submit.
+//!
+//! The `cli` feature (on by default) builds the `wgpu-optim` binary and its dependencies
+//! (`clap`, `plotters`); `default-features = false` gives the library alone.
 //!
 //! Where this crate differs from PyTorch: the step count is the optimizer's, not each
 //! parameter's, so a parameter registered after training began starts at the optimizer's step.
 //! `OneCycleLR` keeps its final rate past `total_steps` where PyTorch raises.
 #![warn(missing_docs)]
 
+mod abi;
+#[cfg(test)]
+mod abi_check;
 mod arena;
-pub mod bench;
 pub mod case;
-pub mod checkpoint;
 mod context;
 pub mod cpu;
 mod cpu_optimizer;
 mod error;
 mod gpu;
+mod host;
+mod io;
 pub mod kernel;
-pub mod mlp;
 pub mod optim;
 mod rng;
 pub mod schedule;
-mod scheduler;
-pub mod testfns;
+#[doc(hidden)]
+pub mod tooling;
 
 pub use arena::ArenaLayout;
-pub use checkpoint::Checkpoint;
 pub use context::{GpuContext, enumerate_adapters, pick_adapter, read_buffer, read_bytes};
-pub use cpu_optimizer::{CpuOptimizer, ParamId};
+pub use cpu_optimizer::CpuOptimizer;
 pub use error::{Error, Result};
-pub use gpu::{GpuOptimizer, LossScale, LossScaleState, UNIFORM_SLOTS};
+pub use gpu::GpuOptimizer;
+pub use host::checkpoint::{self, Checkpoint};
+pub use host::grad_stage::{LossScale, LossScaleState};
+pub use host::scheduler::StepScheduler;
+pub use host::{GroupId, ParamId};
 pub use optim::{Adagrad, Adam, AdamW, Algorithm, Lamb, Lars, Lion, RAdam, RmsProp, Sgd};
 pub use schedule::Schedule;
-pub use scheduler::{GroupId, StepScheduler};

@@ -301,7 +301,16 @@ impl Schedule {
     }
 
     /// The learning rate at `epoch` for a parameter group whose base learning rate is `base`.
-    pub fn lr(&self, base: f64, epoch: u64) -> f64 {
+    ///
+    /// The schedule is validated first, so one built from its public fields with values
+    /// PyTorch rejects is an error naming the value, never a division by zero.
+    pub fn lr(&self, base: f64, epoch: u64) -> Result<f64> {
+        self.validate()?;
+        Ok(self.eval(base, epoch))
+    }
+
+    /// [`Schedule::lr`] of a schedule already validated (every schedule a scheduler holds).
+    pub(crate) fn eval(&self, base: f64, epoch: u64) -> f64 {
         let t = epoch as f64;
         match self {
             Self::Constant {
@@ -325,8 +334,12 @@ impl Schedule {
                 t_mult,
                 eta_min,
             } => {
-                // Walk the cycles in integers, as PyTorch's T_cur/T_i bookkeeping does.
+                // Walk the cycles in integers, as PyTorch's T_cur/T_i bookkeeping does: in one
+                // division when cycles do not grow, else in at most 64 growing cycles.
                 let (mut start, mut len) = (0u64, *t_0);
+                if *t_mult == 1 {
+                    start = epoch / len * len;
+                }
                 while epoch >= start.saturating_add(len) {
                     start += len;
                     len = len.saturating_mul(*t_mult);
@@ -391,7 +404,7 @@ impl Schedule {
             } => {
                 let i = passed(milestones, epoch);
                 let since = if i == 0 { 0 } else { milestones[i - 1] };
-                schedules[i].lr(base, epoch - since)
+                schedules[i].eval(base, epoch - since)
             }
         }
     }
@@ -524,7 +537,7 @@ impl Schedule {
             Self::Constant { total_iters, .. }
             | Self::Linear { total_iters, .. }
             | Self::Polynomial { total_iters, .. } => vec![*total_iters],
-            Self::Step { step_size, .. } => (1..=8).map(|k| k * step_size).collect(),
+            Self::Step { step_size, .. } => (1..=8).map(|k| step_size.saturating_mul(k)).collect(),
             Self::MultiStep { milestones, .. } => milestones.clone(),
             Self::Exponential { .. } => vec![],
             Self::Cosine { t_max, .. } => vec![*t_max],
@@ -550,7 +563,7 @@ impl Schedule {
                 }
                 v
             }
-            Self::InverseSqrt { warmup_steps } => vec![warmup_steps - 1],
+            Self::InverseSqrt { warmup_steps } => vec![warmup_steps.saturating_sub(1)],
             Self::Sequential {
                 schedules,
                 milestones,
@@ -561,7 +574,7 @@ impl Schedule {
                     v.extend(
                         s.key_epochs(limit.saturating_sub(start))
                             .iter()
-                            .map(|e| e + start),
+                            .map(|e| e.saturating_add(start)),
                     );
                 }
                 v
@@ -604,32 +617,32 @@ mod tests {
     #[test]
     fn step_and_multistep_boundaries() {
         let s = parse(r#"{"name":"step","step_size":7,"gamma":0.5}"#).unwrap();
-        assert_eq!(s.lr(1.0, 6), 1.0);
-        assert_eq!(s.lr(1.0, 7), 0.5);
-        assert_eq!(s.lr(1.0, 14), 0.25);
+        assert_eq!(s.eval(1.0, 6), 1.0);
+        assert_eq!(s.eval(1.0, 7), 0.5);
+        assert_eq!(s.eval(1.0, 14), 0.25);
         let m = parse(r#"{"name":"multistep","milestones":[5,12],"gamma":0.1}"#).unwrap();
-        assert_eq!(m.lr(1.0, 4), 1.0);
-        assert!((m.lr(1.0, 5) - 0.1).abs() < 1e-15);
-        assert!((m.lr(1.0, 12) - 0.01).abs() < 1e-15);
+        assert_eq!(m.eval(1.0, 4), 1.0);
+        assert!((m.eval(1.0, 5) - 0.1).abs() < 1e-15);
+        assert!((m.eval(1.0, 12) - 0.01).abs() < 1e-15);
     }
 
     #[test]
     fn cosine_hits_floor_at_t_max_and_rises_past_it() {
         let s = parse(r#"{"name":"cosine","t_max":10,"eta_min":0.1}"#).unwrap();
-        assert_eq!(s.lr(1.0, 0), 1.0);
-        assert!((s.lr(1.0, 10) - 0.1).abs() < 1e-15);
-        assert!(s.lr(1.0, 12) > s.lr(1.0, 11));
-        assert!((s.lr(1.0, 20) - 1.0).abs() < 1e-12);
+        assert_eq!(s.eval(1.0, 0), 1.0);
+        assert!((s.eval(1.0, 10) - 0.1).abs() < 1e-15);
+        assert!(s.eval(1.0, 12) > s.eval(1.0, 11));
+        assert!((s.eval(1.0, 20) - 1.0).abs() < 1e-12);
     }
 
     #[test]
     fn warm_restarts_restart_at_cycle_ends() {
         let s =
             parse(r#"{"name":"cosine_warm_restarts","t_0":4,"t_mult":2,"eta_min":0.0}"#).unwrap();
-        assert_eq!(s.lr(1.0, 0), 1.0);
-        assert_eq!(s.lr(1.0, 4), 1.0);
-        assert_eq!(s.lr(1.0, 12), 1.0);
-        assert!((s.lr(1.0, 8) - 0.5).abs() < 1e-12);
+        assert_eq!(s.eval(1.0, 0), 1.0);
+        assert_eq!(s.eval(1.0, 4), 1.0);
+        assert_eq!(s.eval(1.0, 12), 1.0);
+        assert!((s.eval(1.0, 8) - 0.5).abs() < 1e-12);
     }
 
     #[test]
@@ -640,9 +653,9 @@ mod tests {
                 {"name":"exponential","gamma":0.5}]}"#,
         )
         .unwrap();
-        assert_eq!(s.lr(2.0, 0), 0.5);
-        assert_eq!(s.lr(2.0, 3), 2.0);
-        assert_eq!(s.lr(2.0, 5), 0.5);
+        assert_eq!(s.eval(2.0, 0), 0.5);
+        assert_eq!(s.eval(2.0, 3), 2.0);
+        assert_eq!(s.eval(2.0, 5), 0.5);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 mod common;
 
 use common::gpu;
-use wgpu_optim::mlp::{Mlp, TENSORS, spiral, train_variant};
+use wgpu_optim::tooling::mlp::{Mlp, TENSORS, spiral, train_variant};
 use wgpu_optim::{GpuContext, Schedule};
 
 fn loss_at(ctx: &GpuContext, mlp: &Mlp, params: &[f32]) -> f64 {

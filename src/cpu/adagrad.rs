@@ -1,4 +1,4 @@
-use crate::optim::AdagradScalars;
+use crate::abi::uniforms::AdagradScalars;
 
 /// One Adagrad step; mirrors `shaders/adagrad.wgsl`.
 pub fn adagrad(

@@ -1,5 +1,5 @@
+use crate::abi::uniforms::AdamScalars;
 use crate::cpu::torch_lerp;
-use crate::optim::AdamScalars;
 
 /// One Adam / AdamW step; mirrors `shaders/adam.wgsl`. `max_exp_avg_sq` may be empty when
 /// `amsgrad` is off.

@@ -1,4 +1,4 @@
-use crate::optim::LambScalars;
+use crate::abi::uniforms::LambScalars;
 
 fn direction(s: &LambScalars, p: f32, m: f32, v: f32) -> f32 {
     (m / s.bias_correction1) / ((v / s.bias_correction2).sqrt() + s.eps) + s.weight_decay * p

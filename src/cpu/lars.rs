@@ -1,4 +1,4 @@
-use crate::optim::LarsScalars;
+use crate::abi::uniforms::LarsScalars;
 
 /// LARS's `norms` stage; mirrors `shaders/lars.wgsl`: (Σp², Σu²) with u = g + wd·p, in f64.
 pub fn lars_norms(s: &LarsScalars, param: &[f32], grad: &[f32]) -> (f64, f64) {

@@ -1,4 +1,4 @@
-use crate::optim::LionScalars;
+use crate::abi::uniforms::LionScalars;
 
 /// One Lion step; mirrors `shaders/lion.wgsl`.
 pub fn lion(s: &LionScalars, param: &mut [f32], grad: &[f32], exp_avg: &mut [f32]) {

@@ -7,6 +7,7 @@
 
 mod adagrad;
 mod adam;
+pub mod grad_norm;
 mod lamb;
 mod lars;
 mod lion;

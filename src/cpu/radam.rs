@@ -1,5 +1,5 @@
+use crate::abi::uniforms::RAdamScalars;
 use crate::cpu::torch_lerp;
-use crate::optim::RAdamScalars;
 
 /// One RAdam step; mirrors `shaders/radam.wgsl`.
 pub fn radam(

@@ -1,5 +1,5 @@
+use crate::abi::uniforms::RmsPropScalars;
 use crate::cpu::torch_lerp;
-use crate::optim::RmsPropScalars;
 
 /// One RMSprop step; mirrors `shaders/rmsprop.wgsl`. `momentum_buffer` and `grad_avg` may be
 /// empty when `momentum` or `centered` is off.

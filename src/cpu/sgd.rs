@@ -1,4 +1,4 @@
-use crate::optim::SgdScalars;
+use crate::abi::uniforms::SgdScalars;
 
 /// One SGD step; mirrors `shaders/sgd.wgsl`. `momentum_buffer` may be empty when `momentum` is off.
 pub fn sgd(

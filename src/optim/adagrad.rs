@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 
+use crate::abi::uniforms::AdagradScalars;
 use crate::error::{Result, non_negative};
 use crate::kernel::Kernel;
 use crate::optim::{Algorithm, States};
@@ -50,20 +51,6 @@ impl Default for Adagrad {
             maximize: false,
         }
     }
-}
-
-/// Per-step scalars of [`Adagrad`], as `AdagradScalars` in `shaders/adagrad.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct AdagradScalars {
-    /// L2 penalty.
-    pub weight_decay: f32,
-    /// `eps`.
-    pub eps: f32,
-    /// `-lr / (1 + (t - 1) · lr_decay)`.
-    pub neg_clr: f32,
-    #[doc(hidden)]
-    pub _pad: f32,
 }
 
 impl Algorithm for Adagrad {

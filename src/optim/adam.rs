@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 
+use crate::abi::uniforms::AdamScalars;
 use crate::error::Result;
 use crate::kernel::Kernel;
 use crate::optim::{Algorithm, States, bias_correction, validate_adam_like};
@@ -108,28 +109,6 @@ impl AdamW {
             decoupled_weight_decay: true,
         }
     }
-}
-
-/// Per-step scalars of [`Adam`] and [`AdamW`], as `AdamScalars` in `shaders/adam.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct AdamScalars {
-    /// L2 penalty (0 with decoupled weight decay).
-    pub weight_decay: f32,
-    /// `1 - lr · weight_decay` with decoupled weight decay, else 1.
-    pub param_decay: f32,
-    /// `1 - β₁`, the weight of the first moment's lerp.
-    pub one_minus_beta1: f32,
-    /// `β₂`.
-    pub beta2: f32,
-    /// `1 - β₂`.
-    pub one_minus_beta2: f32,
-    /// `√(1 - β₂ᵗ)`.
-    pub bias_correction2_sqrt: f32,
-    /// `eps`.
-    pub eps: f32,
-    /// `-lr / (1 - β₁ᵗ)`.
-    pub neg_step_size: f32,
 }
 
 impl Algorithm for Adam {

@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 
+use crate::abi::uniforms::LambScalars;
 use crate::cpu::norms_from_sums;
 use crate::error::Result;
 use crate::kernel::Kernel;
@@ -44,32 +45,6 @@ impl Default for Lamb {
             weight_decay: 0.0,
         }
     }
-}
-
-/// Per-step scalars of [`Lamb`], as `LambScalars` in `shaders/lamb.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct LambScalars {
-    /// `1 - β₁`.
-    pub one_minus_beta1: f32,
-    /// `β₁`.
-    pub beta1: f32,
-    /// `1 - β₂`.
-    pub one_minus_beta2: f32,
-    /// `β₂`.
-    pub beta2: f32,
-    /// `1 - β₁ᵗ`.
-    pub bias_correction1: f32,
-    /// `1 - β₂ᵗ`.
-    pub bias_correction2: f32,
-    /// `eps`.
-    pub eps: f32,
-    /// Weight decay.
-    pub weight_decay: f32,
-    /// `-lr`.
-    pub neg_lr: f32,
-    #[doc(hidden)]
-    pub _pad: [f32; 3],
 }
 
 impl Algorithm for Lamb {

@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 
+use crate::abi::uniforms::LarsScalars;
 use crate::cpu::norms_from_sums;
 use crate::error::{Result, non_negative};
 use crate::kernel::Kernel;
@@ -50,24 +51,6 @@ impl Default for Lars {
             nesterov: false,
         }
     }
-}
-
-/// Per-step scalars of [`Lars`], as `LarsScalars` in `shaders/lars.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct LarsScalars {
-    /// Weight decay.
-    pub weight_decay: f32,
-    /// Trust coefficient.
-    pub trust_coefficient: f32,
-    /// `eps`.
-    pub eps: f32,
-    /// `-lr`.
-    pub neg_lr: f32,
-    /// Momentum factor.
-    pub momentum: f32,
-    #[doc(hidden)]
-    pub _pad: [f32; 3],
 }
 
 impl Algorithm for Lars {

@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 
+use crate::abi::uniforms::LionScalars;
 use crate::error::{Result, non_negative, unit_interval};
 use crate::kernel::Kernel;
 use crate::optim::{Algorithm, States};
@@ -40,26 +41,6 @@ impl Default for Lion {
             weight_decay: 1e-3,
         }
     }
-}
-
-/// Per-step scalars of [`Lion`], as `LionScalars` in `shaders/lion.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct LionScalars {
-    /// `1 - β₁`.
-    pub one_minus_beta1: f32,
-    /// `β₁`.
-    pub beta1: f32,
-    /// `1 - β₂`.
-    pub one_minus_beta2: f32,
-    /// `β₂`.
-    pub beta2: f32,
-    /// Decoupled weight decay.
-    pub weight_decay: f32,
-    /// `-lr`.
-    pub neg_lr: f32,
-    #[doc(hidden)]
-    pub _pad: [f32; 2],
 }
 
 impl Algorithm for Lion {

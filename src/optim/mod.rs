@@ -17,14 +17,18 @@ mod radam;
 mod rmsprop;
 mod sgd;
 
-pub use adagrad::{Adagrad, AdagradScalars};
-pub use adam::{Adam, AdamScalars, AdamW};
-pub use lamb::{Lamb, LambScalars};
-pub use lars::{Lars, LarsScalars};
-pub use lion::{Lion, LionScalars};
-pub use radam::{RAdam, RAdamScalars};
-pub use rmsprop::{RmsProp, RmsPropScalars};
-pub use sgd::{Sgd, SgdScalars};
+pub use crate::abi::uniforms::{
+    AdagradScalars, AdamScalars, LambScalars, LarsScalars, LionScalars, RAdamScalars,
+    RmsPropScalars, SgdScalars,
+};
+pub use adagrad::Adagrad;
+pub use adam::{Adam, AdamW};
+pub use lamb::Lamb;
+pub use lars::Lars;
+pub use lion::Lion;
+pub use radam::RAdam;
+pub use rmsprop::RmsProp;
+pub use sgd::Sgd;
 
 /// Checks the hyperparameters the Adam family shares: lr, eps and weight decay finite and ≥ 0,
 /// each beta in [0, 1).
@@ -54,12 +58,34 @@ pub const MAX_STATES: usize = 3;
 /// options do not use is an empty slice.
 pub type States<'a> = [&'a mut [f32]; MAX_STATES];
 
+/// Seals [`Algorithm`]: its kernels are compiled without runtime bounds checks, which is sound
+/// only for this crate's own kernels, whose guards are known.
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Sgd {}
+    impl Sealed for super::Adam {}
+    impl Sealed for super::AdamW {}
+    impl Sealed for super::RmsProp {}
+    impl Sealed for super::Adagrad {}
+    impl Sealed for super::RAdam {}
+    impl Sealed for super::Lion {}
+    impl Sealed for super::Lamb {}
+    impl Sealed for super::Lars {}
+}
+
 /// What the CPU reference, the GPU optimizer and the replay harness need from an optimizer.
 ///
 /// Implemented by [`Sgd`], [`Adam`], [`AdamW`], [`RmsProp`], [`Adagrad`], [`RAdam`], [`Lion`],
-/// [`Lamb`] and [`Lars`].
+/// [`Lamb`] and [`Lars`]; sealed, since its kernel runs without runtime bounds checks.
 pub trait Algorithm:
-    Clone + std::fmt::Debug + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static
+    sealed::Sealed
+    + Clone
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+    + 'static
 {
     /// The name used in parity cases and on the command line (`adamw`).
     const NAME: &'static str;

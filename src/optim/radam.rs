@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 
+use crate::abi::uniforms::RAdamScalars;
 use crate::error::Result;
 use crate::kernel::Kernel;
 use crate::optim::{Algorithm, States, bias_correction, validate_adam_like};
@@ -53,36 +54,6 @@ impl Default for RAdam {
             maximize: false,
         }
     }
-}
-
-/// Per-step scalars of [`RAdam`], as `RAdamScalars` in `shaders/radam.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct RAdamScalars {
-    /// L2 penalty (0 with decoupled weight decay).
-    pub weight_decay: f32,
-    /// `1 - lr · weight_decay` with decoupled weight decay, else 1.
-    pub param_decay: f32,
-    /// `1 - β₁`.
-    pub one_minus_beta1: f32,
-    /// `β₂`.
-    pub beta2: f32,
-    /// `1 - β₂`.
-    pub one_minus_beta2: f32,
-    /// `1 - β₁ᵗ`.
-    pub bias_correction1: f32,
-    /// `√(1 - β₂ᵗ)`.
-    pub bias_correction2_sqrt: f32,
-    /// The scheduled learning rate.
-    pub lr: f32,
-    /// `eps`.
-    pub eps: f32,
-    /// The rectification term r (only meaningful when `rectify` is 1).
-    pub rect: f32,
-    /// 1 when ρₜ > 5 (the adaptive, rectified step), 0 for the plain momentum step.
-    pub rectify: f32,
-    #[doc(hidden)]
-    pub _pad: f32,
 }
 
 impl RAdam {

@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 
+use crate::abi::uniforms::RmsPropScalars;
 use crate::error::{Result, non_negative};
 use crate::kernel::Kernel;
 use crate::optim::{Algorithm, States};
@@ -55,26 +56,6 @@ impl Default for RmsProp {
             maximize: false,
         }
     }
-}
-
-/// Per-step scalars of [`RmsProp`], as `RmsPropScalars` in `shaders/rmsprop.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct RmsPropScalars {
-    /// L2 penalty.
-    pub weight_decay: f32,
-    /// `alpha`.
-    pub alpha: f32,
-    /// `1 - alpha`.
-    pub one_minus_alpha: f32,
-    /// `eps`.
-    pub eps: f32,
-    /// `momentum`.
-    pub momentum: f32,
-    /// `-lr`.
-    pub neg_lr: f32,
-    #[doc(hidden)]
-    pub _pad: [f32; 2],
 }
 
 impl Algorithm for RmsProp {

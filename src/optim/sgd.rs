@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 
+use crate::abi::uniforms::SgdScalars;
 use crate::error::{Error, Result, non_negative};
 use crate::kernel::Kernel;
 use crate::optim::{Algorithm, States};
@@ -49,24 +50,6 @@ impl Default for Sgd {
             maximize: false,
         }
     }
-}
-
-/// Per-step scalars of [`Sgd`], as `SgdScalars` in `shaders/sgd.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct SgdScalars {
-    /// L2 penalty.
-    pub weight_decay: f32,
-    /// What the momentum buffer is multiplied by: `momentum`, or 0 on the first step.
-    pub momentum_keep: f32,
-    /// What the gradient enters the buffer with: `1 - dampening`, or 1 on the first step.
-    pub grad_weight: f32,
-    /// `momentum`, for the Nesterov look-ahead.
-    pub momentum: f32,
-    /// `-lr`.
-    pub neg_lr: f32,
-    #[doc(hidden)]
-    pub _pad: [f32; 3],
 }
 
 impl Algorithm for Sgd {

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use wgpu_optim::bench::{self, BenchOptions, BenchResult, DEFAULT_VARIANTS, parse_size};
+use wgpu_optim::tooling::bench::{self, BenchOptions, BenchResult, DEFAULT_VARIANTS, parse_size};
 use wgpu_optim::{GpuContext, Result};
 
 /// Counts heap allocations, so the benchmark can report those one optimizer step makes.

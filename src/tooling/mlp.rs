@@ -6,13 +6,13 @@
 //! gradients live in two [`ArenaLayout`] buffers; each tensor is registered with the optimizer
 //! as its own slice, so LAMB and LARS see per-tensor norms.
 
-use std::num::NonZeroU64;
-
+use crate::abi::bindings::mlp;
+use crate::abi::uniforms::Dims;
 use crate::arena::ArenaLayout;
 use crate::context::GpuContext;
 use crate::error::Result;
-use crate::gpu::{GpuOptimizer, storage_entry};
-use crate::kernel::{Kernel, WORKGROUP_SIZE, create_module};
+use crate::gpu::GpuOptimizer;
+use crate::kernel::{GradAccess, Kernel, WORKGROUP_SIZE, create_module};
 use crate::optim::Algorithm;
 use crate::rng::SplitMix;
 use crate::schedule::Schedule;
@@ -34,7 +34,7 @@ pub const TENSORS: [(&str, usize); 6] = [
 
 const MLP: Kernel = Kernel {
     name: "mlp",
-    source: include_str!("../shaders/mlp.wgsl"),
+    source: include_str!("../../shaders/mlp.wgsl"),
 };
 
 /// The 3-class spiral (as in Stanford's CS231n): `per_class` points per arm, radius 0 to 1,
@@ -69,15 +69,6 @@ pub fn init_params(layout: &ArenaLayout, seed: u64) -> Result<Vec<f32>> {
         .collect();
     let views: Vec<&[f32]> = tensors.iter().map(Vec::as_slice).collect();
     layout.pack(&views)
-}
-
-/// `Dims` in `shaders/mlp.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Dims {
-    samples: u32,
-    arena: u32,
-    offsets: [u32; 6],
 }
 
 /// The network, its data and its training buffers on one device.
@@ -135,44 +126,27 @@ impl Mlp {
                 usage: wgpu::BufferUsages::UNIFORM,
             },
         );
-        let module = create_module(device, &MLP);
+        let module = create_module(device, &MLP, GradAccess::ReadOnly);
         let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("mlp"),
-            entries: &[
-                wgpu::BindGroupLayoutEntry {
-                    binding: 20,
-                    visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: NonZeroU64::new(32),
-                    },
-                    count: None,
-                },
-                storage_entry(21, true),
-                storage_entry(22, true),
-                storage_entry(23, false),
-                storage_entry(24, false),
-                storage_entry(25, false),
-                storage_entry(26, false),
-            ],
+            entries: &mlp::ALL.map(|b| b.layout_entry(std::mem::size_of::<Dims>() as u64)),
         });
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("mlp"),
             layout: &bgl,
             entries: &[
-                (20, &dims_buf),
-                (21, &params),
-                (22, &data_buf),
-                (23, &per_sample),
-                (24, &sample_stats),
-                (25, &grads),
-                (26, &stats),
+                &dims_buf,
+                &params,
+                &data_buf,
+                &per_sample,
+                &sample_stats,
+                &grads,
+                &stats,
             ]
-            .map(|(binding, b)| wgpu::BindGroupEntry {
-                binding,
-                resource: b.as_entire_binding(),
-            }),
+            .into_iter()
+            .zip(mlp::ALL)
+            .map(|(b, binding)| binding.whole(b))
+            .collect::<Vec<_>>(),
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some("mlp"),
@@ -288,7 +262,7 @@ pub fn train<O: Algorithm>(
     })
 }
 
-/// [`train`] with an optimizer chosen by name (see [`crate::bench::VARIANTS`]), with its
+/// [`train`] with an optimizer chosen by name (see [`crate::tooling::bench::VARIANTS`]), with its
 /// defaults but for the learning rate.
 #[allow(clippy::too_many_arguments)] // the run's knobs, passed straight through
 pub fn train_variant(
@@ -301,7 +275,7 @@ pub fn train_variant(
     log_every: u64,
     log: impl FnMut(u64, f32, f32),
 ) -> Result<Training> {
-    let mut config = crate::bench::variant(name)?;
+    let mut config = crate::tooling::bench::variant(name)?;
     if let Some(lr) = lr {
         config = config.with_lr(lr);
     }
@@ -312,11 +286,11 @@ pub fn train_variant(
 pub fn train_any(
     ctx: &GpuContext,
     data: &[f32],
-    config: crate::bench::AnyConfig,
+    config: crate::tooling::bench::AnyConfig,
     schedule: Option<Schedule>,
     steps: u64,
     log_every: u64,
     log: impl FnMut(u64, f32, f32),
 ) -> Result<Training> {
-    crate::bench::with_config!(config, c => train(ctx, data, c, schedule, steps, log_every, log))
+    crate::tooling::bench::with_config!(config, c => train(ctx, data, c, schedule, steps, log_every, log))
 }

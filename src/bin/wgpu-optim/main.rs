@@ -136,7 +136,7 @@ fn replay(
 }
 
 fn optimizer_info(name: &str) -> Result<(), wgpu_optim::Error> {
-    let config = wgpu_optim::bench::variant(name)?;
+    let config = wgpu_optim::tooling::bench::variant(name)?;
     let states = config.states();
     println!("{name}: {config:?}");
     println!(

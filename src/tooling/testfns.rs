@@ -4,10 +4,10 @@
 
 use std::ops::Range;
 
-use crate::bench::{AnyConfig, with_config};
 use crate::cpu_optimizer::CpuOptimizer;
 use crate::error::Result;
 use crate::optim::Algorithm;
+use crate::tooling::bench::{AnyConfig, with_config};
 
 /// A 2-D test function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

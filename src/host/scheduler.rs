@@ -7,19 +7,9 @@
 //! one, so CPU-vs-GPU tests compare kernel arithmetic only.
 
 use crate::error::{Error, Result};
+use crate::host::GroupId;
 use crate::optim::Algorithm;
 use crate::schedule::Schedule;
-
-/// Identifies a parameter group of one optimizer; group 0 is the one the optimizer was built with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct GroupId(pub(crate) usize);
-
-impl GroupId {
-    /// The group's index, in the order groups were added.
-    pub fn index(self) -> usize {
-        self.0
-    }
-}
 
 /// Parameter groups, the optional schedule and the step counter.
 #[derive(Debug, Clone)]
@@ -38,6 +28,11 @@ impl<O: Algorithm> StepScheduler<O> {
             schedule: None,
             step: 0,
         })
+    }
+
+    /// Group 0, the group the scheduler was built with.
+    pub fn default_group(&self) -> GroupId {
+        GroupId(0)
     }
 
     /// Adds a parameter group with its own hyperparameters.
@@ -77,34 +72,41 @@ impl<O: Algorithm> StepScheduler<O> {
     }
 
     /// The learning rate group `group` uses during step `step` (1-based).
-    pub fn lr(&self, group: usize, step: u64) -> f64 {
+    pub fn lr(&self, group: GroupId, step: u64) -> Result<f64> {
+        self.group(group)?;
+        Ok(self.lr_at(group.0, step))
+    }
+
+    /// As [`StepScheduler::lr`] for a group index known to exist (the schedule was validated
+    /// when it was set).
+    pub(crate) fn lr_at(&self, group: usize, step: u64) -> f64 {
         let base = self.groups[group].lr();
         match &self.schedule {
             None => base,
-            Some(s) => s.lr(base, step.saturating_sub(1)),
+            Some(s) => s.eval(base, step.saturating_sub(1)),
         }
     }
 
     /// The learning rate of the next step, for group `group`.
     pub fn next_lr(&self, group: GroupId) -> Result<f64> {
-        self.group(group)?;
-        Ok(self.lr(group.0, self.step + 1))
+        self.lr(group, self.step + 1)
     }
 
     /// Group `group`'s kernel scalars for step `step` (1-based).
-    pub fn scalars(&self, group: usize, step: u64) -> O::Scalars {
-        self.scalars_at(group, step, step)
+    pub fn scalars(&self, group: GroupId, step: u64) -> Result<O::Scalars> {
+        self.group(group)?;
+        Ok(self.scalars_at(group.0, step, step))
     }
 
     /// Group `group`'s kernel scalars at the learning rate of call `lr_step` and the optimizer
     /// state of step `state_step`: they differ once loss scaling has skipped steps, since the
     /// schedule follows the calls and the bias corrections follow the steps taken.
-    pub fn scalars_at(&self, group: usize, lr_step: u64, state_step: u64) -> O::Scalars {
-        self.groups[group].scalars(self.lr(group, lr_step), state_step)
+    pub(crate) fn scalars_at(&self, group: usize, lr_step: u64, state_step: u64) -> O::Scalars {
+        self.groups[group].scalars(self.lr_at(group, lr_step), state_step)
     }
 
     /// Replaces the groups' hyperparameters, the schedule and the step count (checkpoint loading;
-    /// the caller has checked that the groups match).
+    /// the caller has checked that the groups match and validated the schedule).
     pub(crate) fn restore(&mut self, groups: Vec<O>, schedule: Option<Schedule>, step: u64) {
         self.groups = groups;
         self.schedule = schedule;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
-use wgpu_optim::case::write_atomically;
+use wgpu_optim::tooling::write_atomically;
 use wgpu_optim::{Error, Result, Schedule};
 
 /// Options of `wgpu-optim schedule`.
@@ -176,8 +176,8 @@ pub fn run(args: &ScheduleArgs) -> Result<()> {
     let schedule = parse_spec(args)?;
     // Step t (1-based) of the optimizer runs at epoch t - 1 of the schedule.
     let points: Vec<(u64, f64)> = (0..args.steps)
-        .map(|e| (e + 1, schedule.lr(args.lr, e)))
-        .collect();
+        .map(|e| Ok((e + 1, schedule.lr(args.lr, e)?)))
+        .collect::<Result<_>>()?;
     let json =
         serde_json::to_string(&schedule).map_err(|e| Error::InvalidOptions(e.to_string()))?;
     println!("schedule {json}");

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
-use wgpu_optim::mlp::{spiral, train_any};
-use wgpu_optim::testfns::{TestFn, contestants, descend};
+use wgpu_optim::tooling::mlp::{spiral, train_any};
+use wgpu_optim::tooling::testfns::{TestFn, contestants, descend};
 use wgpu_optim::{Error, GpuContext, Result};
 
 use crate::schedule_cli::register_font;

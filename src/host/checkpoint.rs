@@ -8,9 +8,12 @@
 //! | `state.I.step` | I64 `[1]` | the step count, per parameter as PyTorch keeps it (an integer here, not a float) |
 //!
 //! Metadata: `format`, `optimizer` (its name), `step`, `checksum` (FNV-1a 64 over every
-//! tensor's name and bytes, in name order, so corrupted data is caught, not resumed from), `param_groups` (a JSON list of each
-//! group's hyperparameters under PyTorch's names, with `params`: the indices of its parameters),
-//! `schedule` (JSON, when one is set) and `lengths` (a JSON list of each parameter's length).
+//! tensor's name and bytes, in name order, so corrupted data is caught, not resumed from),
+//! `param_groups` (a JSON list of each group's hyperparameters under PyTorch's names, with
+//! `params`: the indices of its parameters), `schedule` (JSON, when one is set), `lengths` (a
+//! JSON list of each parameter's length), `max_grad_norm` (when clipping is on) and
+//! `loss_scale` (when loss scaling is on: JSON `{"config": GradScaler's settings, "state":
+//! scale, growth tracker, skipped steps, whether the last step was skipped}`).
 //!
 //! Saving writes a temporary file and renames it into place. Loading checks everything (format
 //! version, optimizer, groups, options, shapes) before changing anything, so a failed load leaves
@@ -22,11 +25,11 @@ use std::path::Path;
 use safetensors::Dtype;
 use serde_json::Value;
 
-use crate::case::{parse_safetensors, read_f32, read_file, write_atomically};
 use crate::error::{Error, Result};
+use crate::host::grad_stage::{LossScale, LossScaleState};
+use crate::io::{parse_safetensors, read_f32, read_file, write_atomically};
 use crate::optim::Algorithm;
 use crate::schedule::Schedule;
-use crate::scheduler::StepScheduler;
 
 /// The `format` metadata value written and accepted.
 pub const CHECKPOINT_FORMAT: &str = "wgpu-optim-checkpoint/1";
@@ -42,6 +45,16 @@ pub struct SavedParam {
     pub states: Vec<(String, Vec<f32>)>,
 }
 
+/// Loss scaling's settings and state, as saved.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedLossScale {
+    /// GradScaler's settings.
+    pub config: LossScale,
+    /// Its state after the last step.
+    pub state: LossScaleState,
+}
+
 /// An optimizer's complete state, as read from or written to a checkpoint file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
@@ -55,6 +68,10 @@ pub struct Checkpoint {
     pub schedule: Option<Schedule>,
     /// Each registered parameter's state, in registration order.
     pub params: Vec<SavedParam>,
+    /// The global-norm clipping threshold, when clipping was on.
+    pub max_grad_norm: Option<f32>,
+    /// Loss scaling, when it was on.
+    pub loss_scale: Option<SavedLossScale>,
 }
 
 /// FNV-1a (64-bit) over each tensor's name and bytes, tensors in name order.
@@ -82,28 +99,6 @@ fn mismatch(reason: impl Into<String>) -> Error {
 }
 
 impl Checkpoint {
-    /// Captures `scheduler`'s groups, schedule and step with each parameter's group and states.
-    pub(crate) fn capture<O: Algorithm>(
-        scheduler: &StepScheduler<O>,
-        params: Vec<SavedParam>,
-    ) -> Result<Self> {
-        let groups = scheduler
-            .groups()
-            .iter()
-            .map(|g| {
-                serde_json::to_value(g)
-                    .map_err(|e| mismatch(format!("cannot serialize {g:?}: {e}")))
-            })
-            .collect::<Result<_>>()?;
-        Ok(Self {
-            optimizer: O::NAME.to_string(),
-            step: scheduler.steps_taken(),
-            groups,
-            schedule: scheduler.schedule().cloned(),
-            params,
-        })
-    }
-
     /// The groups' hyperparameters as `O`, if this checkpoint is for `O`.
     pub fn configs<O: Algorithm>(&self) -> Result<Vec<O>> {
         if self.optimizer != O::NAME {
@@ -126,7 +121,8 @@ impl Checkpoint {
 
     /// Checks that this checkpoint fits an optimizer of type `O` whose groups are `current` and
     /// whose parameters are `(group, len)` in registration order: same optimizer, same groups
-    /// with the same option flags, same parameters, same states. Returns the saved groups.
+    /// with the same option flags, same parameters, same states, each state as long as its
+    /// parameter; a valid schedule and gradient stage. Returns the saved groups.
     pub(crate) fn check_fits<O: Algorithm>(
         &self,
         current: &[O],
@@ -173,12 +169,36 @@ impl Checkpoint {
                     "parameter {i} has states {have:?}, expected {want:?}"
                 )));
             }
+            if let Some((name, data)) = p.states.iter().find(|(_, d)| d.len() != len) {
+                return Err(mismatch(format!(
+                    "state {name} of parameter {i} has {} values, the parameter has {len}",
+                    data.len()
+                )));
+            }
+        }
+        if let Some(s) = &self.schedule {
+            s.validate()?;
+        }
+        crate::host::grad_stage::validate_max_norm(self.max_grad_norm.map(f64::from))?;
+        if let Some(ls) = &self.loss_scale {
+            ls.config.validate()?;
+            ls.state.validate(&ls.config)?;
         }
         Ok(saved)
     }
 
-    /// Writes the checkpoint to `path` (through a temporary file and a rename).
+    /// Writes the checkpoint to `path` (through a temporary file and a rename, so `path` is
+    /// either the complete new file or untouched).
     pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes = self.to_bytes().map_err(|reason| Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(reason),
+        })?;
+        write_atomically(path, &bytes)
+    }
+
+    /// The checkpoint file's bytes; the reason if a tensor cannot be serialized.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
         let mut groups = Vec::new();
         for (g, config) in self.groups.iter().enumerate() {
             let mut obj = config.clone();
@@ -199,15 +219,19 @@ impl Checkpoint {
             ("lengths".to_string(), Value::from(lengths).to_string()),
         ]);
         if let Some(s) = &self.schedule {
-            let v = serde_json::to_value(s).map_err(|e| mismatch(e.to_string()))?;
+            let v = serde_json::to_value(s).map_err(|e| e.to_string())?;
             meta.insert("schedule".into(), v.to_string());
+        }
+        if let Some(m) = self.max_grad_norm {
+            meta.insert("max_grad_norm".into(), m.to_string());
+        }
+        if let Some(ls) = &self.loss_scale {
+            let v = serde_json::to_value(ls).map_err(|e| e.to_string())?;
+            meta.insert("loss_scale".into(), v.to_string());
         }
         let step_bytes = (self.step as i64).to_le_bytes();
         let mut views = Vec::new();
-        let io = |e: safetensors::SafeTensorError| Error::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
-        };
+        let io = |e: safetensors::SafeTensorError| e.to_string();
         for (i, p) in self.params.iter().enumerate() {
             for (name, data) in &p.states {
                 let view = safetensors::tensor::TensorView::new(
@@ -226,13 +250,16 @@ impl Checkpoint {
             "checksum".into(),
             checksum(views.iter().map(|(n, v)| (n.as_str(), v.data()))),
         );
-        let bytes = safetensors::tensor::serialize(views, Some(meta)).map_err(io)?;
-        write_atomically(path, &bytes)
+        safetensors::tensor::serialize(views, Some(meta)).map_err(io)
     }
 
     /// Reads and checks a checkpoint file.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = read_file(path)?;
+        Self::from_bytes(&read_file(path)?, path)
+    }
+
+    /// Parses and checks a checkpoint file's bytes; `path` names them in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
         let (st, meta) = parse_safetensors(&bytes).map_err(|reason| bad(path, reason))?;
         let get = |key: &str| {
             meta.get(key)
@@ -298,6 +325,18 @@ impl Checkpoint {
                     .map_err(|e| bad(path, e.to_string()))?,
             ),
         };
+        let max_grad_norm = meta
+            .get("max_grad_norm")
+            .map(|m| m.parse::<f32>())
+            .transpose()
+            .map_err(|e| bad(path, format!("max_grad_norm is not a number: {e}")))?;
+        let loss_scale = meta
+            .contains_key("loss_scale")
+            .then(|| {
+                serde_json::from_value::<SavedLossScale>(parse_json("loss_scale")?)
+                    .map_err(|e| bad(path, format!("loss_scale: {e}")))
+            })
+            .transpose()?;
         let names = st.names();
         let mut params = Vec::new();
         for (i, &len) in lengths.iter().enumerate() {
@@ -345,6 +384,8 @@ impl Checkpoint {
             groups,
             schedule,
             params,
+            max_grad_norm,
+            loss_scale,
         })
     }
 

@@ -8,15 +8,14 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::abi::bindings::stream;
 use crate::arena::ArenaLayout;
 use crate::context::{GpuContext, read_bytes};
 use crate::cpu_optimizer::CpuOptimizer;
 use crate::error::{Error, Result};
-use crate::gpu::{GpuOptimizer, grid, whole, window_ranges};
-use crate::kernel::{Kernel, WORKGROUP_SIZE};
-use crate::optim::{
-    Adagrad, Adam, AdamW, Algorithm, Lamb, Lars, Lion, MAX_STATES, RAdam, RmsProp, Sgd,
-};
+use crate::gpu::{GpuOptimizer, grid, window_ranges};
+use crate::kernel::{GradAccess, Kernel, WORKGROUP_SIZE, create_module};
+use crate::optim::{Adagrad, Adam, AdamW, Algorithm, Lamb, Lars, Lion, RAdam, RmsProp, Sgd};
 use crate::rng::SplitMix;
 
 /// Every benchmark variant: an optimizer name, optionally with the option it turns on.
@@ -77,15 +76,15 @@ pub enum AnyConfig {
 macro_rules! with_config {
     ($any:expr, $c:ident => $body:expr) => {
         match $any {
-            $crate::bench::AnyConfig::Sgd($c) => $body,
-            $crate::bench::AnyConfig::Adam($c) => $body,
-            $crate::bench::AnyConfig::AdamW($c) => $body,
-            $crate::bench::AnyConfig::RmsProp($c) => $body,
-            $crate::bench::AnyConfig::Adagrad($c) => $body,
-            $crate::bench::AnyConfig::RAdam($c) => $body,
-            $crate::bench::AnyConfig::Lion($c) => $body,
-            $crate::bench::AnyConfig::Lamb($c) => $body,
-            $crate::bench::AnyConfig::Lars($c) => $body,
+            $crate::tooling::bench::AnyConfig::Sgd($c) => $body,
+            $crate::tooling::bench::AnyConfig::Adam($c) => $body,
+            $crate::tooling::bench::AnyConfig::AdamW($c) => $body,
+            $crate::tooling::bench::AnyConfig::RmsProp($c) => $body,
+            $crate::tooling::bench::AnyConfig::Adagrad($c) => $body,
+            $crate::tooling::bench::AnyConfig::RAdam($c) => $body,
+            $crate::tooling::bench::AnyConfig::Lion($c) => $body,
+            $crate::tooling::bench::AnyConfig::Lamb($c) => $body,
+            $crate::tooling::bench::AnyConfig::Lars($c) => $body,
         }
     };
 }
@@ -399,20 +398,17 @@ pub struct Stream {
 
 const STREAM: Kernel = Kernel {
     name: "stream",
-    source: include_str!("../shaders/stream.wgsl"),
+    source: include_str!("../../shaders/stream.wgsl"),
 };
 
 impl Stream {
     /// Builds the kernel and its buffers: `init` (of `params` elements) copied into each.
     pub fn new(ctx: &GpuContext, params: u64, states: u32, init: &[f32]) -> Self {
         let device = &ctx.device;
-        let module = crate::kernel::create_module(device, &STREAM);
-        let entries: Vec<_> = (1..3 + MAX_STATES as u32)
-            .map(|b| crate::gpu::storage_entry(b, b == 2))
-            .collect();
+        let module = create_module(device, &STREAM, GradAccess::ReadOnly);
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(STREAM.name),
-            entries: &entries,
+            entries: &stream::ALL.map(|b| b.layout_entry(0)),
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(STREAM.name),
@@ -433,7 +429,7 @@ impl Stream {
             },
             cache: None,
         });
-        let buffers: Vec<wgpu::Buffer> = (0..2 + MAX_STATES as u32)
+        let buffers: Vec<wgpu::Buffer> = (0..stream::ALL.len() as u32)
             .map(|b| {
                 if b < 2 + states {
                     ctx.upload("stream", init)
@@ -449,18 +445,13 @@ impl Stream {
             .map(|(start, n)| {
                 let entries: Vec<_> = buffers
                     .iter()
-                    .enumerate()
-                    .map(|(i, b)| wgpu::BindGroupEntry {
-                        binding: 1 + i as u32,
-                        resource: if b.size() >= (start + n) * 4 {
-                            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: b,
-                                offset: start * 4,
-                                size: std::num::NonZeroU64::new(n * 4),
-                            })
+                    .zip(&stream::ALL)
+                    .map(|(b, binding)| {
+                        if b.size() >= (start + n) * 4 {
+                            binding.entry(b, start * 4, n * 4)
                         } else {
-                            whole(b, b.size())
-                        },
+                            binding.whole(b)
+                        }
                     })
                     .collect();
                 let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {

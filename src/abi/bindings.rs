@@ -1,0 +1,204 @@
+//! One binding table per shader family. Layouts are built from these entries only, and
+//! `abi::tests` checks each against the WGSL with naga.
+
+use std::num::NonZeroU64;
+
+/// How a shader declares a binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `var<uniform>`, bound at a dynamic offset when `dynamic`.
+    Uniform {
+        /// Whether the host picks the entry with a dynamic offset.
+        dynamic: bool,
+    },
+    /// `var<storage, read>` (`read_only`) or `var<storage, read_write>`.
+    Storage {
+        /// Whether the shader only reads it.
+        read_only: bool,
+    },
+}
+
+/// One binding of a shader family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Binding {
+    /// `@group`.
+    pub group: u32,
+    /// `@binding`.
+    pub binding: u32,
+    /// The WGSL variable's name.
+    pub name: &'static str,
+    /// Address space and access.
+    pub kind: Kind,
+    /// Bytes of one array element for storage bindings (4 for `array<f32>`, 8 for
+    /// `array<vec2<f32>>`); 0 for uniforms, whose size the caller knows.
+    pub element: u64,
+}
+
+impl Binding {
+    const fn storage(group: u32, binding: u32, name: &'static str, read_only: bool) -> Self {
+        Self {
+            group,
+            binding,
+            name,
+            kind: Kind::Storage { read_only },
+            element: 4,
+        }
+    }
+
+    const fn pairs(self) -> Self {
+        Self { element: 8, ..self }
+    }
+
+    const fn uniform(group: u32, binding: u32, name: &'static str, dynamic: bool) -> Self {
+        Self {
+            group,
+            binding,
+            name,
+            kind: Kind::Uniform { dynamic },
+            element: 0,
+        }
+    }
+
+    /// The same binding read and written (a gradient sharing its parameter's buffer).
+    pub const fn read_write(self) -> Self {
+        Self {
+            kind: Kind::Storage { read_only: false },
+            ..self
+        }
+    }
+
+    /// Its layout entry; `uniform_size` is the uniform's size in bytes (ignored for storage).
+    pub fn layout_entry(&self, uniform_size: u64) -> wgpu::BindGroupLayoutEntry {
+        let ty = match self.kind {
+            Kind::Uniform { dynamic } => wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: dynamic,
+                min_binding_size: NonZeroU64::new(uniform_size),
+            },
+            Kind::Storage { read_only } => wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: NonZeroU64::new(self.element),
+            },
+        };
+        wgpu::BindGroupLayoutEntry {
+            binding: self.binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty,
+            count: None,
+        }
+    }
+
+    /// Its bind-group entry: `size` bytes of `buffer` from `offset`.
+    pub fn entry<'a>(
+        &self,
+        buffer: &'a wgpu::Buffer,
+        offset: u64,
+        size: u64,
+    ) -> wgpu::BindGroupEntry<'a> {
+        wgpu::BindGroupEntry {
+            binding: self.binding,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer,
+                offset,
+                size: NonZeroU64::new(size),
+            }),
+        }
+    }
+
+    /// Its bind-group entry over the whole of `buffer`.
+    pub fn whole<'a>(&self, buffer: &'a wgpu::Buffer) -> wgpu::BindGroupEntry<'a> {
+        wgpu::BindGroupEntry {
+            binding: self.binding,
+            resource: buffer.as_entire_binding(),
+        }
+    }
+}
+
+/// Every optimizer kernel (`shaders/<name>.wgsl` after `common.wgsl`).
+pub(crate) mod update {
+    use super::Binding;
+
+    /// Group 1: the step's entry of the scalar table (`array<XScalars, SCALAR_CANDIDATES>`).
+    pub const SCALARS: Binding = Binding::uniform(1, 0, "scalars", true);
+    /// The parameter, updated in place.
+    pub const PARAM: Binding = Binding::storage(0, 1, "param", false);
+    /// Its gradient ([`Binding::read_write`] when it shares the parameter's buffer).
+    pub const GRAD: Binding = Binding::storage(0, 2, "grad", true);
+    /// State `k` (named `Algorithm::STATE_NAMES[k]` in the WGSL) is at `FIRST_STATE + k`.
+    pub const FIRST_STATE: u32 = 3;
+    /// Per-workgroup partial sums of a `norms` entry point (LAMB, LARS).
+    pub const PARTIALS: Binding = Binding::storage(0, 6, "partials", false).pairs();
+    /// The tensor's norm pair, from the reduction (LAMB, LARS).
+    pub const NORMS: Binding = Binding::storage(0, 7, "tensor_norms", true);
+    /// The gradient control written by the gradient stage.
+    pub const GRAD_CONTROL: Binding = Binding::storage(0, 11, "grad_control", true);
+
+    /// State buffer `slot`, named `name` in the WGSL.
+    pub const fn state(slot: usize, name: &'static str) -> Binding {
+        Binding::storage(0, FIRST_STATE + slot as u32, name, false)
+    }
+}
+
+/// `shaders/reduce.wgsl`: per-tensor norms from partial sums.
+pub(crate) mod reduce {
+    use super::Binding;
+
+    /// Per tensor, its first partial and partial count.
+    pub const TABLE: Binding = Binding::storage(0, 8, "table", true).pairs();
+    /// Every tensor's partial sums.
+    pub const PARTIAL_SUMS: Binding = Binding::storage(0, 9, "partial_sums", true).pairs();
+    /// The norm pairs written.
+    pub const NORMS: Binding = Binding::storage(0, 10, "norms", false);
+    /// All of them, in layout order.
+    pub const ALL: [Binding; 3] = [TABLE, PARTIAL_SUMS, NORMS];
+}
+
+/// `shaders/grad_norm.wgsl`: the gradient stage (clipping, loss scaling). Its `sumsq` entry
+/// also binds `update::GRAD` and `update::PARTIALS` from `common.wgsl`.
+pub(crate) mod grad_norm {
+    use super::Binding;
+
+    /// Every tensor's norm pair, from the reduction.
+    pub const TENSOR_NORMS: Binding = Binding::storage(0, 12, "tensor_norms", true);
+    /// The gradient control every update reads.
+    pub const CONTROL: Binding = Binding::storage(0, 13, "control", false);
+    /// `GradParams`.
+    pub const PARAMS: Binding = Binding::uniform(0, 14, "params", false);
+    /// GradScaler's state.
+    pub const SCALER: Binding = Binding::storage(0, 15, "scaler", false);
+    /// The `sumsq` entry point's bindings.
+    pub const SUMSQ: [Binding; 4] = [super::update::GRAD, super::update::PARTIALS, PARAMS, SCALER];
+    /// The `finalize` entry point's bindings.
+    pub const FINALIZE: [Binding; 4] = [TENSOR_NORMS, CONTROL, PARAMS, SCALER];
+}
+
+/// `shaders/stream.wgsl`: the benchmark's same-bytes streaming kernel.
+pub(crate) mod stream {
+    use super::Binding;
+
+    /// `param`, `grad` (from `common.wgsl`), then three states, in binding order.
+    pub const ALL: [Binding; 5] = [
+        super::update::PARAM,
+        super::update::GRAD,
+        Binding::storage(0, 3, "state0", false),
+        Binding::storage(0, 4, "state1", false),
+        Binding::storage(0, 5, "state2", false),
+    ];
+}
+
+/// `shaders/mlp.wgsl`: the end-to-end example's forward and backward passes.
+pub(crate) mod mlp {
+    use super::Binding;
+
+    /// `Dims`, then params, data, per-sample gradients, per-sample loss, gradients, stats.
+    pub const ALL: [Binding; 7] = [
+        Binding::uniform(0, 20, "dims", false),
+        Binding::storage(0, 21, "params", true),
+        Binding::storage(0, 22, "data", true),
+        Binding::storage(0, 23, "per_sample", false),
+        Binding::storage(0, 24, "sample_stats", false),
+        Binding::storage(0, 25, "grads", false),
+        Binding::storage(0, 26, "stats", false),
+    ];
+}

@@ -1,0 +1,209 @@
+//! The uniform structs the host uploads, each mirrored field for field by the WGSL struct of
+//! the same name (its size is checked against the shader by naga in `abi::tests`).
+//!
+//! Each optimizer's `*Scalars` holds the per-step scalars its kernel reads, computed in f64 by
+//! [`crate::Algorithm::scalars`] and rounded to f32 once.
+
+/// Per-step scalars of [`Adagrad`](crate::Adagrad), as `AdagradScalars` in `shaders/adagrad.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AdagradScalars {
+    /// L2 penalty.
+    pub weight_decay: f32,
+    /// `eps`.
+    pub eps: f32,
+    /// `-lr / (1 + (t - 1) · lr_decay)`.
+    pub neg_clr: f32,
+    #[doc(hidden)]
+    pub _pad: f32,
+}
+
+/// Per-step scalars of [`Adam`](crate::Adam) and [`AdamW`](crate::AdamW), as `AdamScalars` in `shaders/adam.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AdamScalars {
+    /// L2 penalty (0 with decoupled weight decay).
+    pub weight_decay: f32,
+    /// `1 - lr · weight_decay` with decoupled weight decay, else 1.
+    pub param_decay: f32,
+    /// `1 - β₁`, the weight of the first moment's lerp.
+    pub one_minus_beta1: f32,
+    /// `β₂`.
+    pub beta2: f32,
+    /// `1 - β₂`.
+    pub one_minus_beta2: f32,
+    /// `√(1 - β₂ᵗ)`.
+    pub bias_correction2_sqrt: f32,
+    /// `eps`.
+    pub eps: f32,
+    /// `-lr / (1 - β₁ᵗ)`.
+    pub neg_step_size: f32,
+}
+
+/// Per-step scalars of [`Lamb`](crate::Lamb), as `LambScalars` in `shaders/lamb.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct LambScalars {
+    /// `1 - β₁`.
+    pub one_minus_beta1: f32,
+    /// `β₁`.
+    pub beta1: f32,
+    /// `1 - β₂`.
+    pub one_minus_beta2: f32,
+    /// `β₂`.
+    pub beta2: f32,
+    /// `1 - β₁ᵗ`.
+    pub bias_correction1: f32,
+    /// `1 - β₂ᵗ`.
+    pub bias_correction2: f32,
+    /// `eps`.
+    pub eps: f32,
+    /// Weight decay.
+    pub weight_decay: f32,
+    /// `-lr`.
+    pub neg_lr: f32,
+    #[doc(hidden)]
+    pub _pad: [f32; 3],
+}
+
+/// Per-step scalars of [`Lars`](crate::Lars), as `LarsScalars` in `shaders/lars.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct LarsScalars {
+    /// Weight decay.
+    pub weight_decay: f32,
+    /// Trust coefficient.
+    pub trust_coefficient: f32,
+    /// `eps`.
+    pub eps: f32,
+    /// `-lr`.
+    pub neg_lr: f32,
+    /// Momentum factor.
+    pub momentum: f32,
+    #[doc(hidden)]
+    pub _pad: [f32; 3],
+}
+
+/// Per-step scalars of [`Lion`](crate::Lion), as `LionScalars` in `shaders/lion.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct LionScalars {
+    /// `1 - β₁`.
+    pub one_minus_beta1: f32,
+    /// `β₁`.
+    pub beta1: f32,
+    /// `1 - β₂`.
+    pub one_minus_beta2: f32,
+    /// `β₂`.
+    pub beta2: f32,
+    /// Decoupled weight decay.
+    pub weight_decay: f32,
+    /// `-lr`.
+    pub neg_lr: f32,
+    #[doc(hidden)]
+    pub _pad: [f32; 2],
+}
+
+/// Per-step scalars of [`RAdam`](crate::RAdam), as `RAdamScalars` in `shaders/radam.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RAdamScalars {
+    /// L2 penalty (0 with decoupled weight decay).
+    pub weight_decay: f32,
+    /// `1 - lr · weight_decay` with decoupled weight decay, else 1.
+    pub param_decay: f32,
+    /// `1 - β₁`.
+    pub one_minus_beta1: f32,
+    /// `β₂`.
+    pub beta2: f32,
+    /// `1 - β₂`.
+    pub one_minus_beta2: f32,
+    /// `1 - β₁ᵗ`.
+    pub bias_correction1: f32,
+    /// `√(1 - β₂ᵗ)`.
+    pub bias_correction2_sqrt: f32,
+    /// The scheduled learning rate.
+    pub lr: f32,
+    /// `eps`.
+    pub eps: f32,
+    /// The rectification term r (only meaningful when `rectify` is 1).
+    pub rect: f32,
+    /// 1 when ρₜ > 5 (the adaptive, rectified step), 0 for the plain momentum step.
+    pub rectify: f32,
+    #[doc(hidden)]
+    pub _pad: f32,
+}
+
+/// Per-step scalars of [`RmsProp`](crate::RmsProp), as `RmsPropScalars` in `shaders/rmsprop.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RmsPropScalars {
+    /// L2 penalty.
+    pub weight_decay: f32,
+    /// `alpha`.
+    pub alpha: f32,
+    /// `1 - alpha`.
+    pub one_minus_alpha: f32,
+    /// `eps`.
+    pub eps: f32,
+    /// `momentum`.
+    pub momentum: f32,
+    /// `-lr`.
+    pub neg_lr: f32,
+    #[doc(hidden)]
+    pub _pad: [f32; 2],
+}
+
+/// Per-step scalars of [`Sgd`](crate::Sgd), as `SgdScalars` in `shaders/sgd.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SgdScalars {
+    /// L2 penalty.
+    pub weight_decay: f32,
+    /// What the momentum buffer is multiplied by: `momentum`, or 0 on the first step.
+    pub momentum_keep: f32,
+    /// What the gradient enters the buffer with: `1 - dampening`, or 1 on the first step.
+    pub grad_weight: f32,
+    /// `momentum`, for the Nesterov look-ahead.
+    pub momentum: f32,
+    /// `-lr`.
+    pub neg_lr: f32,
+    #[doc(hidden)]
+    pub _pad: [f32; 3],
+}
+
+/// `GradParams` in `shaders/grad_norm.wgsl`: what the gradient stage needs to know (clipping,
+/// loss scaling, the tensor count), fixed between registrations.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GradParams {
+    /// Clipping threshold (0 while clipping is off).
+    pub max_norm: f32,
+    /// Registered tensors, one norm pair each.
+    pub tensors: u32,
+    /// Floats between two tensors' norm pairs.
+    pub norm_stride: u32,
+    /// 1 when clipping is on.
+    pub clip: u32,
+    /// 1 when loss scaling is on.
+    pub unscale: u32,
+    /// GradScaler's growth factor.
+    pub growth_factor: f32,
+    /// GradScaler's backoff factor.
+    pub backoff_factor: f32,
+    /// GradScaler's growth interval.
+    pub growth_interval: u32,
+}
+
+/// `Dims` in `shaders/mlp.wgsl`: the end-to-end example's sample count, arena length and each
+/// tensor's first element in the arena.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Dims {
+    /// Training samples.
+    pub samples: u32,
+    /// Elements in the parameter arena.
+    pub arena: u32,
+    /// Each tensor's first element.
+    pub offsets: [u32; 6],
+}

@@ -1,0 +1,179 @@
+//! Every WGSL file parsed with naga (no GPU needed), its bindings and uniform sizes checked
+//! against the Rust tables in `abi::bindings` and the structs in `abi::uniforms`.
+
+use std::collections::BTreeMap;
+
+use naga::{AddressSpace, ArraySize, StorageAccess, TypeInner};
+
+use crate::abi::bindings::{Binding, Kind, grad_norm, mlp, reduce, stream, update};
+use crate::abi::uniforms::{Dims, GradParams};
+use crate::gpu::{group0, scalars_size};
+use crate::kernel::{GradAccess, Kernel, compose_with};
+use crate::optim::{Adagrad, Adam, AdamW, Algorithm, Lamb, Lars, Lion, RAdam, RmsProp, Sgd};
+
+/// What one WGSL global declares: name, kind, and bytes (the element stride of a runtime-sized
+/// storage array; the whole size of a uniform).
+#[derive(Debug, Clone, PartialEq)]
+struct Declared {
+    name: String,
+    kind: Kind,
+    bytes: u64,
+    /// A uniform array's element stride.
+    stride: Option<u64>,
+}
+
+/// The resource bindings of `wgsl`, by (group, binding).
+fn declared(label: &str, wgsl: &str) -> BTreeMap<(u32, u32), Declared> {
+    let module = naga::front::wgsl::parse_str(wgsl)
+        .unwrap_or_else(|e| panic!("{label}: {}", e.emit_to_string(wgsl)));
+    let mut layouter = naga::proc::Layouter::default();
+    layouter.update(module.to_ctx()).expect("layout");
+    let mut out = BTreeMap::new();
+    for (_, var) in module.global_variables.iter() {
+        let Some(rb) = &var.binding else { continue };
+        let inner = &module.types[var.ty].inner;
+        let (kind, bytes, stride) = match var.space {
+            AddressSpace::Uniform => {
+                let stride = match inner {
+                    TypeInner::Array { stride, .. } => Some(u64::from(*stride)),
+                    _ => None,
+                };
+                let size = u64::from(layouter[var.ty].size);
+                (Kind::Uniform { dynamic: false }, size, stride)
+            }
+            AddressSpace::Storage { access } => {
+                let read_only = !access.contains(StorageAccess::STORE);
+                let element = match inner {
+                    TypeInner::Array {
+                        size: ArraySize::Dynamic,
+                        stride,
+                        ..
+                    } => u64::from(*stride),
+                    other => panic!("{label}: storage binding of {other:?}"),
+                };
+                (Kind::Storage { read_only }, element, None)
+            }
+            other => panic!("{label}: binding in {other:?}"),
+        };
+        out.insert(
+            (rb.group, rb.binding),
+            Declared {
+                name: var.name.clone().unwrap_or_default(),
+                kind,
+                bytes,
+                stride,
+            },
+        );
+    }
+    out
+}
+
+/// The bindings `common.wgsl` declares for every kernel.
+const COMMON: [Binding; 4] = [
+    update::PARAM,
+    update::GRAD,
+    update::PARTIALS,
+    update::GRAD_CONTROL,
+];
+
+/// Checks that every binding of `table` is declared as stated (uniforms of `uniform_size`
+/// bytes), and that every binding the WGSL declares is in `table` or `common.wgsl`'s.
+fn check(label: &str, wgsl: &str, table: &[Binding], uniform_size: u64) {
+    let declared = declared(label, wgsl);
+    let plain = |b: &Binding| match b.kind {
+        Kind::Uniform { .. } => Kind::Uniform { dynamic: false },
+        k => k,
+    };
+    for b in table {
+        let d = declared
+            .get(&(b.group, b.binding))
+            .unwrap_or_else(|| panic!("{label}: {b:?} is not declared"));
+        assert_eq!(d.name, b.name, "{label}: name at {b:?}");
+        assert_eq!(d.kind, plain(b), "{label}: access of {}", b.name);
+        let want = match b.kind {
+            Kind::Uniform { .. } => uniform_size,
+            Kind::Storage { .. } => b.element,
+        };
+        assert_eq!(d.bytes, want, "{label}: size of {}", b.name);
+    }
+    for ((group, binding), d) in &declared {
+        let known = table
+            .iter()
+            .chain(&COMMON)
+            .find(|b| (b.group, b.binding) == (*group, *binding))
+            .unwrap_or_else(|| panic!("{label}: {d:?} at {group}/{binding} is in no table"));
+        assert_eq!(d.name, known.name, "{label}: name at {group}/{binding}");
+    }
+}
+
+fn check_update<O: Algorithm>() {
+    for access in [GradAccess::ReadOnly, GradAccess::Shared] {
+        let wgsl = compose_with(&O::KERNEL, access);
+        let mut table = group0::<O>(access);
+        table.push(update::SCALARS);
+        let label = format!("{} ({access:?})", O::NAME);
+        check(&label, &wgsl, &table, scalars_size::<O>());
+        let stride = declared(&label, &wgsl)[&(1, 0)].stride;
+        assert_eq!(
+            stride,
+            Some(std::mem::size_of::<O::Scalars>() as u64),
+            "{label}: the scalars struct"
+        );
+    }
+}
+
+#[test]
+fn every_optimizer_kernel_matches_its_bindings_and_scalars() {
+    check_update::<Sgd>();
+    check_update::<Adam>();
+    check_update::<AdamW>();
+    check_update::<RmsProp>();
+    check_update::<Adagrad>();
+    check_update::<RAdam>();
+    check_update::<Lion>();
+    check_update::<Lamb>();
+    check_update::<Lars>();
+}
+
+fn compose_file(name: &'static str, source: &'static str) -> String {
+    compose_with(&Kernel { name, source }, GradAccess::ReadOnly)
+}
+
+#[test]
+fn support_kernels_match_their_bindings() {
+    let reduce_wgsl = compose_file("reduce", include_str!("../shaders/reduce.wgsl"));
+    check("reduce", &reduce_wgsl, &reduce::ALL, 0);
+    let grad_norm_wgsl = compose_file("grad_norm", include_str!("../shaders/grad_norm.wgsl"));
+    let mut table = grad_norm::SUMSQ.to_vec();
+    table.extend(grad_norm::FINALIZE);
+    check(
+        "grad_norm",
+        &grad_norm_wgsl,
+        &table,
+        std::mem::size_of::<GradParams>() as u64,
+    );
+    let stream_wgsl = compose_file("stream", include_str!("../shaders/stream.wgsl"));
+    check("stream", &stream_wgsl, &stream::ALL, 0);
+    let mlp_wgsl = compose_file("mlp", include_str!("../shaders/mlp.wgsl"));
+    check(
+        "mlp",
+        &mlp_wgsl,
+        &mlp::ALL,
+        std::mem::size_of::<Dims>() as u64,
+    );
+}
+
+#[test]
+fn a_wrong_table_is_caught() {
+    let wgsl = compose_with(&Sgd::KERNEL, GradAccess::ReadOnly);
+    let mut table = group0::<Sgd>(GradAccess::ReadOnly);
+    table.push(update::SCALARS);
+    let renamed = std::panic::catch_unwind(|| {
+        let mut t = table.clone();
+        t[2] = update::state(0, "momentum");
+        check("sgd", &wgsl, &t, scalars_size::<Sgd>());
+    });
+    assert!(renamed.is_err(), "a misnamed state passed");
+    let resized = std::panic::catch_unwind(|| check("sgd", &wgsl, &table, 16));
+    assert!(resized.is_err(), "a wrong uniform size passed");
+}

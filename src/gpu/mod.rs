@@ -1,0 +1,358 @@
+//! [`GpuOptimizer`]: the fused kernels stepping a caller's own wgpu buffers.
+//!
+//! - `geometry`: grids, windows and partial-sum layouts (numbers only);
+//! - `pipelines`: the kernel's modules, layouts and pipelines, cached per flag set;
+//! - `scalars`: the per-step scalar tables;
+//! - `register`: registration, state allocation and bind groups;
+//! - `reduce`: the deterministic per-tensor norm reduction;
+//! - `grad_stage`: clipping and loss scaling on the device.
+
+mod geometry;
+mod grad_stage;
+mod pipelines;
+mod reduce;
+mod register;
+mod scalars;
+
+use crate::context::read_buffer;
+use crate::error::Result;
+use crate::host::checkpoint::Checkpoint;
+use crate::host::registry::Registry;
+use crate::host::scheduler::StepScheduler;
+use crate::host::{GroupId, ParamId};
+use crate::kernel::GradAccess;
+use crate::optim::{Algorithm, MAX_STATES};
+use crate::schedule::Schedule;
+
+pub(crate) use geometry::{grid, window_ranges};
+use grad_stage::{GradBuffers, GradPasses, NO_CLIP};
+use pipelines::Kernels;
+#[cfg(test)]
+pub(crate) use pipelines::{group0, scalars_size};
+use reduce::{NormBuffers, NormStage};
+use register::{ErrorScopes, GpuParam};
+use scalars::ScalarTables;
+
+/// An optimizer whose step is one fused compute dispatch per registered parameter buffer.
+///
+/// Built from the caller's `Device` and `Queue`; the caller registers its own parameter and
+/// gradient buffers (f32, `STORAGE` usage) and calls [`GpuOptimizer::step`] to record an update
+/// into its own `CommandEncoder`: no submit, no readback, no per-step allocation. The optimizer
+/// owns only its state buffers, pipelines (one per distinct set of option flags, built once)
+/// and a small table of per-step scalars.
+///
+/// Any number of steps may be recorded before one `queue.submit`, into one encoder or several:
+/// each step reads scalars written when its table was created, never overwritten.
+///
+/// ```no_run
+/// # fn demo(device: &wgpu::Device, queue: &wgpu::Queue, param: &wgpu::Buffer, grad: &wgpu::Buffer)
+/// # -> wgpu_optim::Result<()> {
+/// use wgpu_optim::{AdamW, GpuOptimizer};
+/// let mut opt = GpuOptimizer::new(device, queue, AdamW { lr: 3e-4, ..Default::default() })?;
+/// let group = opt.default_group();
+/// opt.register(group, param, grad)?;
+/// let mut encoder = device.create_command_encoder(&Default::default());
+/// // ... forward and backward passes write `grad` ...
+/// opt.step(&mut encoder);
+/// queue.submit([encoder.finish()]);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct GpuOptimizer<O: Algorithm> {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    /// Groups, schedule, step, registered parameters and the gradient stage's settings.
+    registry: Registry<O>,
+    kernels: Kernels<O>,
+    tables: ScalarTables,
+    params: Vec<GpuParam>,
+    /// The per-tensor norm reduction of optimizers with [`Algorithm::NORMS`].
+    norm_stage: Option<NormStage>,
+    /// Every tensor's partial sums and norms for it (rebuilt on registration).
+    norm_buffers: Option<NormBuffers>,
+    /// `[global gradient norm, clipping coefficient, 1 / scale, skipped, skips so far]`, read
+    /// by every update.
+    grad_control: wgpu::Buffer,
+    /// Clipping's and loss scaling's pipelines, once either has been on.
+    grad_passes: Option<GradPasses>,
+    /// Their buffers over the registered gradients, while either is on.
+    grad_buffers: Option<GradBuffers>,
+    /// GradScaler's state: scale, growth tracker, skipped steps, whether the last step was skipped.
+    scaler: wgpu::Buffer,
+    /// Bound in place of the states these options do not keep; never read or written.
+    placeholders: [wgpu::Buffer; MAX_STATES],
+}
+
+impl<O: Algorithm> GpuOptimizer<O> {
+    /// An optimizer on `device` whose first parameter group (group 0) uses `config`.
+    ///
+    /// Compiles the kernel and builds the pipeline for group 0's flags.
+    pub fn new(device: &wgpu::Device, queue: &wgpu::Queue, config: O) -> Result<Self> {
+        let registry = Registry::new(config.clone())?;
+        let scopes = ErrorScopes::push(device);
+        let storage = |label, contents: &[u8], size| {
+            let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            if !contents.is_empty() {
+                queue.write_buffer(&buffer, 0, contents);
+            }
+            buffer
+        };
+        let grad_control = storage(
+            "wgpu-optim gradient control",
+            bytemuck::cast_slice(&NO_CLIP),
+            32,
+        );
+        let scaler = storage("wgpu-optim loss scale", &[], 16);
+        let placeholders = std::array::from_fn(|_| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-optim unused state"),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        });
+        let mut this = Self {
+            device: device.clone(),
+            queue: queue.clone(),
+            registry,
+            kernels: Kernels::new(device),
+            tables: ScalarTables::new::<O>(device),
+            params: Vec::new(),
+            norm_stage: O::NORMS.then(|| NormStage::new(device)),
+            norm_buffers: None,
+            grad_control,
+            grad_passes: None,
+            grad_buffers: None,
+            scaler,
+            placeholders,
+        };
+        this.pipeline_for(&config, GradAccess::ReadOnly);
+        scopes.check(|| format!("{} kernel", O::KERNEL.name))?;
+        Ok(this)
+    }
+
+    /// The pipelines for `config`'s flags, the gradient stage's and `access`, built on first
+    /// use.
+    fn pipeline_for(&mut self, config: &O, access: GradAccess) -> usize {
+        let stage = self.registry.grad_stage;
+        let mut flags = config.flags();
+        flags.push(("CLIP", stage.max_norm.is_some()));
+        flags.push(("UNSCALE", stage.loss_scale.is_some()));
+        self.kernels.pipelines(&self.device, flags, access)
+    }
+
+    /// Points every parameter at the pipelines for its group's flags and the gradient stage.
+    fn repipe(&mut self) {
+        for i in 0..self.params.len() {
+            let config = self.registry.scheduler.groups()[self.params[i].group].clone();
+            self.params[i].pipeline = self.pipeline_for(&config, self.params[i].access);
+        }
+    }
+
+    /// Group 0, the group the optimizer was built with.
+    pub fn default_group(&self) -> GroupId {
+        GroupId(0)
+    }
+
+    /// Adds a parameter group with its own hyperparameters, as a PyTorch param group.
+    pub fn add_param_group(&mut self, config: O) -> Result<GroupId> {
+        config.validate()?;
+        let scopes = ErrorScopes::push(&self.device);
+        let pipelines = self.kernels.len();
+        self.pipeline_for(&config, GradAccess::ReadOnly);
+        if let Err(e) = scopes.check(|| format!("{} pipeline for {config:?}", O::KERNEL.name)) {
+            self.kernels.truncate(pipelines);
+            return Err(e);
+        }
+        self.tables.invalidate();
+        self.registry.scheduler.add_group(config)
+    }
+
+    /// Sets (or removes) the learning-rate schedule applied to every group's base rate.
+    pub fn set_schedule(&mut self, schedule: Option<Schedule>) -> Result<()> {
+        self.registry.scheduler.set_schedule(schedule)?;
+        self.tables.invalidate();
+        Ok(())
+    }
+
+    /// The step scheduler: step count, groups and learning rates.
+    pub fn scheduler(&self) -> &StepScheduler<O> {
+        &self.registry.scheduler
+    }
+
+    /// Records one optimizer step into `encoder`, in a compute pass of its own.
+    ///
+    /// No submit, no readback: the step's scalars come from the current scalar table (a new
+    /// one, one small buffer, is created every few hundred steps, or after the groups, the
+    /// schedule or loss scaling change), then the dispatches are recorded.
+    pub fn step(&mut self, encoder: &mut wgpu::CommandEncoder) {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            // No label: wgpu copies a label into a new String on every pass.
+            label: None,
+            timestamp_writes: None,
+        });
+        self.record(&mut pass);
+    }
+
+    /// As [`GpuOptimizer::step`], recording into a compute pass the caller has begun (for
+    /// example one with timestamp writes, or one it shares with its own dispatches).
+    pub fn record(&mut self, pass: &mut wgpu::ComputePass<'_>) {
+        let t = self.registry.scheduler.advance();
+        let candidates = self.registry.grad_stage.candidates();
+        let (scalars, offset) = self.tables.at(
+            &self.device,
+            &self.kernels.scalars_layout,
+            &self.registry.scheduler,
+            candidates,
+            t,
+        );
+        if let (Some(passes), Some(built)) = (&self.grad_passes, &self.grad_buffers) {
+            passes.record(pass, built);
+        }
+        if let (Some(stage), Some(norms)) = (&self.norm_stage, &self.norm_buffers) {
+            // Per-workgroup partial sums of every tensor, then every tensor's norms in one
+            // dispatch, then the updates that read them.
+            dispatch_all(&self.params, &self.kernels, pass, scalars, &offset, true);
+            norms.record(pass, stage);
+        }
+        dispatch_all(&self.params, &self.kernels, pass, scalars, &offset, false);
+    }
+
+    /// Dispatches one step records: one per registered parameter, or one per window for
+    /// parameters larger than one storage binding; twice that plus one reduction for
+    /// optimizers with per-tensor norms; plus, with clipping or loss scaling, one per window, a
+    /// reduction and a final dispatch for the global norm.
+    pub fn dispatches_per_step(&self) -> usize {
+        let updates: usize = self.params.iter().map(|p| p.windows.len()).sum();
+        let stage = self
+            .grad_buffers
+            .as_ref()
+            .map_or(0, GradBuffers::dispatches);
+        if O::NORMS && !self.params.is_empty() {
+            stage + 2 * updates + 1
+        } else {
+            stage + updates
+        }
+    }
+
+    /// The buffer holding state `name` (PyTorch's key) of `param`, if these options keep it.
+    pub fn state_buffer(&self, param: ParamId, name: &str) -> Option<&wgpu::Buffer> {
+        let slot = self.registry.state_slot(param, name)?;
+        self.params.get(param.0)?.states[slot].as_ref()
+    }
+
+    /// Reads state `name` of `param` back to the host (waits for the GPU; not for the hot path).
+    pub fn read_state(&self, param: ParamId, name: &str) -> Result<Option<Vec<f32>>> {
+        self.state_buffer(param, name)
+            .map(|b| read_buffer(&self.device, &self.queue, b))
+            .transpose()
+    }
+
+    /// All optimizer state: step, groups, schedule, gradient stage (with loss scaling's state),
+    /// and every parameter's state buffers (read back from the GPU, waiting for it; not for the
+    /// hot path).
+    pub fn checkpoint(&self) -> Result<Checkpoint> {
+        let loss_scale = match self.registry.grad_stage.loss_scale {
+            Some(_) => Some(self.read_loss_scale()?),
+            None => None,
+        };
+        self.registry.capture(
+            |i| {
+                self.registry
+                    .slots(i)
+                    .filter_map(|s| Some((s, self.params[i].states[s].as_ref()?)))
+                    .map(|(s, b)| {
+                        Ok((
+                            O::STATE_NAMES[s].to_string(),
+                            read_buffer(&self.device, &self.queue, b)?,
+                        ))
+                    })
+                    .collect()
+            },
+            loss_scale,
+        )
+    }
+
+    /// Saves [`GpuOptimizer::checkpoint`] to `path` (through a temporary file and a rename).
+    pub fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
+        self.checkpoint()?.save(path)
+    }
+
+    /// Restores a checkpoint taken from an optimizer with the same groups (and option flags) and
+    /// the same parameters registered in the same order, on either backend: states, step,
+    /// schedule, clipping, and loss scaling with its state. Everything is checked first: on
+    /// error the optimizer is exactly as it was. The state is written with
+    /// `queue.write_buffer`, so it lands at the next submit, before the next step runs.
+    pub fn restore(&mut self, checkpoint: &Checkpoint) -> Result<()> {
+        let mut plan = self.registry.plan_restore(checkpoint)?;
+        self.configure_grad_stage(plan.grad_stage)?;
+        if let Some(state) = &plan.loss_scale {
+            self.write_loss_scale(state);
+        }
+        for (p, saved) in self.params.iter().zip(std::mem::take(&mut plan.states)) {
+            for (buffer, data) in p.states.iter().zip(&saved) {
+                if let Some(buffer) = buffer {
+                    self.queue
+                        .write_buffer(buffer, 0, bytemuck::cast_slice(data));
+                }
+            }
+        }
+        self.registry.commit(plan);
+        self.tables.invalidate();
+        Ok(())
+    }
+
+    /// Reads a checkpoint file and [`GpuOptimizer::restore`]s it.
+    pub fn load_checkpoint(&mut self, path: &std::path::Path) -> Result<()> {
+        self.restore(&Checkpoint::load(path)?)
+    }
+}
+
+/// One dispatch per window of every parameter, with its pipelines' `main` entry point, or its
+/// `norms` entry point over the `norms` grid when `norms`.
+fn dispatch_all<O: Algorithm>(
+    params: &[GpuParam],
+    kernels: &Kernels<O>,
+    pass: &mut wgpu::ComputePass<'_>,
+    scalars: &wgpu::BindGroup,
+    offset: &impl Fn(usize) -> u32,
+    norms: bool,
+) {
+    let (mut pipeline, mut group) = (usize::MAX, usize::MAX);
+    for p in params {
+        let pipelines = kernels.get(p.pipeline);
+        let entry = if norms {
+            pipelines.norms.as_ref()
+        } else {
+            Some(&pipelines.main)
+        };
+        let Some(entry) = entry else {
+            continue;
+        };
+        if p.pipeline != pipeline {
+            pass.set_pipeline(entry);
+            pipeline = p.pipeline;
+            group = usize::MAX;
+        }
+        if p.group != group {
+            pass.set_bind_group(1, scalars, &[offset(p.group)]);
+            group = p.group;
+        }
+        for w in &p.windows {
+            let (x, y) = if norms {
+                w.norm_workgroups
+            } else {
+                w.workgroups
+            };
+            pass.set_bind_group(0, &w.bind_group, &[]);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The update kernel's modules, layouts and pipelines: one pipeline per set of option flags
+//! and gradient access actually used, built on first use and cached.
+
+use std::marker::PhantomData;
+
+use crate::abi::bindings::{Binding, update};
+use crate::kernel::{GradAccess, NORM_ELEMS, SCALAR_CANDIDATES, WORKGROUP_SIZE, create_module};
+use crate::optim::Algorithm;
+
+/// Bytes of one step's scalars as the kernel binds them: every candidate.
+pub(crate) fn scalars_size<O: Algorithm>() -> u64 {
+    std::mem::size_of::<O::Scalars>() as u64 * u64::from(SCALAR_CANDIDATES)
+}
+
+/// The group-0 bindings of `O`'s kernel with its gradient declared for `access`.
+pub(crate) fn group0<O: Algorithm>(access: GradAccess) -> Vec<Binding> {
+    let grad = match access {
+        GradAccess::ReadOnly => update::GRAD,
+        GradAccess::Shared => update::GRAD.read_write(),
+    };
+    let mut bindings = vec![update::PARAM, grad];
+    bindings.extend(
+        O::STATE_NAMES
+            .iter()
+            .enumerate()
+            .map(|(slot, &name)| update::state(slot, name)),
+    );
+    bindings.push(update::GRAD_CONTROL);
+    if O::NORMS {
+        bindings.extend([update::PARTIALS, update::NORMS]);
+    }
+    bindings
+}
+
+/// One way of declaring the gradient: its module, its group-0 layout and pipeline layout.
+#[derive(Debug)]
+struct Variant {
+    module: wgpu::ShaderModule,
+    layout: wgpu::BindGroupLayout,
+    pipeline_layout: wgpu::PipelineLayout,
+}
+
+/// The pipelines for one set of flags and gradient access: `main`, and `norms` for
+/// [`Algorithm::NORMS`].
+#[derive(Debug)]
+pub(super) struct Pipelines {
+    flags: Vec<(&'static str, bool)>,
+    access: GradAccess,
+    pub main: wgpu::ComputePipeline,
+    pub norms: Option<wgpu::ComputePipeline>,
+}
+
+/// Every module, layout and pipeline of `O`'s kernel this optimizer has needed.
+#[derive(Debug)]
+pub(super) struct Kernels<O: Algorithm> {
+    /// Group 1: the step's entry of the scalar table.
+    pub scalars_layout: wgpu::BindGroupLayout,
+    /// One per [`GradAccess`], in `ACCESSES` order. Modules are cheap; pipelines are built
+    /// only for the accesses and flags in use.
+    variants: [Variant; 2],
+    pipelines: Vec<Pipelines>,
+    _algorithm: PhantomData<O>,
+}
+
+const ACCESSES: [GradAccess; 2] = [GradAccess::ReadOnly, GradAccess::Shared];
+
+impl<O: Algorithm> Kernels<O> {
+    pub fn new(device: &wgpu::Device) -> Self {
+        let scalars_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(O::KERNEL.name),
+            entries: &[update::SCALARS.layout_entry(scalars_size::<O>())],
+        });
+        let variants = ACCESSES.map(|access| {
+            let module = create_module(device, &O::KERNEL, access);
+            let entries: Vec<_> = group0::<O>(access)
+                .iter()
+                .map(|b| b.layout_entry(0))
+                .collect();
+            let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(O::KERNEL.name),
+                entries: &entries,
+            });
+            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(O::KERNEL.name),
+                bind_group_layouts: &[Some(&layout), Some(&scalars_layout)],
+                immediate_size: 0,
+            });
+            Variant {
+                module,
+                layout,
+                pipeline_layout,
+            }
+        });
+        Self {
+            scalars_layout,
+            variants,
+            pipelines: Vec::new(),
+            _algorithm: PhantomData,
+        }
+    }
+
+    fn variant(&self, access: GradAccess) -> &Variant {
+        match access {
+            GradAccess::ReadOnly => &self.variants[0],
+            GradAccess::Shared => &self.variants[1],
+        }
+    }
+
+    /// The group-0 layout for `access`.
+    pub fn layout(&self, access: GradAccess) -> &wgpu::BindGroupLayout {
+        &self.variant(access).layout
+    }
+
+    /// The index of the pipelines for `flags` and `access`, built on first use.
+    pub fn pipelines(
+        &mut self,
+        device: &wgpu::Device,
+        flags: Vec<(&'static str, bool)>,
+        access: GradAccess,
+    ) -> usize {
+        if let Some(i) = self
+            .pipelines
+            .iter()
+            .position(|p| p.flags == flags && p.access == access)
+        {
+            return i;
+        }
+        let v = self.variant(access);
+        let mut constants: Vec<(&str, f64)> = vec![("WG", f64::from(WORKGROUP_SIZE))];
+        if O::NORMS {
+            constants.push(("NORM_ELEMS", f64::from(NORM_ELEMS)));
+        }
+        constants.extend(flags.iter().map(|&(k, on)| (k, if on { 1.0 } else { 0.0 })));
+        let entry = |name: &str| {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(O::KERNEL.name),
+                layout: Some(&v.pipeline_layout),
+                module: &v.module,
+                entry_point: Some(name),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            })
+        };
+        let pipelines = Pipelines {
+            main: entry("main"),
+            norms: O::NORMS.then(|| entry("norms")),
+            flags,
+            access,
+        };
+        self.pipelines.push(pipelines);
+        self.pipelines.len() - 1
+    }
+
+    /// Pipelines `index` (as returned by [`Kernels::pipelines`]).
+    pub fn get(&self, index: usize) -> &Pipelines {
+        &self.pipelines[index]
+    }
+
+    /// Forgets pipelines from `len` on (a failed build).
+    pub fn truncate(&mut self, len: usize) {
+        self.pipelines.truncate(len);
+    }
+
+    /// Pipelines built so far.
+    pub fn len(&self) -> usize {
+        self.pipelines.len()
+    }
+}

@@ -1,0 +1,331 @@
+//! Registration: checking a caller's buffers, allocating a parameter's state, and binding its
+//! windows. Everything is built inside wgpu error scopes and committed only when wgpu accepted
+//! all of it, so a failed registration (out of memory, a buffer from another device) is a typed
+//! error that leaves the optimizer as it was.
+
+use std::ops::Range;
+
+use crate::abi::bindings::update;
+use crate::error::{Error, Result};
+use crate::gpu::GpuOptimizer;
+use crate::gpu::geometry::{
+    NORM_STRIDE_BYTES, grid, norm_grid, partial_layout, partials_size, window_ranges,
+};
+use crate::gpu::reduce::NormBuffers;
+use crate::host::{GroupId, ParamId};
+use crate::kernel::GradAccess;
+use crate::optim::{Algorithm, MAX_STATES};
+
+/// One binding-sized part of a registered parameter: its bind group and its grids.
+#[derive(Debug)]
+pub(super) struct Window {
+    pub bind_group: wgpu::BindGroup,
+    pub workgroups: (u32, u32),
+    /// The `norms` entry point's grid: each invocation sums `NORM_ELEMS` elements.
+    pub norm_workgroups: (u32, u32),
+}
+
+/// A registered parameter's buffers and bindings.
+#[derive(Debug)]
+pub(crate) struct GpuParam {
+    pub group: usize,
+    pub len: u64,
+    pub param: wgpu::Buffer,
+    /// The registered bytes of `param`.
+    pub param_range: Range<u64>,
+    pub grad: wgpu::Buffer,
+    pub grad_offset: u64,
+    /// Whether the gradient shares the parameter's buffer.
+    pub access: GradAccess,
+    /// Index of its pipelines in the optimizer's `Kernels`.
+    pub pipeline: usize,
+    pub states: [Option<wgpu::Buffer>; MAX_STATES],
+    pub(super) windows: Vec<Window>,
+}
+
+/// Pushes validation and out-of-memory error scopes; [`ErrorScopes::check`] pops them.
+pub(super) struct ErrorScopes {
+    validation: wgpu::ErrorScopeGuard,
+    memory: wgpu::ErrorScopeGuard,
+}
+
+impl ErrorScopes {
+    pub fn push(device: &wgpu::Device) -> Self {
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        Self { validation, memory }
+    }
+
+    /// The first error wgpu caught since [`ErrorScopes::push`], as [`Error::OutOfMemory`] or
+    /// [`Error::Gpu`] about `what`.
+    pub fn check(self, what: impl FnOnce() -> String) -> Result<()> {
+        let memory = pollster::block_on(self.memory.pop());
+        let validation = pollster::block_on(self.validation.pop());
+        match (memory, validation) {
+            (Some(e), _) => Err(Error::OutOfMemory {
+                what: what(),
+                message: e.to_string(),
+            }),
+            (None, Some(e)) => Err(Error::Gpu {
+                what: what(),
+                message: e.to_string(),
+            }),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// What a registration changes, built before anything is committed.
+struct Rebuilt {
+    windows: Vec<Vec<Window>>,
+    norms: Option<NormBuffers>,
+}
+
+impl<O: Algorithm> GpuOptimizer<O> {
+    fn check_slice(&self, which: &'static str, slice: &wgpu::BufferSlice<'_>) -> Result<()> {
+        let buffer = slice.buffer();
+        if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return Err(Error::MissingStorageUsage {
+                which,
+                usage: buffer.usage(),
+            });
+        }
+        let size = slice.size();
+        if size == 0 || !size.is_multiple_of(4) {
+            return Err(Error::BadBufferSize { which, size });
+        }
+        let alignment = u64::from(self.device.limits().min_storage_buffer_offset_alignment);
+        if !slice.offset().is_multiple_of(alignment) {
+            return Err(Error::MisalignedSlice {
+                which,
+                offset: slice.offset(),
+                alignment,
+            });
+        }
+        Ok(())
+    }
+
+    /// Registers a parameter buffer and its gradient buffer in `group`, and allocates the
+    /// parameter's optimizer state (zeros, or the optimizer's initial value).
+    ///
+    /// Both buffers hold f32 values, need `STORAGE` usage and must have the same size; a buffer
+    /// may be registered as a parameter only once, and never as its own gradient. Nothing is
+    /// allocated unless every check passes. See [`GpuOptimizer::register_slices`] for parts of
+    /// buffers.
+    pub fn register(
+        &mut self,
+        group: GroupId,
+        param: &wgpu::Buffer,
+        grad: &wgpu::Buffer,
+    ) -> Result<ParamId> {
+        self.register_slices(group, param.slice(..), grad.slice(..))
+    }
+
+    /// Registers a range of a parameter buffer and the matching range of a gradient buffer,
+    /// with optimizer state for that range only: a tensor inside a caller's arena, or the shard
+    /// of a flat buffer that this data-parallel worker owns (ZeRO-1).
+    ///
+    /// Both slices hold the same whole number of f32 values and start at a multiple of the
+    /// device's `min_storage_buffer_offset_alignment` (256 bytes on most adapters). A range of
+    /// a buffer may be registered as a parameter only once (disjoint ranges of one buffer may
+    /// each be), and a gradient may not overlap its parameter. A parameter and its gradient may
+    /// be carved from one buffer (a framework's memory pool): the kernel then binds the
+    /// gradient read-write, as wgpu requires, with the same results. Slices larger than the
+    /// device's `max_storage_buffer_binding_size` are bound in windows, one dispatch each.
+    ///
+    /// Allocation happens inside wgpu error scopes: running out of device memory, or a buffer
+    /// from another device, is an error and leaves the optimizer as it was.
+    pub fn register_slices(
+        &mut self,
+        group: GroupId,
+        param: wgpu::BufferSlice<'_>,
+        grad: wgpu::BufferSlice<'_>,
+    ) -> Result<ParamId> {
+        let config = self
+            .registry
+            .check_register(group, param.size() / 4)?
+            .clone();
+        self.check_slice("param", &param)?;
+        self.check_slice("grad", &grad)?;
+        if param.size() != grad.size() {
+            return Err(Error::LengthMismatch {
+                param: param.size() / 4,
+                grad: grad.size() / 4,
+            });
+        }
+        let range = |s: &wgpu::BufferSlice<'_>| s.offset()..s.offset() + s.size();
+        let overlaps = |a: &Range<u64>, b: &Range<u64>| a.start < b.end && b.start < a.end;
+        let param_range = range(&param);
+        let shared = param.buffer() == grad.buffer();
+        if shared && overlaps(&param_range, &range(&grad)) {
+            return Err(Error::AliasedBuffer(format!(
+                "gradient bytes {:?} overlap their parameter's bytes {param_range:?} in the same buffer",
+                range(&grad)
+            )));
+        }
+        if let Some(i) = self
+            .params
+            .iter()
+            .position(|p| p.param == *param.buffer() && overlaps(&p.param_range, &param_range))
+        {
+            return Err(Error::AliasedBuffer(format!(
+                "parameter bytes {param_range:?} overlap those of parameter {i}, already registered"
+            )));
+        }
+        let len = param.size() / 4;
+        let access = if shared {
+            GradAccess::Shared
+        } else {
+            GradAccess::ReadOnly
+        };
+        let scopes = ErrorScopes::push(&self.device);
+        let pipelines_before = self.kernels.len();
+        let pipeline = self.pipeline_for(&config, access);
+        let states: [Option<wgpu::Buffer>; MAX_STATES] = std::array::from_fn(|slot| {
+            (slot < O::STATE_NAMES.len() && config.uses_state(slot)).then(|| {
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(O::STATE_NAMES[slot]),
+                    size: len * 4,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            })
+        });
+        self.params.push(GpuParam {
+            group: group.0,
+            len,
+            param: param.buffer().clone(),
+            param_range,
+            grad: grad.buffer().clone(),
+            grad_offset: grad.offset(),
+            access,
+            pipeline,
+            states,
+            windows: Vec::new(),
+        });
+        let rebuilt = self.rebuild();
+        let grad_buffers = self.build_grad_stage();
+        if let Err(e) = scopes.check(|| {
+            format!(
+                "registration of a parameter of {len} elements ({} bytes of state)",
+                len * 4 * config_states::<O>(&config)
+            )
+        }) {
+            self.params.pop();
+            self.kernels.truncate(pipelines_before);
+            return Err(e);
+        }
+        // wgpu zero-fills new buffers; only a non-zero start needs an upload, which lands at the
+        // next submit, before any step recorded after this call runs.
+        let last = self.params.len() - 1;
+        for (slot, state) in self.params[last].states.iter().enumerate() {
+            let init = config.initial_state(slot);
+            if let Some(buffer) = state.as_ref().filter(|_| init != 0.0) {
+                self.queue
+                    .write_buffer(buffer, 0, bytemuck::cast_slice(&vec![init; len as usize]));
+            }
+        }
+        self.commit(rebuilt, grad_buffers);
+        Ok(self.registry.push(group, len))
+    }
+
+    /// Bind groups and grids of every parameter's windows (and the shared norm buffers for
+    /// [`Algorithm::NORMS`]), for the parameters registered now.
+    fn rebuild(&self) -> Rebuilt {
+        let norms = self.norm_stage.as_ref().map(|stage| {
+            let limits = self.device.limits();
+            let (table, starts, bytes) = partial_layout(self.params.iter().map(|p| p.len), &limits);
+            (stage.buffers(&self.device, &table, bytes), starts)
+        });
+        let mut windows = Vec::with_capacity(self.params.len());
+        for i in 0..self.params.len() {
+            let norms = norms.as_ref().map(|(n, starts)| (n, starts[i]));
+            // Without shared norm buffers, earlier parameters' windows do not change.
+            if norms.is_none() && i + 1 < self.params.len() {
+                windows.push(Vec::new());
+                continue;
+            }
+            windows.push(self.build_windows(i, norms));
+        }
+        Rebuilt {
+            windows,
+            norms: norms.map(|(n, _)| n),
+        }
+    }
+
+    /// Installs what [`GpuOptimizer::rebuild`] built.
+    fn commit(&mut self, rebuilt: Rebuilt, grad_buffers: Option<super::grad_stage::GradBuffers>) {
+        let keep_earlier = rebuilt.norms.is_none();
+        let count = self.params.len();
+        for (i, (p, w)) in self.params.iter_mut().zip(rebuilt.windows).enumerate() {
+            if !keep_earlier || i + 1 == count {
+                p.windows = w;
+            }
+        }
+        if rebuilt.norms.is_some() {
+            self.norm_buffers = rebuilt.norms;
+        }
+        self.grad_buffers = grad_buffers;
+    }
+
+    /// Bind groups and grids of parameter `index`'s windows; with `norms`, bound to the shared
+    /// norm buffers, this parameter's partials starting at the given byte offset.
+    fn build_windows(&self, index: usize, norms: Option<(&NormBuffers, u64)>) -> Vec<Window> {
+        let p = &self.params[index];
+        let limits = self.device.limits();
+        let layout = self.kernels.layout(p.access);
+        let mut partials_at = norms.map_or(0, |n| n.1);
+        window_ranges(p.len, &limits)
+            .into_iter()
+            .map(|(start, n)| {
+                let workgroups = grid(n, limits.max_compute_workgroups_per_dimension);
+                let norm_workgroups = norm_grid(n, &limits);
+                let grad = match p.access {
+                    GradAccess::ReadOnly => update::GRAD,
+                    GradAccess::Shared => update::GRAD.read_write(),
+                };
+                let mut entries = vec![
+                    update::PARAM.entry(&p.param, p.param_range.start + start * 4, n * 4),
+                    grad.entry(&p.grad, p.grad_offset + start * 4, n * 4),
+                ];
+                for (slot, state) in p.states.iter().enumerate().take(O::STATE_NAMES.len()) {
+                    let binding = update::state(slot, O::STATE_NAMES[slot]);
+                    entries.push(match state {
+                        Some(b) => binding.entry(b, start * 4, n * 4),
+                        None => binding.entry(&self.placeholders[slot], 0, 16),
+                    });
+                }
+                entries.push(update::GRAD_CONTROL.whole(&self.grad_control));
+                if let Some((buffers, _)) = norms {
+                    let size = partials_size(norm_workgroups);
+                    entries.push(update::PARTIALS.entry(&buffers.partials, partials_at, size));
+                    entries.push(update::NORMS.entry(
+                        &buffers.norms,
+                        index as u64 * NORM_STRIDE_BYTES,
+                        8,
+                    ));
+                    partials_at += size;
+                }
+                let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(O::KERNEL.name),
+                    layout,
+                    entries: &entries,
+                });
+                Window {
+                    bind_group,
+                    workgroups,
+                    norm_workgroups,
+                }
+            })
+            .collect()
+    }
+}
+
+/// State buffers `config` keeps per parameter.
+fn config_states<O: Algorithm>(config: &O) -> u64 {
+    (0..O::STATE_NAMES.len())
+        .filter(|&s| config.uses_state(s))
+        .count() as u64
+}

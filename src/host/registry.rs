@@ -1,0 +1,195 @@
+//! [`Registry`]: the bookkeeping both optimizers embed: parameter groups and the schedule (in a
+//! [`StepScheduler`]), registered parameters, state lookup by name, the gradient stage's
+//! settings and loss-scaling state, and checkpoint capture and restore.
+
+use crate::error::{Error, Result};
+use crate::host::checkpoint::{Checkpoint, SavedLossScale, SavedParam};
+use crate::host::grad_stage::{GradStage, LossScale, LossScaleState, validate_max_norm};
+use crate::host::scheduler::StepScheduler;
+use crate::host::{GroupId, ParamId};
+use crate::optim::{Algorithm, MAX_STATES};
+use crate::schedule::Schedule;
+
+/// One registered parameter, as both backends know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Registered {
+    /// Its group's index.
+    pub group: usize,
+    /// Its length in elements.
+    pub len: u64,
+}
+
+/// Groups, schedule, step, parameters and the gradient stage, host side.
+#[derive(Debug, Clone)]
+pub(crate) struct Registry<O: Algorithm> {
+    pub scheduler: StepScheduler<O>,
+    params: Vec<Registered>,
+    pub grad_stage: GradStage,
+}
+
+/// A checked restore, ready to apply: nothing is changed until [`Registry::commit`].
+#[derive(Debug)]
+pub(crate) struct Restore<O: Algorithm> {
+    groups: Vec<O>,
+    schedule: Option<Schedule>,
+    step: u64,
+    /// The gradient stage the checkpoint was saved with.
+    pub grad_stage: GradStage,
+    /// Loss scaling's state, when on.
+    pub loss_scale: Option<LossScaleState>,
+    /// Per parameter, each state slot's saved values (empty where the options keep none).
+    pub states: Vec<[Vec<f32>; MAX_STATES]>,
+}
+
+impl<O: Algorithm> Registry<O> {
+    /// Group 0 uses `config`; nothing registered; no gradient stage.
+    pub fn new(config: O) -> Result<Self> {
+        Ok(Self {
+            scheduler: StepScheduler::new(config)?,
+            params: Vec::new(),
+            grad_stage: GradStage::default(),
+        })
+    }
+
+    /// The registered parameters, in registration order.
+    pub fn params(&self) -> &[Registered] {
+        &self.params
+    }
+
+    /// Checks a registration of `len` elements in `group`; returns the group's config.
+    pub fn check_register(&self, group: GroupId, len: u64) -> Result<&O> {
+        let config = self.scheduler.group(group)?;
+        if len == 0 {
+            return Err(Error::BadBufferSize {
+                which: "param",
+                size: 0,
+            });
+        }
+        Ok(config)
+    }
+
+    /// Records a registration [`Registry::check_register`] accepted.
+    pub fn push(&mut self, group: GroupId, len: u64) -> ParamId {
+        self.params.push(Registered {
+            group: group.0,
+            len,
+        });
+        ParamId(self.params.len() - 1)
+    }
+
+    /// Which state slots parameter `index`'s options keep.
+    pub fn slots(&self, index: usize) -> impl Iterator<Item = usize> + '_ {
+        let config = &self.scheduler.groups()[self.params[index].group];
+        (0..O::STATE_NAMES.len()).filter(|&s| config.uses_state(s))
+    }
+
+    /// The slot of state `name` (PyTorch's key) of `param`, if its options keep it.
+    pub fn state_slot(&self, param: ParamId, name: &str) -> Option<usize> {
+        let p = self.params.get(param.0)?;
+        let slot = O::STATE_NAMES.iter().position(|&n| n == name)?;
+        self.scheduler.groups()[p.group]
+            .uses_state(slot)
+            .then_some(slot)
+    }
+
+    /// Sets clipping (checked); returns the new stage for the backend to build.
+    pub fn with_max_norm(&self, max_norm: Option<f64>) -> Result<GradStage> {
+        Ok(GradStage {
+            max_norm: validate_max_norm(max_norm)?,
+            ..self.grad_stage
+        })
+    }
+
+    /// Sets loss scaling (checked); returns the new stage for the backend to build.
+    pub fn with_loss_scale(&self, scale: Option<LossScale>) -> Result<GradStage> {
+        if let Some(s) = &scale {
+            s.validate()?;
+        }
+        Ok(GradStage {
+            loss_scale: scale,
+            ..self.grad_stage
+        })
+    }
+
+    /// Everything a checkpoint holds; `states(i)` gives parameter `i`'s states in binding order.
+    pub fn capture(
+        &self,
+        mut states: impl FnMut(usize) -> Result<Vec<(String, Vec<f32>)>>,
+        loss_scale: Option<LossScaleState>,
+    ) -> Result<Checkpoint> {
+        let groups = self
+            .scheduler
+            .groups()
+            .iter()
+            .map(|g| {
+                serde_json::to_value(g)
+                    .map_err(|e| Error::CheckpointMismatch(format!("cannot serialize {g:?}: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        let params = (0..self.params.len())
+            .map(|i| {
+                Ok(SavedParam {
+                    group: self.params[i].group,
+                    len: self.params[i].len as usize,
+                    states: states(i)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Checkpoint {
+            optimizer: O::NAME.to_string(),
+            step: self.scheduler.steps_taken(),
+            groups,
+            schedule: self.scheduler.schedule().cloned(),
+            params,
+            max_grad_norm: self.grad_stage.max_norm,
+            loss_scale: self
+                .grad_stage
+                .loss_scale
+                .zip(loss_scale)
+                .map(|(config, state)| SavedLossScale { config, state }),
+        })
+    }
+
+    /// Checks that `checkpoint` fits (see [`Checkpoint::check_fits`]) and lays its states out
+    /// by slot, changing nothing.
+    pub fn plan_restore(&self, checkpoint: &Checkpoint) -> Result<Restore<O>> {
+        let registered: Vec<(usize, usize)> = self
+            .params
+            .iter()
+            .map(|p| (p.group, p.len as usize))
+            .collect();
+        let checkpoint = checkpoint.clone().in_binding_order::<O>();
+        let groups = checkpoint.check_fits(self.scheduler.groups(), &registered)?;
+        let states = checkpoint
+            .params
+            .into_iter()
+            .map(|saved| {
+                let mut slots: [Vec<f32>; MAX_STATES] = Default::default();
+                for (name, data) in saved.states {
+                    if let Some(slot) = O::STATE_NAMES.iter().position(|&n| n == name) {
+                        slots[slot] = data;
+                    }
+                }
+                slots
+            })
+            .collect();
+        Ok(Restore {
+            groups,
+            schedule: checkpoint.schedule,
+            step: checkpoint.step,
+            grad_stage: GradStage {
+                max_norm: checkpoint.max_grad_norm,
+                loss_scale: checkpoint.loss_scale.map(|l| l.config),
+            },
+            loss_scale: checkpoint.loss_scale.map(|l| l.state),
+            states,
+        })
+    }
+
+    /// Applies the host side of a planned restore (the backend writes the states).
+    pub fn commit(&mut self, restore: Restore<O>) {
+        self.scheduler
+            .restore(restore.groups, restore.schedule, restore.step);
+        self.grad_stage = restore.grad_stage;
+    }
+}

@@ -83,15 +83,21 @@ impl ArenaLayout {
         self.lens.len()
     }
 
-    /// Tensor `i`'s elements within the arena.
-    pub fn range(&self, i: usize) -> Range<u64> {
-        self.offsets[i]..self.offsets[i] + self.lens[i]
+    /// Tensor `i`'s elements within the arena, or an error naming `i` past the last tensor.
+    pub fn range(&self, i: usize) -> Result<Range<u64>> {
+        match (self.offsets.get(i), self.lens.get(i)) {
+            (Some(&start), Some(&len)) => Ok(start..start + len),
+            _ => Err(Error::InvalidOptions(format!(
+                "the arena has {} tensors, asked for tensor {i}",
+                self.lens.len()
+            ))),
+        }
     }
 
     /// Tensor `i`'s bytes within the arena's buffers, for `buffer.slice(..)`.
-    pub fn byte_range(&self, i: usize) -> Range<u64> {
-        let r = self.range(i);
-        r.start * 4..r.end * 4
+    pub fn byte_range(&self, i: usize) -> Result<Range<u64>> {
+        let r = self.range(i)?;
+        Ok(r.start * 4..r.end * 4)
     }
 
     /// The arena's contents holding `tensors` (one per layout entry, of its length), zeros
@@ -106,7 +112,7 @@ impl ArenaLayout {
         }
         let mut out = vec![0.0; self.total as usize];
         for (i, t) in tensors.iter().enumerate() {
-            let r = self.range(i);
+            let r = self.range(i)?;
             if t.len() as u64 != self.lens[i] {
                 return Err(Error::InvalidOptions(format!(
                     "arena tensor {i} has {} elements, got {}",
@@ -119,10 +125,16 @@ impl ArenaLayout {
         Ok(out)
     }
 
-    /// Tensor `i` within an arena's contents.
-    pub fn tensor<'a>(&self, data: &'a [f32], i: usize) -> &'a [f32] {
-        let r = self.range(i);
-        &data[r.start as usize..r.end as usize]
+    /// Tensor `i` within an arena's contents, or an error if there is no tensor `i` or `data`
+    /// is shorter than the arena.
+    pub fn tensor<'a>(&self, data: &'a [f32], i: usize) -> Result<&'a [f32]> {
+        let r = self.range(i)?;
+        data.get(r.start as usize..r.end as usize).ok_or_else(|| {
+            Error::InvalidOptions(format!(
+                "arena contents of {} elements do not hold tensor {i} at {r:?}",
+                data.len()
+            ))
+        })
     }
 }
 
@@ -133,21 +145,25 @@ mod tests {
     #[test]
     fn tensors_start_aligned_and_do_not_overlap() {
         let a = ArenaLayout::new(&[1, 3, 64, 65, 1757], 256).unwrap();
-        assert_eq!(a.range(0), 0..1);
-        assert_eq!(a.range(1), 64..67);
-        assert_eq!(a.range(2), 128..192);
-        assert_eq!(a.range(3), 192..257);
-        assert_eq!(a.range(4), 320..2077);
+        assert_eq!(a.range(0).unwrap(), 0..1);
+        assert_eq!(a.range(1).unwrap(), 64..67);
+        assert_eq!(a.range(2).unwrap(), 128..192);
+        assert_eq!(a.range(3).unwrap(), 192..257);
+        assert_eq!(a.range(4).unwrap(), 320..2077);
         assert_eq!(a.len(), 2077);
-        assert_eq!(a.byte_range(1), 256..268);
+        assert_eq!(a.byte_range(1).unwrap(), 256..268);
         let packed = a
             .pack(&[&[1.0], &[2.0; 3], &[3.0; 64], &[4.0; 65], &[5.0; 1757]])
             .unwrap();
-        assert_eq!(a.tensor(&packed, 3), &[4.0; 65][..]);
+        assert_eq!(a.tensor(&packed, 3).unwrap(), &[4.0; 65][..]);
         assert_eq!(packed[1..64], [0.0; 63]);
         assert!(ArenaLayout::new(&[3, 0], 256).is_err());
         assert!(ArenaLayout::new(&[], 256).is_err());
         assert!(ArenaLayout::new(&[3], 6).is_err());
         assert!(a.pack(&[&[1.0]]).is_err());
+        let e = a.range(5).unwrap_err();
+        assert!(e.to_string().contains("tensor 5"), "{e}");
+        assert!(a.byte_range(9).is_err());
+        assert!(a.tensor(&packed[..100], 4).is_err());
     }
 }

@@ -94,8 +94,12 @@ impl Case {
     /// Reads and checks a case file: every tensor present, f32, and of the shape the metadata
     /// implies.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = read_file(path)?;
-        let (st, meta) = parse_safetensors(&bytes).map_err(|reason| bad(path, reason))?;
+        Self::from_bytes(&read_file(path)?, path)
+    }
+
+    /// Parses and checks a case file's bytes, as [`Case::load`]; `path` names them in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let (st, meta) = parse_safetensors(bytes).map_err(|reason| bad(path, reason))?;
         match meta.get("format").map(String::as_str) {
             Some(FORMAT) => {}
             other => {
@@ -129,9 +133,23 @@ impl Case {
         }
         let mut params = Vec::new();
         for (name, shape) in shapes {
-            let numel: usize = shape.iter().product();
+            let numel = shape
+                .iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(d))
+                .ok_or_else(|| {
+                    bad(
+                        path,
+                        format!("parameter {name:?} has shape {shape:?}, too large"),
+                    )
+                })?;
             if numel == 0 {
                 return Err(bad(path, format!("parameter {name:?} has no elements")));
+            }
+            if steps.checked_mul(numel).is_none() {
+                return Err(bad(
+                    path,
+                    format!("{steps} steps of parameter {name:?} are too large"),
+                ));
             }
             params.push(CaseParam {
                 init: f32_tensor(path, &st, &format!("param.{name}"), &[numel])?,

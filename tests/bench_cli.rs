@@ -172,3 +172,21 @@ fn fifty_million_parameters_verify() {
         rows[0]
     );
 }
+
+#[test]
+fn zero_steps_is_an_error_not_a_panic() {
+    let out = bench(&[
+        "--optimizer",
+        "sgd",
+        "--params",
+        "1K",
+        "--steps",
+        "0",
+        "--backend",
+        "cpu",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--steps 0"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

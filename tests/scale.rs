@@ -164,13 +164,14 @@ fn an_arena_of_a_thousand_tensors_is_one_dispatch() {
     for (i, (p, _)) in bufs.iter().enumerate() {
         // Elementwise updates: the same kernel on the same values gives the same bits.
         assert_eq!(
-            layout.tensor(&packed, i),
+            layout.tensor(&packed, i).unwrap(),
             &ctx.read(p).unwrap()[..],
             "tensor {i}"
         );
     }
     for i in 1..layout.tensors() {
-        let gap = layout.range(i - 1).end as usize..layout.range(i).start as usize;
+        let gap =
+            layout.range(i - 1).unwrap().end as usize..layout.range(i).unwrap().start as usize;
         assert!(
             packed[gap].iter().all(|&x| x == 0.0),
             "padding before tensor {i} moved"

@@ -260,7 +260,7 @@ impl Checkpoint {
 
     /// Parses and checks a checkpoint file's bytes; `path` names them in errors.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
-        let (st, meta) = parse_safetensors(&bytes).map_err(|reason| bad(path, reason))?;
+        let (st, meta) = parse_safetensors(bytes).map_err(|reason| bad(path, reason))?;
         let get = |key: &str| {
             meta.get(key)
                 .ok_or_else(|| bad(path, format!("missing metadata {key:?}")))

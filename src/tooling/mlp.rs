@@ -112,7 +112,10 @@ impl Mlp {
         let sample_stats = storage("mlp per-sample loss", u64::from(samples) * 8);
         let stats = storage("mlp stats", 8);
         let data_buf = ctx.upload("mlp data", data);
-        let offsets = std::array::from_fn(|i| layout.range(i).start as u32);
+        let mut offsets = [0u32; TENSORS.len()];
+        for (i, o) in offsets.iter_mut().enumerate() {
+            *o = layout.range(i)?.start as u32;
+        }
         let dims = Dims {
             samples,
             arena: layout.len() as u32,
@@ -182,7 +185,7 @@ impl Mlp {
     /// Registers each tensor's parameter and gradient slices with `opt`, in `TENSORS` order.
     pub fn register<O: Algorithm>(&self, opt: &mut GpuOptimizer<O>) -> Result<()> {
         for i in 0..TENSORS.len() {
-            let bytes = self.layout.byte_range(i);
+            let bytes = self.layout.byte_range(i)?;
             opt.register_slices(
                 opt.default_group(),
                 self.params.slice(bytes.clone()),

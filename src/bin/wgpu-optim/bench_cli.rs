@@ -50,7 +50,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "1M,10M", value_delimiter = ',')]
     params: Vec<String>,
     /// Timed steps per measurement (after warm-up).
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=1000))]
     steps: u32,
     /// Untimed warm-up steps.
     #[arg(long, default_value_t = 3)]

@@ -1,0 +1,4 @@
+//! Fuzz target: see `wgpu_optim::tooling::fuzz::checkpoint` for what it checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| wgpu_optim::tooling::fuzz::checkpoint(data));

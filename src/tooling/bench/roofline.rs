@@ -1,0 +1,218 @@
+//! The rooflines a step is measured against, on the same adapter in the same run: a
+//! same-bytes streaming kernel, buffer-copy bandwidth, and the pass timer both use.
+
+use std::time::Instant;
+
+use crate::abi::bindings::stream;
+use crate::context::{GpuContext, read_bytes};
+use crate::error::{Error, Result};
+use crate::gpu::{grid, window_ranges};
+use crate::kernel::{GradAccess, Kernel, WORKGROUP_SIZE, create_module};
+
+pub(super) fn wait(ctx: &GpuContext) -> Result<()> {
+    ctx.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map(|_| ())
+        .map_err(|e| Error::Readback(e.to_string()))
+}
+
+/// Times compute passes one at a time: with timestamp queries around each pass where the adapter
+/// has them, else by the wall clock from recording to completion.
+pub(super) struct PassTimer {
+    queries: Option<(wgpu::QuerySet, wgpu::Buffer)>,
+    passes: u32,
+    wall_ms: Vec<f64>,
+}
+
+impl PassTimer {
+    pub fn new(ctx: &GpuContext, capacity: u32) -> Self {
+        let queries = ctx
+            .device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+            .then(|| {
+                let set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("wgpu-optim bench"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2 * capacity,
+                });
+                let resolve = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgpu-optim bench timestamps"),
+                    size: u64::from(2 * capacity) * 8,
+                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                });
+                (set, resolve)
+            });
+        Self {
+            queries,
+            passes: 0,
+            wall_ms: Vec::new(),
+        }
+    }
+
+    /// Records one pass with `record`, submits it alone and waits for it: one step at a time,
+    /// as in training, which on software adapters also keeps the host off the cores the
+    /// "device" runs on while a pass is timed.
+    pub fn time(
+        &mut self,
+        ctx: &GpuContext,
+        record: impl FnOnce(&mut wgpu::ComputePass<'_>),
+    ) -> Result<()> {
+        let t0 = Instant::now();
+        let k = self.passes;
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        record(
+            &mut encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("wgpu-optim bench"),
+                timestamp_writes: self.queries.as_ref().map(|(set, _)| {
+                    wgpu::ComputePassTimestampWrites {
+                        query_set: set,
+                        beginning_of_pass_write_index: Some(2 * k),
+                        end_of_pass_write_index: Some(2 * k + 1),
+                    }
+                }),
+            }),
+        );
+        ctx.queue.submit([encoder.finish()]);
+        wait(ctx)?;
+        self.wall_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        self.passes += 1;
+        Ok(())
+    }
+
+    /// Milliseconds per timed pass, and how they were measured.
+    pub fn finish(self, ctx: &GpuContext) -> Result<(Vec<f64>, &'static str)> {
+        let Some((set, resolve)) = self.queries else {
+            return Ok((self.wall_ms, "wall"));
+        };
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        encoder.resolve_query_set(&set, 0..2 * self.passes, &resolve, 0);
+        ctx.queue.submit([encoder.finish()]);
+        let ticks: Vec<u64> =
+            bytemuck::pod_collect_to_vec(&read_bytes(&ctx.device, &ctx.queue, &resolve)?);
+        let period_ns = f64::from(ctx.queue.get_timestamp_period());
+        let ms = ticks[..2 * self.passes as usize]
+            .chunks_exact(2)
+            .map(|t| t[1].saturating_sub(t[0]) as f64 * period_ns / 1e6)
+            .collect();
+        Ok((ms, "gpu-timestamps"))
+    }
+}
+
+/// Buffer-copy bandwidth on `ctx`: GB/s of bytes read plus written by `copy_buffer_to_buffer`.
+pub fn copy_bandwidth(ctx: &GpuContext, bytes: u64) -> Result<f64> {
+    let make = |usage| {
+        ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgpu-optim bench copy"),
+            size: bytes,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
+    let src = make(wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST);
+    let dst = make(wgpu::BufferUsages::COPY_DST);
+    let copies = 8;
+    let run = |n: usize| -> Result<f64> {
+        let t0 = Instant::now();
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        for _ in 0..n {
+            encoder.copy_buffer_to_buffer(&src, 0, &dst, 0, bytes);
+        }
+        ctx.queue.submit([encoder.finish()]);
+        wait(ctx)?;
+        Ok(t0.elapsed().as_secs_f64())
+    };
+    run(1)?;
+    let secs = run(copies)?;
+    Ok(2.0 * bytes as f64 * copies as f64 / secs / 1e9)
+}
+
+/// The same-bytes streaming kernel (`shaders/stream.wgsl`) for a step that keeps `states` state
+/// buffers, bound to buffers of its own.
+pub struct Stream {
+    pipeline: wgpu::ComputePipeline,
+    windows: Vec<(wgpu::BindGroup, (u32, u32))>,
+}
+
+const STREAM: Kernel = Kernel {
+    name: "stream",
+    source: include_str!("../../../shaders/stream.wgsl"),
+};
+
+impl Stream {
+    /// Builds the kernel and its buffers: `init` (of `params` elements) copied into each.
+    pub fn new(ctx: &GpuContext, params: u64, states: u32, init: &[f32]) -> Self {
+        let device = &ctx.device;
+        let module = create_module(device, &STREAM, GradAccess::ReadOnly);
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(STREAM.name),
+            entries: &stream::ALL.map(|b| b.layout_entry(0)),
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(STREAM.name),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(STREAM.name),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[
+                    ("WG", f64::from(WORKGROUP_SIZE)),
+                    ("N_STATES", f64::from(states)),
+                ],
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        let buffers: Vec<wgpu::Buffer> = (0..stream::ALL.len() as u32)
+            .map(|b| {
+                if b < 2 + states {
+                    ctx.upload("stream", init)
+                } else {
+                    ctx.upload("stream placeholder", &[0.0; 4])
+                }
+            })
+            .collect();
+        // Windowed exactly as the optimizer binds a buffer of this length.
+        let limits = device.limits();
+        let windows = window_ranges(params, &limits)
+            .into_iter()
+            .map(|(start, n)| {
+                let entries: Vec<_> = buffers
+                    .iter()
+                    .zip(&stream::ALL)
+                    .map(|(b, binding)| {
+                        if b.size() >= (start + n) * 4 {
+                            binding.entry(b, start * 4, n * 4)
+                        } else {
+                            binding.whole(b)
+                        }
+                    })
+                    .collect();
+                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(STREAM.name),
+                    layout: &layout,
+                    entries: &entries,
+                });
+                (
+                    bind_group,
+                    grid(n, limits.max_compute_workgroups_per_dimension),
+                )
+            })
+            .collect();
+        Self { pipeline, windows }
+    }
+
+    /// Records one streaming pass (one dispatch per window) into `pass`.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        for (bind_group, (x, y)) in &self.windows {
+            pass.set_bind_group(0, bind_group, &[]);
+            pass.dispatch_workgroups(*x, *y, 1);
+        }
+    }
+}

@@ -41,13 +41,21 @@ impl ArenaLayout {
             ));
         }
         let step = alignment / 4;
+        let too_large = || {
+            Error::InvalidOptions(format!(
+                "an arena of tensors of {lens:?} elements does not fit in 2^64 bytes"
+            ))
+        };
         let mut offsets = Vec::with_capacity(lens.len());
-        let mut at = 0u64;
+        let (mut at, mut total) = (0u64, 0u64);
         for &n in lens {
             offsets.push(at);
-            at = (at + n).div_ceil(step) * step;
+            total = at.checked_add(n).ok_or_else(too_large)?;
+            at = total.checked_next_multiple_of(step).ok_or_else(too_large)?;
         }
-        let total = offsets[lens.len() - 1] + lens[lens.len() - 1];
+        if total.checked_mul(4).is_none() {
+            return Err(too_large());
+        }
         Ok(Self {
             offsets,
             lens: lens.to_vec(),
@@ -165,5 +173,7 @@ mod tests {
         assert!(e.to_string().contains("tensor 5"), "{e}");
         assert!(a.byte_range(9).is_err());
         assert!(a.tensor(&packed[..100], 4).is_err());
+        assert!(ArenaLayout::new(&[u64::MAX - 1, 5], 256).is_err());
+        assert!(ArenaLayout::new(&[u64::MAX / 2], 4).is_err());
     }
 }

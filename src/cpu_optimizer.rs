@@ -104,13 +104,21 @@ impl<O: Algorithm> CpuOptimizer<O> {
     /// Registers a parameter of `len` elements in `group`, allocating its state.
     pub fn register(&mut self, group: GroupId, len: usize) -> Result<ParamId> {
         let config = self.registry.check_register(group, len as u64)?;
-        let states = std::array::from_fn(|slot| {
+        let mut states: [Vec<f32>; MAX_STATES] = Default::default();
+        for (slot, state) in states.iter_mut().enumerate() {
             if slot < O::STATE_NAMES.len() && config.uses_state(slot) {
-                vec![config.initial_state(slot); len]
-            } else {
-                Vec::new()
+                state
+                    .try_reserve_exact(len)
+                    .map_err(|e| Error::OutOfMemory {
+                        what: format!(
+                            "state {} of a parameter of {len} elements",
+                            O::STATE_NAMES[slot]
+                        ),
+                        message: e.to_string(),
+                    })?;
+                state.resize(len, config.initial_state(slot));
             }
-        });
+        }
         self.states.push(states);
         Ok(self.registry.push(group, len as u64))
     }

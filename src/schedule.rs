@@ -388,7 +388,13 @@ impl Schedule {
                     .unwrap_or(phases.len() - 1);
                 let start_step = if i == 0 { 0.0 } else { phases[i - 1].0 };
                 let (end_step, from, to) = phases[i];
-                let pct = (step - start_step) / (end_step - start_step);
+                // A phase of no length (a very short run) is over at once; PyTorch would divide
+                // by zero here.
+                let pct = if end_step > start_step {
+                    (step - start_step) / (end_step - start_step)
+                } else {
+                    1.0
+                };
                 match anneal_strategy {
                     Anneal::Cos => to + (from - to) / 2.0 * ((PI * pct).cos() + 1.0),
                     Anneal::Linear => (to - from) * pct + from,

@@ -4,6 +4,12 @@
 //! the order of operations of PyTorch's single-tensor (`foreach=False`) path, so that recorded
 //! PyTorch trajectories check these loops and these loops check the kernels. Step-dependent
 //! scalars come precomputed from the host scheduler, exactly as the kernels receive them.
+//!
+//! # Panics
+//!
+//! These loops index every slice by the parameter's index, as the kernels do: a state or
+//! gradient shorter than the parameter panics. [`crate::CpuOptimizer`] checks every length
+//! before calling them, and returns an error instead.
 
 mod adagrad;
 mod adam;

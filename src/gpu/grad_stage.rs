@@ -10,8 +10,9 @@ use crate::gpu::GpuOptimizer;
 use crate::gpu::geometry::{
     NORM_STRIDE_BYTES, norm_grid, partial_layout, partials_size, window_ranges,
 };
+use crate::gpu::param::GpuParam;
 use crate::gpu::reduce::{NormBuffers, NormStage};
-use crate::gpu::register::{ErrorScopes, GpuParam};
+use crate::gpu::scopes::ErrorScopes;
 use crate::host::grad_stage::{GradStage, LossScale, LossScaleState};
 use crate::kernel::{GradAccess, Kernel, NORM_ELEMS, WORKGROUP_SIZE, create_module};
 use crate::optim::Algorithm;
@@ -204,7 +205,9 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// NaN, skips the whole step on the device: parameters, states and the optimizer's step
     /// count (and so its bias corrections) stay as they were. The scale then backs off or grows
     /// as GradScaler's does. [`GpuOptimizer::read_loss_scale`] reads the state back when asked;
-    /// checkpoints save and restore it.
+    /// checkpoints save and restore it. Turning it on writes the initial scale with
+    /// `queue.write_buffer`, which lands at the start of the next submit: submit the steps
+    /// recorded before this call first.
     ///
     /// The learning-rate schedule keeps following the calls to `step`, as a PyTorch scheduler
     /// stepped every iteration does. Step-dependent scalars are exact for up to

@@ -3,16 +3,20 @@
 //! - `geometry`: grids, windows and partial-sum layouts (numbers only);
 //! - `pipelines`: the kernel's modules, layouts and pipelines, cached per flag set;
 //! - `scalars`: the per-step scalar tables;
-//! - `register`: registration, state allocation and bind groups;
+//! - `param`, `register`: a registered parameter; registration, state allocation and bind
+//!   groups;
+//! - `scopes`: wgpu error scopes around what allocates or compiles;
 //! - `reduce`: the deterministic per-tensor norm reduction;
 //! - `grad_stage`: clipping and loss scaling on the device.
 
 mod geometry;
 mod grad_stage;
+mod param;
 mod pipelines;
 mod reduce;
 mod register;
 mod scalars;
+mod scopes;
 
 use crate::context::read_buffer;
 use crate::error::Result;
@@ -26,20 +30,22 @@ use crate::schedule::Schedule;
 
 pub(crate) use geometry::{grid, window_ranges};
 use grad_stage::{GradBuffers, GradPasses, NO_CLIP};
+use param::GpuParam;
 use pipelines::Kernels;
 #[cfg(test)]
 pub(crate) use pipelines::{group0, scalars_size};
 use reduce::{NormBuffers, NormStage};
-use register::{ErrorScopes, GpuParam};
 use scalars::ScalarTables;
+use scopes::ErrorScopes;
 
 /// An optimizer whose step is one fused compute dispatch per registered parameter buffer.
 ///
 /// Built from the caller's `Device` and `Queue`; the caller registers its own parameter and
 /// gradient buffers (f32, `STORAGE` usage) and calls [`GpuOptimizer::step`] to record an update
-/// into its own `CommandEncoder`: no submit, no readback, no per-step allocation. The optimizer
+/// into its own `CommandEncoder`: no submit, no readback. The optimizer
 /// owns only its state buffers, pipelines (one per distinct set of option flags, built once)
-/// and a small table of per-step scalars.
+/// and a small table of per-step scalars: a new one, one buffer and one bind group, every few
+/// hundred steps is the only allocation a step makes.
 ///
 /// Any number of steps may be recorded before one `queue.submit`, into one encoder or several:
 /// each step reads scalars written when its table was created, never overwritten.
@@ -164,6 +170,10 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// Adds a parameter group with its own hyperparameters, as a PyTorch param group.
     pub fn add_param_group(&mut self, config: O) -> Result<GroupId> {
         config.validate()?;
+        self.tables.check_groups(
+            self.registry.scheduler.groups().len() + 1,
+            &self.device.limits(),
+        )?;
         let scopes = ErrorScopes::push(&self.device);
         let pipelines = self.kernels.len();
         self.pipeline_for(&config, GradAccess::ReadOnly);
@@ -257,7 +267,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
 
     /// All optimizer state: step, groups, schedule, gradient stage (with loss scaling's state),
     /// and every parameter's state buffers (read back from the GPU, waiting for it; not for the
-    /// hot path).
+    /// hot path). The step count includes every step recorded, so submit them all first.
     pub fn checkpoint(&self) -> Result<Checkpoint> {
         let loss_scale = match self.registry.grad_stage.loss_scale {
             Some(_) => Some(self.read_loss_scale()?),
@@ -288,8 +298,11 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// Restores a checkpoint taken from an optimizer with the same groups (and option flags) and
     /// the same parameters registered in the same order, on either backend: states, step,
     /// schedule, clipping, and loss scaling with its state. Everything is checked first: on
-    /// error the optimizer is exactly as it was. The state is written with
-    /// `queue.write_buffer`, so it lands at the next submit, before the next step runs.
+    /// error the optimizer is exactly as it was.
+    ///
+    /// The state is written with `queue.write_buffer`, so it lands at the start of the next
+    /// submit, ahead of every command in it: submit the steps recorded before the restore
+    /// first.
     pub fn restore(&mut self, checkpoint: &Checkpoint) -> Result<()> {
         let mut plan = self.registry.plan_restore(checkpoint)?;
         self.configure_grad_stage(plan.grad_stage)?;

@@ -11,69 +11,12 @@ use crate::gpu::GpuOptimizer;
 use crate::gpu::geometry::{
     NORM_STRIDE_BYTES, grid, norm_grid, partial_layout, partials_size, window_ranges,
 };
+use crate::gpu::param::{GpuParam, Window};
 use crate::gpu::reduce::NormBuffers;
+use crate::gpu::scopes::ErrorScopes;
 use crate::host::{GroupId, ParamId};
 use crate::kernel::GradAccess;
 use crate::optim::{Algorithm, MAX_STATES};
-
-/// One binding-sized part of a registered parameter: its bind group and its grids.
-#[derive(Debug)]
-pub(super) struct Window {
-    pub bind_group: wgpu::BindGroup,
-    pub workgroups: (u32, u32),
-    /// The `norms` entry point's grid: each invocation sums `NORM_ELEMS` elements.
-    pub norm_workgroups: (u32, u32),
-}
-
-/// A registered parameter's buffers and bindings.
-#[derive(Debug)]
-pub(crate) struct GpuParam {
-    pub group: usize,
-    pub len: u64,
-    pub param: wgpu::Buffer,
-    /// The registered bytes of `param`.
-    pub param_range: Range<u64>,
-    pub grad: wgpu::Buffer,
-    pub grad_offset: u64,
-    /// Whether the gradient shares the parameter's buffer.
-    pub access: GradAccess,
-    /// Index of its pipelines in the optimizer's `Kernels`.
-    pub pipeline: usize,
-    pub states: [Option<wgpu::Buffer>; MAX_STATES],
-    pub(super) windows: Vec<Window>,
-}
-
-/// Pushes validation and out-of-memory error scopes; [`ErrorScopes::check`] pops them.
-pub(super) struct ErrorScopes {
-    validation: wgpu::ErrorScopeGuard,
-    memory: wgpu::ErrorScopeGuard,
-}
-
-impl ErrorScopes {
-    pub fn push(device: &wgpu::Device) -> Self {
-        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        Self { validation, memory }
-    }
-
-    /// The first error wgpu caught since [`ErrorScopes::push`], as [`Error::OutOfMemory`] or
-    /// [`Error::Gpu`] about `what`.
-    pub fn check(self, what: impl FnOnce() -> String) -> Result<()> {
-        let memory = pollster::block_on(self.memory.pop());
-        let validation = pollster::block_on(self.validation.pop());
-        match (memory, validation) {
-            (Some(e), _) => Err(Error::OutOfMemory {
-                what: what(),
-                message: e.to_string(),
-            }),
-            (None, Some(e)) => Err(Error::Gpu {
-                what: what(),
-                message: e.to_string(),
-            }),
-            (None, None) => Ok(()),
-        }
-    }
-}
 
 /// What a registration changes, built before anything is committed.
 struct Rebuilt {
@@ -227,7 +170,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
                     .write_buffer(buffer, 0, bytemuck::cast_slice(&vec![init; len as usize]));
             }
         }
-        self.commit(rebuilt, grad_buffers);
+        self.commit(rebuilt);
+        self.grad_buffers = grad_buffers;
         Ok(self.registry.push(group, len))
     }
 
@@ -256,7 +200,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
     }
 
     /// Installs what [`GpuOptimizer::rebuild`] built.
-    fn commit(&mut self, rebuilt: Rebuilt, grad_buffers: Option<super::grad_stage::GradBuffers>) {
+    fn commit(&mut self, rebuilt: Rebuilt) {
         let keep_earlier = rebuilt.norms.is_none();
         let count = self.params.len();
         for (i, (p, w)) in self.params.iter_mut().zip(rebuilt.windows).enumerate() {
@@ -267,7 +211,6 @@ impl<O: Algorithm> GpuOptimizer<O> {
         if rebuilt.norms.is_some() {
             self.norm_buffers = rebuilt.norms;
         }
-        self.grad_buffers = grad_buffers;
     }
 
     /// Bind groups and grids of parameter `index`'s windows; with `norms`, bound to the shared

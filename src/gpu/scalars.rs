@@ -11,6 +11,7 @@
 //! wgpu keeps every resource a command uses alive.
 
 use crate::abi::bindings::update;
+use crate::error::{Error, Result};
 use crate::gpu::pipelines::scalars_size;
 use crate::host::grad_stage::state_step;
 use crate::host::scheduler::StepScheduler;
@@ -19,7 +20,7 @@ use crate::optim::Algorithm;
 /// The most steps one table covers.
 pub(super) const MAX_TABLE_STEPS: u64 = 256;
 /// The fewest steps one table covers, however many groups there are.
-const MIN_TABLE_STEPS: u64 = 16;
+const MIN_TABLE_STEPS: u64 = 1;
 /// Bytes a table aims to stay within, which shortens its run of steps with many groups.
 const TABLE_BUDGET: u64 = 4 << 20;
 
@@ -48,6 +49,18 @@ impl ScalarTables {
             stride: scalars_size::<O>().div_ceil(align) * align,
             current: None,
         }
+    }
+
+    /// Checks that a table for `groups` groups fits one buffer and dynamic offsets (u32).
+    pub fn check_groups(&self, groups: usize, limits: &wgpu::Limits) -> Result<()> {
+        let limit = limits.max_buffer_size.min(u64::from(u32::MAX));
+        let bytes = (groups as u64).saturating_mul(self.stride);
+        if bytes > limit {
+            return Err(Error::InvalidOptions(format!(
+                "{groups} parameter groups need {bytes} bytes of step scalars, past this device's {limit}"
+            )));
+        }
+        Ok(())
     }
 
     /// Drops the current table: the scalars it holds no longer apply (new groups, schedule or

@@ -31,6 +31,9 @@ use crate::io::{parse_safetensors, read_f32, read_file, write_atomically};
 use crate::optim::Algorithm;
 use crate::schedule::Schedule;
 
+/// The largest step count a checkpoint holds: it is stored as an I64, as PyTorch's `step`.
+pub const MAX_STEP: u64 = i64::MAX as u64;
+
 /// The `format` metadata value written and accepted.
 pub const CHECKPOINT_FORMAT: &str = "wgpu-optim-checkpoint/1";
 
@@ -129,6 +132,9 @@ impl Checkpoint {
         params: &[(usize, usize)],
     ) -> Result<Vec<O>> {
         let saved = self.configs::<O>()?;
+        if self.step > MAX_STEP {
+            return Err(mismatch(format!("step {} is past {MAX_STEP}", self.step)));
+        }
         if saved.len() != current.len() {
             return Err(mismatch(format!(
                 "checkpoint has {} parameter groups, the optimizer has {}",
@@ -285,6 +291,9 @@ impl Checkpoint {
         let step: u64 = get("step")?
             .parse()
             .map_err(|e| bad(path, format!("step is not a count: {e}")))?;
+        if step > MAX_STEP {
+            return Err(bad(path, format!("step {step} is past {MAX_STEP}")));
+        }
         let lengths: Vec<usize> = serde_json::from_value(parse_json("lengths")?)
             .map_err(|e| bad(path, format!("lengths is not a list of counts: {e}")))?;
         let Value::Array(listed) = parse_json("param_groups")? else {

@@ -42,21 +42,39 @@ impl LossScale {
                 reason,
             })
         };
-        if !(self.init_scale.is_finite() && self.init_scale > 0.0) {
-            return bad("init_scale", self.init_scale, "must be finite and > 0");
+        // Checked as the f32 values the device computes with.
+        let (init, growth, backoff) = (
+            self.init_scale as f32,
+            self.growth_factor as f32,
+            self.backoff_factor as f32,
+        );
+        if !(init.is_finite() && init > 0.0) {
+            return bad(
+                "init_scale",
+                self.init_scale,
+                "must be finite and > 0 in f32",
+            );
         }
-        if !(self.growth_factor.is_finite() && self.growth_factor > 1.0) {
+        if !(growth.is_finite() && growth > 1.0) {
             return bad(
                 "growth_factor",
                 self.growth_factor,
-                "must be finite and > 1",
+                "must be finite and > 1 in f32",
             );
         }
-        if !(self.backoff_factor > 0.0 && self.backoff_factor < 1.0) {
-            return bad("backoff_factor", self.backoff_factor, "must be in (0, 1)");
+        if !(backoff > 0.0 && backoff < 1.0) {
+            return bad(
+                "backoff_factor",
+                self.backoff_factor,
+                "must be in (0, 1) in f32",
+            );
         }
-        if self.growth_interval == 0 {
-            return bad("growth_interval", 0.0, "must be > 0");
+        if self.growth_interval == 0 || u64::from(self.growth_interval) >= F32_EXACT {
+            return bad(
+                "growth_interval",
+                f64::from(self.growth_interval),
+                "must be in [1, 2^24), which the device counts exactly",
+            );
         }
         Ok(())
     }
@@ -179,11 +197,13 @@ impl GradStage {
 /// Checks a clipping threshold (`None` turns clipping off) and rounds it to f32 once.
 pub(crate) fn validate_max_norm(max_norm: Option<f64>) -> Result<Option<f32>> {
     match max_norm {
-        Some(m) if !(m.is_finite() && m > 0.0) => Err(Error::InvalidHyperparameter {
-            name: "max_norm",
-            value: m,
-            reason: "must be finite and > 0",
-        }),
+        Some(m) if !((m as f32).is_finite() && m as f32 > 0.0) => {
+            Err(Error::InvalidHyperparameter {
+                name: "max_norm",
+                value: m,
+                reason: "must be finite and > 0 in f32",
+            })
+        }
         m => Ok(m.map(|m| m as f32)),
     }
 }
@@ -237,6 +257,18 @@ mod tests {
                 .contains("2000")
         );
         assert!(validate_max_norm(Some(-1.0)).is_err());
+        assert!(validate_max_norm(Some(1e39)).is_err());
+        assert!(validate_max_norm(Some(1e-50)).is_err());
+        let huge = LossScale {
+            init_scale: 1e39,
+            ..Default::default()
+        };
+        assert!(huge.validate().is_err());
+        let never = LossScale {
+            growth_interval: 1 << 24,
+            ..Default::default()
+        };
+        assert!(never.validate().is_err());
         assert_eq!(validate_max_norm(Some(1.0)).unwrap(), Some(1.0));
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Kernels never see the step number. For each step the scheduler computes, in f64, the
 //! scheduled learning rate of every parameter group and from it the optimizer's scalars (bias
-//! corrections, RAdam's rectification, Adagrad's decayed rate), which the GPU optimizer uploads
-//! as one small uniform per group and the CPU reference consumes directly. Both optimizers own
+//! corrections, RAdam's rectification, Adagrad's decayed rate), which the GPU optimizer writes
+//! into its per-step scalar tables and the CPU reference consumes directly. Both optimizers own
 //! one, so CPU-vs-GPU tests compare kernel arithmetic only.
 
 use crate::error::{Error, Result};
@@ -89,7 +89,7 @@ impl<O: Algorithm> StepScheduler<O> {
 
     /// The learning rate of the next step, for group `group`.
     pub fn next_lr(&self, group: GroupId) -> Result<f64> {
-        self.lr(group, self.step + 1)
+        self.lr(group, self.step.saturating_add(1))
     }
 
     /// Group `group`'s kernel scalars for step `step` (1-based).
@@ -113,9 +113,10 @@ impl<O: Algorithm> StepScheduler<O> {
         self.step = step;
     }
 
-    /// Counts one more step and returns its number (1-based).
+    /// Counts one more step and returns its number (1-based). The count saturates at
+    /// `u64::MAX` (checkpoints hold at most `i64::MAX`, so it is never reached in practice).
     pub fn advance(&mut self) -> u64 {
-        self.step += 1;
+        self.step = self.step.saturating_add(1);
         self.step
     }
 }

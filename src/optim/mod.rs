@@ -117,6 +117,11 @@ pub trait Algorithm:
     /// and rounded to f32 once, as PyTorch rounds Python floats when it meets an f32 tensor.
     fn scalars(&self, lr: f64, step: u64) -> Self::Scalars;
     /// The CPU reference: one step over one parameter, element by element as the kernel does.
+    ///
+    /// # Panics
+    ///
+    /// If `grad` or a state these options keep is shorter than `param` (see [`crate::cpu`]);
+    /// [`crate::CpuOptimizer::step`] checks lengths first.
     fn cpu_step(&self, s: &Self::Scalars, param: &mut [f32], grad: &[f32], state: States<'_>);
 
     /// Bytes one step must move per parameter: read and write the parameter, read the gradient,

@@ -7,9 +7,11 @@
 //!   groups;
 //! - `scopes`: wgpu error scopes around what allocates or compiles;
 //! - `reduce`: the deterministic per-tensor norm reduction;
-//! - `grad_stage`: clipping and loss scaling on the device.
+//! - `grad_passes`, `grad_stage`: clipping's and loss scaling's passes on the device, and the
+//!   methods that turn them on and off.
 
 mod geometry;
+mod grad_passes;
 mod grad_stage;
 mod param;
 mod pipelines;
@@ -29,7 +31,7 @@ use crate::optim::{Algorithm, MAX_STATES};
 use crate::schedule::Schedule;
 
 pub(crate) use geometry::{grid, window_ranges};
-use grad_stage::{GradBuffers, GradPasses, NO_CLIP};
+use grad_passes::{GradBuffers, GradPasses, NO_CLIP};
 use param::GpuParam;
 use pipelines::Kernels;
 #[cfg(test)]

@@ -1,0 +1,181 @@
+//! The gradient stage's passes on the device (`shaders/grad_norm.wgsl`): per-workgroup Σg² of
+//! every gradient window, per-tensor norms by the shared reduction, then the global norm, the
+//! clipping coefficient and GradScaler's update, into the gradient control every update reads.
+//! `grad_stage.rs` turns them on and off for a `GpuOptimizer`.
+
+use crate::abi::bindings::{grad_norm, update};
+use crate::abi::uniforms::GradParams;
+use crate::gpu::geometry::{
+    NORM_STRIDE_BYTES, norm_grid, partial_layout, partials_size, window_ranges,
+};
+use crate::gpu::param::GpuParam;
+use crate::gpu::reduce::{NormBuffers, NormStage};
+use crate::host::grad_stage::GradStage;
+use crate::kernel::{GradAccess, Kernel, NORM_ELEMS, WORKGROUP_SIZE, create_module};
+
+const GRAD_NORM: Kernel = Kernel {
+    name: "grad_norm",
+    source: include_str!("../../shaders/grad_norm.wgsl"),
+};
+
+/// The gradient control while no gradient stage runs: norm 0, coefficient 1, scale 1.
+pub(super) const NO_CLIP: [f32; 8] = [0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+
+/// The stage's pipelines, built once when clipping or loss scaling is first turned on.
+#[derive(Debug)]
+pub(super) struct GradPasses {
+    sumsq: wgpu::ComputePipeline,
+    sumsq_layout: wgpu::BindGroupLayout,
+    finalize: wgpu::ComputePipeline,
+    finalize_layout: wgpu::BindGroupLayout,
+    reduce: NormStage,
+}
+
+/// The stage's buffers and bind groups for the registered gradients (rebuilt on registration,
+/// never per step).
+#[derive(Debug)]
+pub(super) struct GradBuffers {
+    norms: NormBuffers,
+    windows: Vec<(wgpu::BindGroup, (u32, u32))>,
+    finalize: wgpu::BindGroup,
+}
+
+impl GradPasses {
+    pub fn new(device: &wgpu::Device) -> Self {
+        let module = create_module(device, &GRAD_NORM, GradAccess::ReadOnly);
+        let params_size = std::mem::size_of::<GradParams>() as u64;
+        let layout = |entries: &[crate::abi::bindings::Binding]| {
+            let entries: Vec<_> = entries
+                .iter()
+                .map(|b| b.layout_entry(params_size))
+                .collect();
+            device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(GRAD_NORM.name),
+                entries: &entries,
+            })
+        };
+        let pipeline = |entry: &str, layout: &wgpu::BindGroupLayout| {
+            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(GRAD_NORM.name),
+                bind_group_layouts: &[Some(layout)],
+                immediate_size: 0,
+            });
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(GRAD_NORM.name),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &[
+                        ("WG", f64::from(WORKGROUP_SIZE)),
+                        ("NORM_ELEMS", f64::from(NORM_ELEMS)),
+                    ],
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            })
+        };
+        let sumsq_layout = layout(&grad_norm::SUMSQ);
+        let finalize_layout = layout(&grad_norm::FINALIZE);
+        Self {
+            sumsq: pipeline("sumsq", &sumsq_layout),
+            finalize: pipeline("finalize", &finalize_layout),
+            sumsq_layout,
+            finalize_layout,
+            reduce: NormStage::new(device),
+        }
+    }
+
+    /// Buffers and bind groups of `stage` over every registered gradient, or `None` while
+    /// nothing is registered.
+    pub fn build(
+        &self,
+        device: &wgpu::Device,
+        stage: &GradStage,
+        params: &[GpuParam],
+        control: &wgpu::Buffer,
+        scaler: &wgpu::Buffer,
+    ) -> Option<GradBuffers> {
+        if params.is_empty() {
+            return None;
+        }
+        let limits = device.limits();
+        let (table, starts, bytes) = partial_layout(params.iter().map(|p| p.len), &limits);
+        let norms = self.reduce.buffers(device, &table, bytes);
+        let scale = stage.loss_scale.unwrap_or_default();
+        let uniform = GradParams {
+            max_norm: stage.max_norm.unwrap_or(0.0),
+            tensors: params.len() as u32,
+            norm_stride: (NORM_STRIDE_BYTES / 4) as u32,
+            clip: u32::from(stage.max_norm.is_some()),
+            unscale: u32::from(stage.loss_scale.is_some()),
+            growth_factor: scale.growth_factor as f32,
+            backoff_factor: scale.backoff_factor as f32,
+            growth_interval: scale.growth_interval,
+        };
+        let uniform = wgpu::util::DeviceExt::create_buffer_init(
+            device,
+            &wgpu::util::BufferInitDescriptor {
+                label: Some("wgpu-optim gradient stage parameters"),
+                contents: bytemuck::bytes_of(&uniform),
+                usage: wgpu::BufferUsages::UNIFORM,
+            },
+        );
+        let mut windows = Vec::new();
+        for (p, &start) in params.iter().zip(&starts) {
+            let mut at = start;
+            for (first, n) in window_ranges(p.len, &limits) {
+                let workgroups = norm_grid(n, &limits);
+                let size = partials_size(workgroups);
+                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("wgpu-optim gradient norm"),
+                    layout: &self.sumsq_layout,
+                    entries: &[
+                        update::GRAD.entry(&p.grad, p.grad_offset + first * 4, n * 4),
+                        update::PARTIALS.entry(&norms.partials, at, size),
+                        grad_norm::PARAMS.whole(&uniform),
+                        grad_norm::SCALER.whole(scaler),
+                    ],
+                });
+                windows.push((bind_group, workgroups));
+                at += size;
+            }
+        }
+        let finalize = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("wgpu-optim gradient norm"),
+            layout: &self.finalize_layout,
+            entries: &[
+                grad_norm::TENSOR_NORMS.whole(&norms.norms),
+                grad_norm::CONTROL.whole(control),
+                grad_norm::PARAMS.whole(&uniform),
+                grad_norm::SCALER.whole(scaler),
+            ],
+        });
+        Some(GradBuffers {
+            norms,
+            windows,
+            finalize,
+        })
+    }
+
+    /// Records the stage: the global gradient norm and clipping coefficient (and loss
+    /// scaling's check and update), before any update reads them.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, built: &GradBuffers) {
+        pass.set_pipeline(&self.sumsq);
+        for (bind_group, (x, y)) in &built.windows {
+            pass.set_bind_group(0, bind_group, &[]);
+            pass.dispatch_workgroups(*x, *y, 1);
+        }
+        built.norms.record(pass, &self.reduce);
+        pass.set_pipeline(&self.finalize);
+        pass.set_bind_group(0, &built.finalize, &[]);
+        pass.dispatch_workgroups(1, 1, 1);
+    }
+}
+
+impl GradBuffers {
+    /// Dispatches the stage records per step.
+    pub fn dispatches(&self) -> usize {
+        self.windows.len() + 2
+    }
+}

@@ -87,6 +87,46 @@ pub(crate) fn create_module(
     unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
 }
 
+/// A pipeline layout over bind groups `groups` (group 0 first).
+pub(crate) fn pipeline_layout(
+    device: &wgpu::Device,
+    label: &str,
+    groups: &[&wgpu::BindGroupLayout],
+) -> wgpu::PipelineLayout {
+    let groups: Vec<Option<&wgpu::BindGroupLayout>> = groups.iter().map(|g| Some(*g)).collect();
+    device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(label),
+        bind_group_layouts: &groups,
+        immediate_size: 0,
+    })
+}
+
+/// The compute pipeline of `module`'s entry point `entry` over `layout`, with the `WG` override
+/// set to [`WORKGROUP_SIZE`] and `constants` besides.
+pub(crate) fn compute_pipeline(
+    device: &wgpu::Device,
+    label: &str,
+    layout: &wgpu::PipelineLayout,
+    module: &wgpu::ShaderModule,
+    entry: &str,
+    constants: &[(&str, f64)],
+) -> wgpu::ComputePipeline {
+    let mut all = vec![("WG", f64::from(WORKGROUP_SIZE))];
+    all.extend_from_slice(constants);
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(label),
+        layout: Some(layout),
+        module,
+        entry_point: Some(entry),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants: &all,
+            // Kernels that use workgroup memory write it before reading it.
+            zero_initialize_workgroup_memory: false,
+        },
+        cache: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,9 @@ use crate::gpu::geometry::{
 use crate::gpu::param::GpuParam;
 use crate::gpu::reduce::{NormBuffers, NormStage};
 use crate::host::grad_stage::GradStage;
-use crate::kernel::{GradAccess, Kernel, NORM_ELEMS, WORKGROUP_SIZE, create_module};
+use crate::kernel::{
+    GradAccess, Kernel, NORM_ELEMS, compute_pipeline, create_module, pipeline_layout,
+};
 
 const GRAD_NORM: Kernel = Kernel {
     name: "grad_norm",
@@ -55,25 +57,14 @@ impl GradPasses {
             })
         };
         let pipeline = |entry: &str, layout: &wgpu::BindGroupLayout| {
-            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(GRAD_NORM.name),
-                bind_group_layouts: &[Some(layout)],
-                immediate_size: 0,
-            });
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(GRAD_NORM.name),
-                layout: Some(&pipeline_layout),
-                module: &module,
-                entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &[
-                        ("WG", f64::from(WORKGROUP_SIZE)),
-                        ("NORM_ELEMS", f64::from(NORM_ELEMS)),
-                    ],
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            })
+            compute_pipeline(
+                device,
+                GRAD_NORM.name,
+                &pipeline_layout(device, GRAD_NORM.name, &[layout]),
+                &module,
+                entry,
+                &[("NORM_ELEMS", f64::from(NORM_ELEMS))],
+            )
         };
         let sumsq_layout = layout(&grad_norm::SUMSQ);
         let finalize_layout = layout(&grad_norm::FINALIZE);

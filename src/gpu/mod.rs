@@ -20,6 +20,7 @@ mod register;
 mod scalars;
 mod scopes;
 
+use crate::abi::bindings::update;
 use crate::context::read_buffer;
 use crate::error::Result;
 use crate::host::checkpoint::Checkpoint;
@@ -357,7 +358,7 @@ fn dispatch_all<O: Algorithm>(
             group = usize::MAX;
         }
         if p.group != group {
-            pass.set_bind_group(1, scalars, &[offset(p.group)]);
+            pass.set_bind_group(update::SCALARS.group, scalars, &[offset(p.group)]);
             group = p.group;
         }
         for w in &p.windows {
@@ -366,7 +367,7 @@ fn dispatch_all<O: Algorithm>(
             } else {
                 w.workgroups
             };
-            pass.set_bind_group(0, &w.bind_group, &[]);
+            pass.set_bind_group(update::PARAM.group, &w.bind_group, &[]);
             pass.dispatch_workgroups(x, y, 1);
         }
     }

@@ -4,7 +4,9 @@
 use std::marker::PhantomData;
 
 use crate::abi::bindings::{Binding, update};
-use crate::kernel::{GradAccess, NORM_ELEMS, SCALAR_CANDIDATES, WORKGROUP_SIZE, create_module};
+use crate::kernel::{
+    GradAccess, NORM_ELEMS, SCALAR_CANDIDATES, compute_pipeline, create_module, pipeline_layout,
+};
 use crate::optim::Algorithm;
 
 /// Bytes of one step's scalars as the kernel binds them: every candidate.
@@ -80,11 +82,8 @@ impl<O: Algorithm> Kernels<O> {
                 label: Some(O::KERNEL.name),
                 entries: &entries,
             });
-            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(O::KERNEL.name),
-                bind_group_layouts: &[Some(&layout), Some(&scalars_layout)],
-                immediate_size: 0,
-            });
+            let pipeline_layout =
+                pipeline_layout(device, O::KERNEL.name, &[&layout, &scalars_layout]);
             Variant {
                 module,
                 layout,
@@ -126,23 +125,20 @@ impl<O: Algorithm> Kernels<O> {
             return i;
         }
         let v = self.variant(access);
-        let mut constants: Vec<(&str, f64)> = vec![("WG", f64::from(WORKGROUP_SIZE))];
+        let mut constants: Vec<(&str, f64)> = Vec::new();
         if O::NORMS {
             constants.push(("NORM_ELEMS", f64::from(NORM_ELEMS)));
         }
         constants.extend(flags.iter().map(|&(k, on)| (k, if on { 1.0 } else { 0.0 })));
         let entry = |name: &str| {
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(O::KERNEL.name),
-                layout: Some(&v.pipeline_layout),
-                module: &v.module,
-                entry_point: Some(name),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &constants,
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            })
+            compute_pipeline(
+                device,
+                O::KERNEL.name,
+                &v.pipeline_layout,
+                &v.module,
+                name,
+                &constants,
+            )
         };
         let pipelines = Pipelines {
             main: entry("main"),

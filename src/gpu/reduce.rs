@@ -3,7 +3,7 @@
 
 use crate::abi::bindings::reduce;
 use crate::gpu::geometry::NORM_STRIDE_BYTES;
-use crate::kernel::{GradAccess, Kernel, WORKGROUP_SIZE, create_module};
+use crate::kernel::{GradAccess, Kernel, compute_pipeline, create_module, pipeline_layout};
 
 const REDUCE: Kernel = Kernel {
     name: "reduce",
@@ -34,25 +34,14 @@ impl NormStage {
             label: Some(REDUCE.name),
             entries: &reduce::ALL.map(|b| b.layout_entry(0)),
         });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(REDUCE.name),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(REDUCE.name),
-            layout: Some(&pipeline_layout),
-            module: &module,
-            entry_point: Some("reduce"),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &[
-                    ("WG", f64::from(WORKGROUP_SIZE)),
-                    ("NORM_STRIDE", (NORM_STRIDE_BYTES / 4) as f64),
-                ],
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
+        let pipeline = compute_pipeline(
+            device,
+            REDUCE.name,
+            &pipeline_layout(device, REDUCE.name, &[&layout]),
+            &module,
+            "reduce",
+            &[("NORM_STRIDE", (NORM_STRIDE_BYTES / 4) as f64)],
+        );
         Self { layout, pipeline }
     }
 

@@ -12,7 +12,7 @@ use crate::arena::ArenaLayout;
 use crate::context::GpuContext;
 use crate::error::Result;
 use crate::gpu::GpuOptimizer;
-use crate::kernel::{GradAccess, Kernel, WORKGROUP_SIZE, create_module};
+use crate::kernel::{GradAccess, Kernel, compute_pipeline, create_module, pipeline_layout};
 use crate::optim::Algorithm;
 use crate::rng::SplitMix;
 use crate::schedule::Schedule;
@@ -151,24 +151,9 @@ impl Mlp {
             .map(|(b, binding)| binding.whole(b))
             .collect::<Vec<_>>(),
         });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("mlp"),
-            bind_group_layouts: &[Some(&bgl)],
-            immediate_size: 0,
-        });
-        let pipeline = |entry: &str| {
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some("mlp"),
-                layout: Some(&pipeline_layout),
-                module: &module,
-                entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &[("WG", f64::from(WORKGROUP_SIZE))],
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            })
-        };
+        let layout_all = pipeline_layout(device, "mlp", &[&bgl]);
+        let pipeline =
+            |entry: &str| compute_pipeline(device, "mlp", &layout_all, &module, entry, &[]);
         Ok(Self {
             layout,
             params,

@@ -7,7 +7,7 @@ use crate::abi::bindings::stream;
 use crate::context::{GpuContext, read_bytes};
 use crate::error::{Error, Result};
 use crate::gpu::{grid, window_ranges};
-use crate::kernel::{GradAccess, Kernel, WORKGROUP_SIZE, create_module};
+use crate::kernel::{GradAccess, Kernel, compute_pipeline, create_module, pipeline_layout};
 
 pub(super) fn wait(ctx: &GpuContext) -> Result<()> {
     ctx.device
@@ -149,25 +149,14 @@ impl Stream {
             label: Some(STREAM.name),
             entries: &stream::ALL.map(|b| b.layout_entry(0)),
         });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(STREAM.name),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(STREAM.name),
-            layout: Some(&pipeline_layout),
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &[
-                    ("WG", f64::from(WORKGROUP_SIZE)),
-                    ("N_STATES", f64::from(states)),
-                ],
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
+        let pipeline = compute_pipeline(
+            device,
+            STREAM.name,
+            &pipeline_layout(device, STREAM.name, &[&layout]),
+            &module,
+            "main",
+            &[("N_STATES", f64::from(states))],
+        );
         let buffers: Vec<wgpu::Buffer> = (0..stream::ALL.len() as u32)
             .map(|b| {
                 if b < 2 + states {

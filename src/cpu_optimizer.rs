@@ -1,6 +1,6 @@
 //! [`CpuOptimizer`]: the CPU reference behind the same API as the GPU optimizer.
 
-use crate::cpu::grad_norm;
+use crate::cpu::{NORM_CHUNK, add_partials, grad_norm, norms_from_sums};
 use crate::error::{Error, Result};
 use crate::host::checkpoint::Checkpoint;
 use crate::host::grad_stage::{LossScale, LossScaleState, state_step};
@@ -28,8 +28,52 @@ pub struct CpuOptimizer<O: Algorithm> {
 /// Parameters shorter than this are stepped on the calling thread whatever the thread count.
 pub const PARALLEL_MIN_LEN: usize = 1 << 16;
 
-/// One step of `config` over one parameter, split into `threads` contiguous chunks stepped
-/// concurrently. Every update is elementwise, so the result is bit-identical to one call.
+/// `param`, `grad` and each state cut into consecutive pieces of `piece` elements (the last
+/// shorter); a state these options do not keep stays empty in every piece.
+fn pieces<'a>(
+    piece: usize,
+    param: &'a mut [f32],
+    grad: &'a [f32],
+    states: States<'a>,
+) -> Vec<(&'a mut [f32], &'a [f32], States<'a>)> {
+    let mut state_chunks = states.map(|v| {
+        let empty = v.is_empty();
+        (empty, v.chunks_mut(piece))
+    });
+    param
+        .chunks_mut(piece)
+        .zip(grad.chunks(piece))
+        .map(|(p, g)| {
+            let mine: States<'a> = std::array::from_fn(|k| {
+                let (empty, it) = &mut state_chunks[k];
+                if *empty {
+                    &mut []
+                } else {
+                    it.next().unwrap_or_default()
+                }
+            });
+            (p, g, mine)
+        })
+        .collect()
+}
+
+/// The range `r` of each state kept (an empty state stays empty).
+fn sub_states<'a>(states: &'a mut States<'_>, r: std::ops::Range<usize>) -> States<'a> {
+    states.each_mut().map(|v| {
+        if v.is_empty() {
+            &mut [][..]
+        } else {
+            &mut v[r.clone()]
+        }
+    })
+}
+
+/// One step of `config` over one parameter, spread over `threads` threads in contiguous pieces.
+///
+/// Elementwise updates are bit-identical to one call. Optimizers with per-tensor norms (LAMB,
+/// LARS) run their `norms` stage in pieces of whole [`NORM_CHUNK`]s, each chunk summed from
+/// zero and the chunks' sums added in order, exactly as [`Algorithm::cpu_step`] sums them on
+/// one thread; then the update, in the same pieces. So any thread count gives the same bits.
 fn step_chunked<O: Algorithm>(
     config: &O,
     s: &O::Scalars,
@@ -38,27 +82,48 @@ fn step_chunked<O: Algorithm>(
     states: States<'_>,
     threads: usize,
 ) {
-    // Per-tensor norms need the whole tensor in one call.
-    if threads <= 1 || param.len() < PARALLEL_MIN_LEN || O::NORMS {
+    let len = param.len();
+    if threads <= 1 || len < PARALLEL_MIN_LEN {
         config.cpu_step(s, param, grad, states);
         return;
     }
-    let chunk = param.len().div_ceil(threads);
-    let mut state_chunks = states.map(|v| {
-        let empty = v.is_empty();
-        (empty, v.chunks_mut(chunk))
+    if !O::NORMS {
+        let pieces = pieces(len.div_ceil(threads), param, grad, states);
+        std::thread::scope(|scope| {
+            for (p, g, mine) in pieces {
+                scope.spawn(move || config.cpu_step(s, p, g, mine));
+            }
+        });
+        return;
+    }
+    let piece = len.div_ceil(threads).div_ceil(NORM_CHUNK) * NORM_CHUNK;
+    let mut pieces = pieces(piece, param, grad, states);
+    let partials: Vec<(f64, f64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = pieces
+            .iter_mut()
+            .map(|(p, g, mine)| {
+                let (p, g): (&[f32], &[f32]) = (p, g);
+                scope.spawn(move || {
+                    (0..p.len())
+                        .step_by(NORM_CHUNK)
+                        .map(|at| {
+                            let r = at..(at + NORM_CHUNK).min(p.len());
+                            let chunk_states = sub_states(mine, r.clone());
+                            config.cpu_norms(s, &p[r.clone()], &g[r], chunk_states)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
     });
+    let norms = norms_from_sums(add_partials(partials));
     std::thread::scope(|scope| {
-        for (p, g) in param.chunks_mut(chunk).zip(grad.chunks(chunk)) {
-            let mine: States<'_> = std::array::from_fn(|k| {
-                let (empty, it) = &mut state_chunks[k];
-                if *empty {
-                    &mut []
-                } else {
-                    it.next().unwrap_or_default()
-                }
-            });
-            scope.spawn(move || config.cpu_step(s, p, g, mine));
+        for (p, g, mine) in pieces {
+            scope.spawn(move || config.cpu_apply(s, norms, p, g, mine));
         }
     });
 }

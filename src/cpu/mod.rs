@@ -50,6 +50,31 @@ pub fn trust_ratio(param_norm: f32, update_norm: f32, coefficient: f32, eps: f32
     }
 }
 
+/// Elements per partial sum of a `norms` stage on the CPU. Each chunk's sums start from zero
+/// and the chunks' sums are added in order, so the result does not depend on how the chunks
+/// are spread over threads: any thread count gives the same bits.
+pub const NORM_CHUNK: usize = 1 << 14;
+
+/// The (Σx², Σy²) of a tensor of `len` elements from `chunk`, which sums one range: every
+/// [`NORM_CHUNK`]-element range in order, each summed from zero, then added in order.
+pub fn chunked_norms(
+    len: usize,
+    mut chunk: impl FnMut(std::ops::Range<usize>) -> (f64, f64),
+) -> (f64, f64) {
+    add_partials(
+        (0..len)
+            .step_by(NORM_CHUNK)
+            .map(|start| chunk(start..(start + NORM_CHUNK).min(len))),
+    )
+}
+
+/// The partial sums of consecutive chunks added in order.
+pub fn add_partials(partials: impl IntoIterator<Item = (f64, f64)>) -> (f64, f64) {
+    partials
+        .into_iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y))
+}
+
 /// A tensor's norms from the sums of squares a `norms` stage returns, rounded to f32 as the
 /// reduction kernel stores them.
 pub fn norms_from_sums((sum_p, sum_u): (f64, f64)) -> [f32; 2] {

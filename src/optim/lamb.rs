@@ -91,7 +91,33 @@ impl Algorithm for Lamb {
 
     fn cpu_step(&self, s: &LambScalars, param: &mut [f32], grad: &[f32], state: States<'_>) {
         let [exp_avg, exp_avg_sq, _] = state;
-        let sums = crate::cpu::lamb_norms(s, param, grad, exp_avg, exp_avg_sq);
+        let sums = crate::cpu::chunked_norms(param.len(), |r| {
+            let (m, v) = (&mut exp_avg[r.clone()], &mut exp_avg_sq[r.clone()]);
+            crate::cpu::lamb_norms(s, &param[r.clone()], &grad[r], m, v)
+        });
         crate::cpu::lamb(s, norms_from_sums(sums), param, exp_avg, exp_avg_sq);
+    }
+
+    fn cpu_norms(
+        &self,
+        s: &LambScalars,
+        param: &[f32],
+        grad: &[f32],
+        state: States<'_>,
+    ) -> (f64, f64) {
+        let [exp_avg, exp_avg_sq, _] = state;
+        crate::cpu::lamb_norms(s, param, grad, exp_avg, exp_avg_sq)
+    }
+
+    fn cpu_apply(
+        &self,
+        s: &LambScalars,
+        norms: [f32; 2],
+        param: &mut [f32],
+        _grad: &[f32],
+        state: States<'_>,
+    ) {
+        let [exp_avg, exp_avg_sq, _] = state;
+        crate::cpu::lamb(s, norms, param, exp_avg, exp_avg_sq);
     }
 }

@@ -96,7 +96,9 @@ impl Algorithm for Lars {
 
     fn cpu_step(&self, s: &LarsScalars, param: &mut [f32], grad: &[f32], state: States<'_>) {
         let [momentum_buffer, _, _] = state;
-        let sums = crate::cpu::lars_norms(s, param, grad);
+        let sums = crate::cpu::chunked_norms(param.len(), |r| {
+            crate::cpu::lars_norms(s, &param[r.clone()], &grad[r])
+        });
         crate::cpu::lars(
             s,
             self.nesterov,
@@ -105,5 +107,27 @@ impl Algorithm for Lars {
             grad,
             momentum_buffer,
         );
+    }
+
+    fn cpu_norms(
+        &self,
+        s: &LarsScalars,
+        param: &[f32],
+        grad: &[f32],
+        _state: States<'_>,
+    ) -> (f64, f64) {
+        crate::cpu::lars_norms(s, param, grad)
+    }
+
+    fn cpu_apply(
+        &self,
+        s: &LarsScalars,
+        norms: [f32; 2],
+        param: &mut [f32],
+        grad: &[f32],
+        state: States<'_>,
+    ) {
+        let [momentum_buffer, _, _] = state;
+        crate::cpu::lars(s, self.nesterov, norms, param, grad, momentum_buffer);
     }
 }

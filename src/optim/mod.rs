@@ -124,6 +124,33 @@ pub trait Algorithm:
     /// [`crate::CpuOptimizer::step`] checks lengths first.
     fn cpu_step(&self, s: &Self::Scalars, param: &mut [f32], grad: &[f32], state: States<'_>);
 
+    /// For [`Algorithm::NORMS`] optimizers, the `norms` stage over one chunk of a tensor: its
+    /// (Σp², Σu²) in f64, updating the state as the kernel's `norms` entry point does. Others
+    /// have no norms.
+    fn cpu_norms(
+        &self,
+        _s: &Self::Scalars,
+        _param: &[f32],
+        _grad: &[f32],
+        _state: States<'_>,
+    ) -> (f64, f64) {
+        (0.0, 0.0)
+    }
+
+    /// For [`Algorithm::NORMS`] optimizers, the `main` stage over one chunk of a tensor with the
+    /// whole tensor's `norms`; [`Algorithm::cpu_step`] is `cpu_norms` over every chunk, then
+    /// this. Others ignore `norms` and take their step.
+    fn cpu_apply(
+        &self,
+        s: &Self::Scalars,
+        _norms: [f32; 2],
+        param: &mut [f32],
+        grad: &[f32],
+        state: States<'_>,
+    ) {
+        self.cpu_step(s, param, grad, state);
+    }
+
     /// Bytes one step must move per parameter: read and write the parameter, read the gradient,
     /// read and write each state in use.
     fn bytes_per_param(&self) -> u64 {

@@ -161,13 +161,20 @@ impl<O: Algorithm> GpuOptimizer<O> {
             return Err(e);
         }
         // wgpu zero-fills new buffers; only a non-zero start needs an upload, which lands at the
-        // next submit, before any step recorded after this call runs.
+        // next submit, before any step recorded after this call runs. It goes in pieces of at
+        // most 1M values, so the host never holds a copy of the whole state.
         let last = self.params.len() - 1;
         for (slot, state) in self.params[last].states.iter().enumerate() {
             let init = config.initial_state(slot);
             if let Some(buffer) = state.as_ref().filter(|_| init != 0.0) {
-                self.queue
-                    .write_buffer(buffer, 0, bytemuck::cast_slice(&vec![init; len as usize]));
+                let piece = vec![init; len.min(1 << 20) as usize];
+                let mut at = 0;
+                while at < len {
+                    let n = (len - at).min(piece.len() as u64);
+                    let bytes = bytemuck::cast_slice(&piece[..n as usize]);
+                    self.queue.write_buffer(buffer, at * 4, bytes);
+                    at += n;
+                }
             }
         }
         self.commit(rebuilt);

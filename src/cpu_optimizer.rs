@@ -7,7 +7,7 @@ use crate::host::grad_stage::{LossScale, LossScaleState, state_step};
 use crate::host::registry::Registry;
 use crate::host::scheduler::StepScheduler;
 use crate::host::{GroupId, ParamId};
-use crate::optim::{Algorithm, MAX_STATES, States};
+use crate::optim::{Algorithm, MAX_STATES, States, sub_states};
 use crate::schedule::Schedule;
 
 /// An optimizer running the CPU reference ([`crate::cpu`]) on host slices.
@@ -55,17 +55,6 @@ fn pieces<'a>(
             (p, g, mine)
         })
         .collect()
-}
-
-/// The range `r` of each state kept (an empty state stays empty).
-fn sub_states<'a>(states: &'a mut States<'_>, r: std::ops::Range<usize>) -> States<'a> {
-    states.each_mut().map(|v| {
-        if v.is_empty() {
-            &mut [][..]
-        } else {
-            &mut v[r.clone()]
-        }
-    })
 }
 
 /// One step of `config` over one parameter, spread over `threads` threads in contiguous pieces.

@@ -153,7 +153,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
         if let Err(e) = scopes.check(|| {
             format!(
                 "registration of a parameter of {len} elements ({} bytes of state)",
-                len * 4 * config_states::<O>(&config)
+                len * 4 * config.kept_states().count() as u64
             )
         }) {
             self.params.pop();
@@ -271,11 +271,4 @@ impl<O: Algorithm> GpuOptimizer<O> {
             })
             .collect()
     }
-}
-
-/// State buffers `config` keeps per parameter.
-fn config_states<O: Algorithm>(config: &O) -> u64 {
-    (0..O::STATE_NAMES.len())
-        .filter(|&s| config.uses_state(s))
-        .count() as u64
 }

@@ -165,8 +165,8 @@ impl Checkpoint {
                     p.group, p.len
                 )));
             }
-            let want: Vec<&str> = (0..O::STATE_NAMES.len())
-                .filter(|&s| saved[group].uses_state(s))
+            let want: Vec<&str> = saved[group]
+                .kept_states()
                 .map(|s| O::STATE_NAMES[s])
                 .collect();
             let have: Vec<&str> = p.states.iter().map(|(n, _)| n.as_str()).collect();

@@ -79,8 +79,7 @@ impl<O: Algorithm> Registry<O> {
 
     /// Which state slots parameter `index`'s options keep.
     pub fn slots(&self, index: usize) -> impl Iterator<Item = usize> + '_ {
-        let config = &self.scheduler.groups()[self.params[index].group];
-        (0..O::STATE_NAMES.len()).filter(|&s| config.uses_state(s))
+        self.scheduler.groups()[self.params[index].group].kept_states()
     }
 
     /// The slot of state `name` (PyTorch's key) of `param`, if its options keep it.

@@ -1,10 +1,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::abi::uniforms::LambScalars;
-use crate::cpu::norms_from_sums;
 use crate::error::Result;
 use crate::kernel::Kernel;
-use crate::optim::{Algorithm, States, bias_correction, validate_adam_like};
+use crate::optim::{Algorithm, States, bias_correction, norms_step, validate_adam_like};
 
 /// LAMB (layer-wise adaptive moments), as `optax.lamb`.
 ///
@@ -90,12 +89,7 @@ impl Algorithm for Lamb {
     }
 
     fn cpu_step(&self, s: &LambScalars, param: &mut [f32], grad: &[f32], state: States<'_>) {
-        let [exp_avg, exp_avg_sq, _] = state;
-        let sums = crate::cpu::chunked_norms(param.len(), |r| {
-            let (m, v) = (&mut exp_avg[r.clone()], &mut exp_avg_sq[r.clone()]);
-            crate::cpu::lamb_norms(s, &param[r.clone()], &grad[r], m, v)
-        });
-        crate::cpu::lamb(s, norms_from_sums(sums), param, exp_avg, exp_avg_sq);
+        norms_step(self, s, param, grad, state);
     }
 
     fn cpu_norms(

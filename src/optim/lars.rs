@@ -1,10 +1,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::abi::uniforms::LarsScalars;
-use crate::cpu::norms_from_sums;
 use crate::error::{Result, non_negative};
 use crate::kernel::Kernel;
-use crate::optim::{Algorithm, States};
+use crate::optim::{Algorithm, States, norms_step};
 
 /// LARS (layer-wise adaptive rate scaling), as `optax.lars`.
 ///
@@ -95,18 +94,7 @@ impl Algorithm for Lars {
     }
 
     fn cpu_step(&self, s: &LarsScalars, param: &mut [f32], grad: &[f32], state: States<'_>) {
-        let [momentum_buffer, _, _] = state;
-        let sums = crate::cpu::chunked_norms(param.len(), |r| {
-            crate::cpu::lars_norms(s, &param[r.clone()], &grad[r])
-        });
-        crate::cpu::lars(
-            s,
-            self.nesterov,
-            norms_from_sums(sums),
-            param,
-            grad,
-            momentum_buffer,
-        );
+        norms_step(self, s, param, grad, state);
     }
 
     fn cpu_norms(

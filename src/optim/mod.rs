@@ -73,6 +73,34 @@ mod sealed {
     impl Sealed for super::Lars {}
 }
 
+/// The range `r` of each state kept (an empty state stays empty).
+pub(crate) fn sub_states<'a>(states: &'a mut States<'_>, r: std::ops::Range<usize>) -> States<'a> {
+    states.each_mut().map(|v| {
+        if v.is_empty() {
+            &mut [][..]
+        } else {
+            &mut v[r.clone()]
+        }
+    })
+}
+
+/// [`Algorithm::cpu_step`] of an optimizer with per-tensor norms (LAMB, LARS): its `norms`
+/// stage over every [`crate::cpu::NORM_CHUNK`] in order (see [`crate::cpu::chunked_norms`]),
+/// then its `main` stage with the tensor's norms.
+pub(crate) fn norms_step<O: Algorithm>(
+    config: &O,
+    s: &O::Scalars,
+    param: &mut [f32],
+    grad: &[f32],
+    mut state: States<'_>,
+) {
+    let sums = crate::cpu::chunked_norms(param.len(), |r| {
+        let chunk = sub_states(&mut state, r.clone());
+        config.cpu_norms(s, &param[r.clone()], &grad[r], chunk)
+    });
+    config.cpu_apply(s, crate::cpu::norms_from_sums(sums), param, grad, state);
+}
+
 /// What the CPU reference, the GPU optimizer and the replay harness need from an optimizer.
 ///
 /// Implemented by [`Sgd`], [`Adam`], [`AdamW`], [`RmsProp`], [`Adagrad`], [`RAdam`], [`Lion`],
@@ -151,12 +179,14 @@ pub trait Algorithm:
         self.cpu_step(s, param, grad, state);
     }
 
+    /// The state slots these options keep, in binding order.
+    fn kept_states(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..Self::STATE_NAMES.len()).filter(|&s| self.uses_state(s))
+    }
+
     /// Bytes one step must move per parameter: read and write the parameter, read the gradient,
     /// read and write each state in use.
     fn bytes_per_param(&self) -> u64 {
-        let states = (0..Self::STATE_NAMES.len())
-            .filter(|&s| self.uses_state(s))
-            .count() as u64;
-        12 + 8 * states
+        12 + 8 * self.kept_states().count() as u64
     }
 }

@@ -1,10 +1,11 @@
 //! `cargo bench`: one optimizer step (record, submit, wait) for AdamW, SGD with momentum and
-//! RMSprop at 1M and 10M parameters, beside the same-bytes streaming kernel on the same adapter
+//! RMSprop at 1M and 10M parameters, beside the same-bytes vec4 streaming kernel (at the shape
+//! a short sweep finds fastest) on the same adapter
 //! and the CPU reference on all cores. `wgpu-optim bench` reports the same measurements with GPU
 //! timestamps and the roofline ratio.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use wgpu_optim::tooling::bench::{AnyConfig, Stream, variant};
+use wgpu_optim::tooling::bench::{AnyConfig, Stream, StreamBuffers, sweep, variant};
 use wgpu_optim::{Algorithm, CpuOptimizer, GpuContext, GpuOptimizer};
 
 const SIZES: [u64; 2] = [1_000_000, 10_000_000];
@@ -24,7 +25,9 @@ fn gpu_step<O: Algorithm>(c: &mut Criterion, ctx: &GpuContext, name: &str, confi
     let grad = ctx.upload("grad", &init);
     let mut opt = GpuOptimizer::new(&ctx.device, &ctx.queue, config.clone()).unwrap();
     opt.register(opt.default_group(), &param, &grad).unwrap();
-    let stream = Stream::new(ctx, n, ((config.bytes_per_param() - 12) / 8) as u32, &init);
+    let buffers = StreamBuffers::new(ctx, ((config.bytes_per_param() - 12) / 8) as u32, &init);
+    let (shape, _) = sweep(ctx, &buffers, 3).unwrap();
+    let stream = Stream::new(ctx, &buffers, shape);
     let mut group = c.benchmark_group(format!("gpu/{name}"));
     group.sample_size(10);
     group.throughput(Throughput::Bytes(config.bytes_per_param() * n));

@@ -10,13 +10,26 @@
 // 11 is the gradient control (below). The Rust side of every binding is src/abi/bindings.rs.
 // Every buffer is bound with exactly the parameter's length, so `arrayLength(&param)` is the
 // element count and the bounds guard.
+//
+// `V`, the element type of param, grad and the states, comes from the width prelude that
+// kernel::compose puts before this file (kernel::Width): `vec4<f32>` for the body of a tensor,
+// where `arrayLength(&param)` counts whole vectors (len / 4, rounded down); `f32` for the tail
+// of the last len % 4 elements (TAIL below) and for tensors that do not start 16-byte aligned.
+// `hsum(x)` adds a V's lanes in lane order.
 
 // Threads per workgroup. The host sets it (WORKGROUP_SIZE in src/kernel.rs) so
 // the dispatch size and the shader can never disagree.
 override WG: u32 = 256u;
 
-@group(0) @binding(1) var<storage, read_write> param: array<f32>;
-@group(0) @binding(2) var<storage, read> grad: array<f32>;
+@group(0) @binding(1) var<storage, read_write> param: array<V>;
+@group(0) @binding(2) var<storage, read> grad: array<V>;
+
+// V values each invocation updates, WG apart (kernel::VEC_PER_INVOCATION for vec4; 1 for f32).
+override VPI: u32 = 1u;
+
+// A scalar tail pipeline: one workgroup that updates only the elements after the last whole
+// vec4 (those the vec4 body leaves), set by the host for the f32 width only.
+override TAIL: bool = false;
 
 // The step's gradient control, written on the device before the updates run (grad_norm.wgsl):
 // [0] the global gradient norm, [1] the clipping coefficient min(1, max_norm / (norm + 1e-6)),
@@ -53,7 +66,7 @@ override CLIP: bool = false;
 
 // The gradient the optimizer sees: torch.nn.utils.clip_grad_norm_ multiplies every gradient by
 // the coefficient in place before the step; here the update does, so no pass rewrites them.
-fn load_grad(i: u32) -> f32 {
+fn load_grad(i: u32) -> V {
     var g = grad[i];
     if (UNSCALE) {
         g = g * grad_control[2];
@@ -64,25 +77,34 @@ fn load_grad(i: u32) -> f32 {
     return g;
 }
 
-// Flattened element index of this invocation. The host dispatches a 2-D grid
-// of workgroups when one dimension's 65535-workgroup limit is too small, so
-// the index counts whole rows of workgroups first.
-fn element_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid.x;
+// Flattened workgroup index. The host dispatches a 2-D grid of workgroups when one
+// dimension's 65535-workgroup limit is too small, so the index counts whole rows first.
+fn workgroup_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.y * nwg.x + wid.x;
+}
+
+// The first index this invocation handles when each handles `per_invocation` values, WG apart
+// so that neighbours touch neighbours: base, base + WG, ... A tail pipeline starts after the
+// last whole vec4 instead (one workgroup).
+fn invocation_base(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>, per_invocation: u32) -> u32 {
+    if (TAIL) {
+        return arrayLength(&param) / 4u * 4u + lid.x;
+    }
+    return workgroup_index(wid, nwg) * WG * per_invocation + lid.x;
 }
 
 // torch.lerp's formula (ATen's `lerp` in Lerp.h): the two branches keep the
 // result exact at weight 0 and weight 1, and PyTorch picks one by |weight| < 0.5.
 // Optimizers use it for exponential moving averages: a.lerp_(b, 1 - beta).
-fn torch_lerp(a: f32, b: f32, weight: f32) -> f32 {
+fn torch_lerp(a: V, b: V, weight: f32) -> V {
     if (abs(weight) < 0.5) {
         return a + weight * (b - a);
     }
     return b - (b - a) * (1.0 - weight);
 }
 
-// Elements each invocation of a `norms` entry point sums (LAMB, LARS); set by the host
-// (NORM_ELEMS in src/kernel.rs), which sizes the `norms` dispatch by it.
+// V values each invocation of a `norms` entry point sums (LAMB, LARS, grad_norm.wgsl); set by
+// the host (NORM_ELEMS in src/kernel.rs), which sizes the `norms` dispatch by it.
 override NORM_ELEMS: u32 = 16u;
 
 // Scratch for workgroup-wide sums (LAMB's and LARS's norms, reduce.wgsl). Kernels that never
@@ -104,21 +126,26 @@ fn workgroup_sum(lid: u32, value: vec2<f32>) -> vec2<f32> {
 }
 
 // Per-workgroup partial sums of a `norms`-style pass (LAMB, LARS, grad_norm.wgsl), one vec2 per
-// workgroup of the window; reduce.wgsl turns them into per-tensor norms.
+// workgroup of the window, then one for the window's tail pipeline (the last slot bound);
+// reduce.wgsl turns them into per-tensor norms.
 @group(0) @binding(6) var<storage, read_write> partials: array<vec2<f32>>;
 
-// The first element of this invocation in a `norms`-style pass: each invocation sums NORM_ELEMS
-// elements, WG apart so neighbours read neighbours.
+// The first index of this invocation in a `norms`-style pass: each invocation sums NORM_ELEMS
+// values, WG apart so neighbours read neighbours.
 fn norm_pass_base(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG * NORM_ELEMS + lid.x;
+    return invocation_base(wid, nwg, lid, NORM_ELEMS);
 }
 
-// Sums `sums` over the workgroup and stores the total as this workgroup's partial. Call it from
-// uniform control flow, as workgroup_sum.
+// Sums `sums` over the workgroup and stores the total as this workgroup's partial (the tail's
+// in the last slot). Call it from uniform control flow, as workgroup_sum.
 fn store_partial(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>, sums: vec2<f32>) {
     let total = workgroup_sum(lid.x, sums);
     if (lid.x == 0u) {
-        partials[wid.y * nwg.x + wid.x] = total;
+        var slot = workgroup_index(wid, nwg);
+        if (TAIL) {
+            slot = arrayLength(&partials) - 1u;
+        }
+        partials[slot] = total;
     }
 }
 

@@ -49,7 +49,8 @@ fn sumsq(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let base = norm_pass_base(wid, nwg, lid);
+    // Not norm_pass_base: that one reads `param` for tail pipelines, and this pass binds none.
+    let base = workgroup_index(wid, nwg) * WG * NORM_ELEMS + lid.x;
     let inv = inverse_scale();
     var sums = vec2<f32>(0.0);
     for (var k = 0u; k < NORM_ELEMS; k = k + 1u) {

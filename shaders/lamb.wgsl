@@ -30,11 +30,11 @@ struct LambScalars {
 }
 
 @group(1) @binding(0) var<uniform> scalars: array<LambScalars, SCALAR_CANDIDATES>;
-@group(0) @binding(3) var<storage, read_write> exp_avg: array<f32>;
-@group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<f32>;
+@group(0) @binding(3) var<storage, read_write> exp_avg: array<V>;
+@group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<V>;
 @group(0) @binding(7) var<storage, read> tensor_norms: array<f32>;
 
-fn direction(s: LambScalars, p: f32, m: f32, v: f32) -> f32 {
+fn direction(s: LambScalars, p: V, m: V, v: V) -> V {
     return (m / s.bias_correction1) / (sqrt(v / s.bias_correction2) + s.eps) + s.weight_decay * p;
 }
 
@@ -60,10 +60,17 @@ fn norms(
             exp_avg[i] = m;
             exp_avg_sq[i] = v;
             let u = direction(s, p, m, v);
-            sums = sums + vec2<f32>(p * p, u * u);
+            sums = sums + vec2<f32>(hsum(p * p), hsum(u * u));
         }
     }
     store_partial(wid, nwg, lid, sums);
+}
+
+// One element (one V) of the update.
+fn update_at(s: LambScalars, trust: f32, i: u32) {
+    let p = param[i];
+    let u = direction(s, p, exp_avg[i], exp_avg_sq[i]);
+    param[i] = p + s.neg_lr * (u * trust);
 }
 
 @compute @workgroup_size(WG)
@@ -72,16 +79,17 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let i = element_index(wid, nwg, lid);
-    if (i >= arrayLength(&param)) {
-        return;
-    }
     if (step_skipped()) {
         return;
     }
     let s = scalars[candidate()];
-    let p = param[i];
-    let u = direction(s, p, exp_avg[i], exp_avg_sq[i]);
     let trust = trust_ratio(tensor_norms[0], tensor_norms[1], 1.0, 0.0);
-    param[i] = p + s.neg_lr * (u * trust);
+    let base = invocation_base(wid, nwg, lid, VPI);
+    for (var k = 0u; k < VPI; k = k + 1u) {
+        let i = base + k * WG;
+        if (i >= arrayLength(&param)) {
+            return;
+        }
+        update_at(s, trust, i);
+    }
 }

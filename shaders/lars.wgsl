@@ -25,7 +25,7 @@ struct LarsScalars {
 override NESTEROV: bool = false;
 
 @group(1) @binding(0) var<uniform> scalars: array<LarsScalars, SCALAR_CANDIDATES>;
-@group(0) @binding(3) var<storage, read_write> momentum_buffer: array<f32>;
+@group(0) @binding(3) var<storage, read_write> momentum_buffer: array<V>;
 @group(0) @binding(7) var<storage, read> tensor_norms: array<f32>;
 
 @compute @workgroup_size(WG)
@@ -43,10 +43,23 @@ fn norms(
         if (i < arrayLength(&param)) {
             let p = param[i];
             let u = load_grad(i) + s.weight_decay * p;
-            sums = sums + vec2<f32>(p * p, u * u);
+            sums = sums + vec2<f32>(hsum(p * p), hsum(u * u));
         }
     }
     store_partial(wid, nwg, lid, sums);
+}
+
+// One element (one V) of the update.
+fn update_at(s: LarsScalars, trust: f32, i: u32) {
+    let p = param[i];
+    let u = s.neg_lr * ((load_grad(i) + s.weight_decay * p) * trust);
+    let t = u + s.momentum * momentum_buffer[i];
+    momentum_buffer[i] = t;
+    var delta = t;
+    if (NESTEROV) {
+        delta = u + s.momentum * t;
+    }
+    param[i] = p + delta;
 }
 
 @compute @workgroup_size(WG)
@@ -55,22 +68,17 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let i = element_index(wid, nwg, lid);
-    if (i >= arrayLength(&param)) {
-        return;
-    }
     if (step_skipped()) {
         return;
     }
     let s = scalars[candidate()];
-    let p = param[i];
     let trust = trust_ratio(tensor_norms[0], tensor_norms[1], s.trust_coefficient, s.eps);
-    let u = s.neg_lr * ((load_grad(i) + s.weight_decay * p) * trust);
-    let t = u + s.momentum * momentum_buffer[i];
-    momentum_buffer[i] = t;
-    var update = t;
-    if (NESTEROV) {
-        update = u + s.momentum * t;
+    let base = invocation_base(wid, nwg, lid, VPI);
+    for (var k = 0u; k < VPI; k = k + 1u) {
+        let i = base + k * WG;
+        if (i >= arrayLength(&param)) {
+            return;
+        }
+        update_at(s, trust, i);
     }
-    param[i] = p + update;
 }

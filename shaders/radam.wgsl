@@ -3,7 +3,7 @@
 // Bindings: group 1: 0 RAdamScalars (uniform, one step's entry of the scalar table);
 //           group 0: 1 param, 2 grad (common.wgsl),
 //           3 exp_avg, 4 exp_avg_sq (read_write).
-// Bounds guard: invocations past arrayLength(&param) return at once.
+// Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/radam.rs.
 
 // Whether this step is rectified (rho_t > 5) depends on the step number, which
@@ -27,23 +27,11 @@ struct RAdamScalars {
 override MAXIMIZE: bool = false;
 
 @group(1) @binding(0) var<uniform> scalars: array<RAdamScalars, SCALAR_CANDIDATES>;
-@group(0) @binding(3) var<storage, read_write> exp_avg: array<f32>;
-@group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<f32>;
+@group(0) @binding(3) var<storage, read_write> exp_avg: array<V>;
+@group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<V>;
 
-@compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    let i = element_index(wid, nwg, lid);
-    if (i >= arrayLength(&param)) {
-        return;
-    }
-    if (step_skipped()) {
-        return;
-    }
-    let s = scalars[candidate()];
+// One element (one V) of the update.
+fn update_at(s: RAdamScalars, i: u32) {
     let p0 = param[i];
     var g = load_grad(i);
     if (MAXIMIZE) {
@@ -58,11 +46,31 @@ fn main(
     let bias_corrected_exp_avg = m / s.bias_correction1;
     // One store whichever branch runs: the plain step is m̂ · lr, and the rectified one scales
     // that same product, so both keep PyTorch's left-to-right order.
-    var update = bias_corrected_exp_avg * s.lr;
+    var delta = bias_corrected_exp_avg * s.lr;
     if (s.rectify != 0.0) {
         // PyTorch: bias_correction2 ** 0.5 / (sqrt(v) + eps), evaluated as reciprocal * scalar.
         let adaptive_lr = (1.0 / (sqrt(v) + s.eps)) * s.bias_correction2_sqrt;
-        update = update * adaptive_lr * s.rect;
+        delta = delta * adaptive_lr * s.rect;
     }
-    param[i] = p - update;
+    param[i] = p - delta;
+}
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    if (step_skipped()) {
+        return;
+    }
+    let s = scalars[candidate()];
+    let base = invocation_base(wid, nwg, lid, VPI);
+    for (var k = 0u; k < VPI; k = k + 1u) {
+        let i = base + k * WG;
+        if (i >= arrayLength(&param)) {
+            return;
+        }
+        update_at(s, i);
+    }
 }

@@ -4,7 +4,7 @@
 //           group 0: 1 param, 2 grad (common.wgsl),
 //           3 square_avg, 4 momentum_buffer, 5 grad_avg (read_write; the last two are
 //           1-element placeholders when MOMENTUM or CENTERED is off).
-// Bounds guard: invocations past arrayLength(&param) return at once.
+// Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/rmsprop.rs.
 
 // eps is added after the square root, as PyTorch does (TensorFlow adds it inside).
@@ -24,24 +24,12 @@ override MOMENTUM: bool = false;
 override MAXIMIZE: bool = false;
 
 @group(1) @binding(0) var<uniform> scalars: array<RmsPropScalars, SCALAR_CANDIDATES>;
-@group(0) @binding(3) var<storage, read_write> square_avg: array<f32>;
-@group(0) @binding(4) var<storage, read_write> momentum_buffer: array<f32>;
-@group(0) @binding(5) var<storage, read_write> grad_avg: array<f32>;
+@group(0) @binding(3) var<storage, read_write> square_avg: array<V>;
+@group(0) @binding(4) var<storage, read_write> momentum_buffer: array<V>;
+@group(0) @binding(5) var<storage, read_write> grad_avg: array<V>;
 
-@compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    let i = element_index(wid, nwg, lid);
-    if (i >= arrayLength(&param)) {
-        return;
-    }
-    if (step_skipped()) {
-        return;
-    }
-    let s = scalars[candidate()];
+// One element (one V) of the update.
+fn update_at(s: RmsPropScalars, i: u32) {
     let p = param[i];
     var g = load_grad(i);
     if (MAXIMIZE) {
@@ -50,7 +38,7 @@ fn main(
     g = g + s.weight_decay * p;
     let sq = square_avg[i] * s.alpha + s.one_minus_alpha * g * g;
     square_avg[i] = sq;
-    var avg: f32;
+    var avg: V;
     if (CENTERED) {
         let ga = torch_lerp(grad_avg[i], g, s.one_minus_alpha);
         grad_avg[i] = ga;
@@ -65,5 +53,25 @@ fn main(
         param[i] = p + s.neg_lr * buf;
     } else {
         param[i] = p + s.neg_lr * (g / avg);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    if (step_skipped()) {
+        return;
+    }
+    let s = scalars[candidate()];
+    let base = invocation_base(wid, nwg, lid, VPI);
+    for (var k = 0u; k < VPI; k = k + 1u) {
+        let i = base + k * WG;
+        if (i >= arrayLength(&param)) {
+            return;
+        }
+        update_at(s, i);
     }
 }

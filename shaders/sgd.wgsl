@@ -3,7 +3,7 @@
 // Bindings: group 1: 0 SgdScalars (uniform, one step's entry of the scalar table);
 //           group 0: 1 param, 2 grad (common.wgsl),
 //           3 momentum_buffer (read_write; a 1-element placeholder when MOMENTUM is off).
-// Bounds guard: invocations past arrayLength(&param) return at once.
+// Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/sgd.rs.
 
 // PyTorch's single-tensor path: grad (negated if maximize) + weight_decay * param,
@@ -25,22 +25,10 @@ override NESTEROV: bool = false;
 override MAXIMIZE: bool = false;
 
 @group(1) @binding(0) var<uniform> scalars: array<SgdScalars, SCALAR_CANDIDATES>;
-@group(0) @binding(3) var<storage, read_write> momentum_buffer: array<f32>;
+@group(0) @binding(3) var<storage, read_write> momentum_buffer: array<V>;
 
-@compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    let i = element_index(wid, nwg, lid);
-    if (i >= arrayLength(&param)) {
-        return;
-    }
-    if (step_skipped()) {
-        return;
-    }
-    let s = scalars[candidate()];
+// One element (one V) of the update.
+fn update_at(s: SgdScalars, i: u32) {
     let p = param[i];
     var g = load_grad(i);
     if (MAXIMIZE) {
@@ -57,4 +45,24 @@ fn main(
         }
     }
     param[i] = p + s.neg_lr * g;
+}
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    if (step_skipped()) {
+        return;
+    }
+    let s = scalars[candidate()];
+    let base = invocation_base(wid, nwg, lid, VPI);
+    for (var k = 0u; k < VPI; k = k + 1u) {
+        let i = base + k * WG;
+        if (i >= arrayLength(&param)) {
+            return;
+        }
+        update_at(s, i);
+    }
 }

@@ -8,7 +8,7 @@ use naga::{AddressSpace, ArraySize, StorageAccess, TypeInner};
 use crate::abi::bindings::{Binding, Kind, grad_norm, mlp, reduce, stream, update};
 use crate::abi::uniforms::{Dims, GradParams};
 use crate::gpu::{group0, scalars_size};
-use crate::kernel::{GradAccess, Kernel, compose_with};
+use crate::kernel::{GradAccess, Kernel, Width, compose_with};
 use crate::optim::{Adagrad, Adam, AdamW, Algorithm, Lamb, Lars, Lion, RAdam, RmsProp, Sgd};
 
 /// What one WGSL global declares: name, kind, and bytes (the element stride of a runtime-sized
@@ -77,8 +77,9 @@ const COMMON: [Binding; 4] = [
 ];
 
 /// Checks that every binding of `table` is declared as stated (uniforms of `uniform_size`
-/// bytes), and that every binding the WGSL declares is in `table` or `common.wgsl`'s.
-fn check(label: &str, wgsl: &str, table: &[Binding], uniform_size: u64) {
+/// bytes, `array<V>` of `width`), and that every binding the WGSL declares is in `table` or
+/// `common.wgsl`'s.
+fn check(label: &str, wgsl: &str, width: Width, table: &[Binding], uniform_size: u64) {
     let declared = declared(label, wgsl);
     let plain = |b: &Binding| match b.kind {
         Kind::Uniform { .. } => Kind::Uniform { dynamic: false },
@@ -92,6 +93,7 @@ fn check(label: &str, wgsl: &str, table: &[Binding], uniform_size: u64) {
         assert_eq!(d.kind, plain(b), "{label}: access of {}", b.name);
         let want = match b.kind {
             Kind::Uniform { .. } => uniform_size,
+            Kind::Storage { .. } if b.element == 0 => 4 * width.lanes(),
             Kind::Storage { .. } => b.element,
         };
         assert_eq!(d.bytes, want, "{label}: size of {}", b.name);
@@ -107,12 +109,15 @@ fn check(label: &str, wgsl: &str, table: &[Binding], uniform_size: u64) {
 }
 
 fn check_update<O: Algorithm>() {
-    for access in [GradAccess::ReadOnly, GradAccess::Shared] {
-        let wgsl = compose_with(&O::KERNEL, access);
+    let variants = [GradAccess::ReadOnly, GradAccess::Shared]
+        .into_iter()
+        .flat_map(|a| [(a, Width::Vec4), (a, Width::Scalar)]);
+    for (access, width) in variants {
+        let wgsl = compose_with(&O::KERNEL, access, width);
         let mut table = group0::<O>(access);
         table.push(update::SCALARS);
-        let label = format!("{} ({access:?})", O::NAME);
-        check(&label, &wgsl, &table, scalars_size::<O>());
+        let label = format!("{} ({access:?}, {width:?})", O::NAME);
+        check(&label, &wgsl, width, &table, scalars_size::<O>());
         let stride = declared(&label, &wgsl)[&(1, 0)].stride;
         assert_eq!(
             stride,
@@ -136,28 +141,40 @@ fn every_optimizer_kernel_matches_its_bindings_and_scalars() {
 }
 
 fn compose_file(name: &'static str, source: &'static str) -> String {
-    compose_with(&Kernel { name, source }, GradAccess::ReadOnly)
+    compose_with(
+        &Kernel { name, source },
+        GradAccess::ReadOnly,
+        Width::Scalar,
+    )
 }
 
 #[test]
 fn support_kernels_match_their_bindings() {
     let reduce_wgsl = compose_file("reduce", include_str!("../shaders/reduce.wgsl"));
-    check("reduce", &reduce_wgsl, &reduce::ALL, 0);
+    check("reduce", &reduce_wgsl, Width::Scalar, &reduce::ALL, 0);
     let grad_norm_wgsl = compose_file("grad_norm", include_str!("../shaders/grad_norm.wgsl"));
     let mut table = grad_norm::SUMSQ.to_vec();
     table.extend(grad_norm::FINALIZE);
     check(
         "grad_norm",
         &grad_norm_wgsl,
+        Width::Scalar,
         &table,
         std::mem::size_of::<GradParams>() as u64,
     );
-    let stream_wgsl = compose_file("stream", include_str!("../shaders/stream.wgsl"));
-    check("stream", &stream_wgsl, &stream::ALL, 0);
+    let stream = Kernel {
+        name: "stream",
+        source: include_str!("../shaders/stream.wgsl"),
+    };
+    for width in [Width::Vec4, Width::Scalar] {
+        let stream_wgsl = compose_with(&stream, GradAccess::ReadOnly, width);
+        check("stream", &stream_wgsl, width, &stream::ALL, 0);
+    }
     let mlp_wgsl = compose_file("mlp", include_str!("../shaders/mlp.wgsl"));
     check(
         "mlp",
         &mlp_wgsl,
+        Width::Scalar,
         &mlp::ALL,
         std::mem::size_of::<Dims>() as u64,
     );
@@ -165,15 +182,19 @@ fn support_kernels_match_their_bindings() {
 
 #[test]
 fn a_wrong_table_is_caught() {
-    let wgsl = compose_with(&Sgd::KERNEL, GradAccess::ReadOnly);
+    let wgsl = compose_with(&Sgd::KERNEL, GradAccess::ReadOnly, Width::Vec4);
     let mut table = group0::<Sgd>(GradAccess::ReadOnly);
     table.push(update::SCALARS);
     let renamed = std::panic::catch_unwind(|| {
         let mut t = table.clone();
         t[2] = update::state(0, "momentum");
-        check("sgd", &wgsl, &t, scalars_size::<Sgd>());
+        check("sgd", &wgsl, Width::Vec4, &t, scalars_size::<Sgd>());
     });
     assert!(renamed.is_err(), "a misnamed state passed");
-    let resized = std::panic::catch_unwind(|| check("sgd", &wgsl, &table, 16));
+    let resized = std::panic::catch_unwind(|| check("sgd", &wgsl, Width::Vec4, &table, 16));
     assert!(resized.is_err(), "a wrong uniform size passed");
+    let narrowed = std::panic::catch_unwind(|| {
+        check("sgd", &wgsl, Width::Scalar, &table, scalars_size::<Sgd>())
+    });
+    assert!(narrowed.is_err(), "vec4 arrays passed as f32");
 }

@@ -53,6 +53,8 @@ impl ArenaLayout {
             total = at.checked_add(n).ok_or_else(too_large)?;
             at = total.checked_next_multiple_of(step).ok_or_else(too_large)?;
         }
+        // A whole number of vec4s, so the arena is stepped without a scalar tail.
+        let total = total.checked_next_multiple_of(4).ok_or_else(too_large)?;
         if total.checked_mul(4).is_none() {
             return Err(too_large());
         }
@@ -71,7 +73,9 @@ impl ArenaLayout {
         )
     }
 
-    /// Elements in the arena, padding included.
+    /// Elements in the arena, padding included: the padding between tensors, and after the
+    /// last one up to a multiple of 4 elements, so the vec4 kernels step the whole arena with no
+    /// scalar tail.
     pub fn len(&self) -> u64 {
         self.total
     }
@@ -158,7 +162,7 @@ mod tests {
         assert_eq!(a.range(2).unwrap(), 128..192);
         assert_eq!(a.range(3).unwrap(), 192..257);
         assert_eq!(a.range(4).unwrap(), 320..2077);
-        assert_eq!(a.len(), 2077);
+        assert_eq!(a.len(), 2080);
         assert_eq!(a.byte_range(1).unwrap(), 256..268);
         let packed = a
             .pack(&[&[1.0], &[2.0; 3], &[3.0; 64], &[4.0; 65], &[5.0; 1757]])

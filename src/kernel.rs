@@ -3,6 +3,11 @@
 //! Each optimizer's kernel lives in `shaders/<name>.wgsl`; what they share (the workgroup size,
 //! the `param` and `grad` bindings, the element index, PyTorch's `lerp`) lives once in
 //! `shaders/common.wgsl` and is prepended by [`compose`].
+//!
+//! Every update kernel is written once over the element type `V` and compiled at two
+//! [`Width`]s: `vec4<f32>`, the body of each tensor, [`VEC_PER_INVOCATION`] vectors per
+//! invocation; and `f32`, for the last `len % 4` elements (a one-workgroup tail dispatch) and
+//! for tensors whose bytes do not start 16-byte aligned.
 
 /// Threads per workgroup, passed to every kernel as its `WG` override constant.
 pub const WORKGROUP_SIZE: u32 = 256;
@@ -10,6 +15,12 @@ pub const WORKGROUP_SIZE: u32 = 256;
 /// Elements each invocation of a `norms` entry point (LAMB, LARS) sums, passed as the
 /// `NORM_ELEMS` override constant.
 pub const NORM_ELEMS: u32 = 16;
+
+/// `vec4<f32>` values each invocation of a vectorized update kernel handles (`VPI`), `WG`
+/// vectors apart so that neighbouring invocations touch neighbouring memory. Four vectors per
+/// invocation measured fastest of 1, 2, 4 and 8 on lavapipe (BENCHMARKS.md); GPUs are
+/// indifferent between them at these sizes.
+pub const VEC_PER_INVOCATION: u32 = 4;
 
 /// Step-count candidates uploaded per step under loss scaling (`SCALAR_CANDIDATES` in
 /// `shaders/common.wgsl`, a WGSL `const` because it sizes a uniform array; a test keeps the two
@@ -29,13 +40,13 @@ pub struct Kernel {
 }
 
 /// How `common.wgsl` declares the gradient.
-pub const GRAD_DECLARATION: &str = "@group(0) @binding(2) var<storage, read> grad: array<f32>;";
+pub const GRAD_DECLARATION: &str = "@group(0) @binding(2) var<storage, read> grad: array<V>;";
 
 /// The gradient's declaration in a kernel whose gradient shares a buffer with its parameter:
 /// wgpu rejects a buffer bound both read-only and read-write in one dispatch, but accepts it
 /// bound read-write twice (the ranges never overlap; registration checks).
 const SHARED_GRAD_DECLARATION: &str =
-    "@group(0) @binding(2) var<storage, read_write> grad: array<f32>;";
+    "@group(0) @binding(2) var<storage, read_write> grad: array<V>;";
 
 /// How a kernel's gradient binding is declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,13 +57,46 @@ pub enum GradAccess {
     Shared,
 }
 
-/// The complete WGSL for one kernel: the common part, then the kernel's own.
-pub fn compose(kernel: &Kernel) -> String {
-    compose_with(kernel, GradAccess::ReadOnly)
+/// The element type `V` a kernel is compiled for: what its `param`, `grad` and state arrays
+/// hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Width {
+    /// `vec4<f32>`: four elements per load and store.
+    Vec4,
+    /// `f32`: one element at a time (tails, unaligned tensors, the support kernels).
+    Scalar,
 }
 
-/// As [`compose`], with the gradient declared for `access`.
-pub fn compose_with(kernel: &Kernel, access: GradAccess) -> String {
+impl Width {
+    /// The WGSL that defines `V` and `hsum` (the sum of one `V`'s lanes, in lane order) for
+    /// this width, placed before `common.wgsl`.
+    fn prelude(self) -> &'static str {
+        match self {
+            Width::Vec4 => {
+                "alias V = vec4<f32>;\nfn hsum(x: V) -> f32 {\n    return ((x.x + x.y) + x.z) + x.w;\n}\n"
+            }
+            Width::Scalar => "alias V = f32;\nfn hsum(x: V) -> f32 {\n    return x;\n}\n",
+        }
+    }
+
+    /// `f32` values in one `V`.
+    pub const fn lanes(self) -> u64 {
+        match self {
+            Width::Vec4 => 4,
+            Width::Scalar => 1,
+        }
+    }
+}
+
+/// The complete WGSL for one kernel at [`Width::Scalar`]: the common part, then the kernel's
+/// own.
+pub fn compose(kernel: &Kernel) -> String {
+    compose_with(kernel, GradAccess::ReadOnly, Width::Scalar)
+}
+
+/// As [`compose`], with the gradient declared for `access` and the elements `width` wide.
+pub fn compose_with(kernel: &Kernel, access: GradAccess, width: Width) -> String {
     let common = match access {
         GradAccess::ReadOnly => std::borrow::Cow::Borrowed(COMMON_WGSL),
         GradAccess::Shared => COMMON_WGSL
@@ -60,28 +104,31 @@ pub fn compose_with(kernel: &Kernel, access: GradAccess) -> String {
             .into(),
     };
     format!(
-        "// ---- common.wgsl ----\n{common}\n// ---- {}.wgsl ----\n{}",
-        kernel.name, kernel.source
+        "// ---- width: {width:?} ----\n{}// ---- common.wgsl ----\n{common}\n// ---- {}.wgsl ----\n{}",
+        width.prelude(),
+        kernel.name,
+        kernel.source
     )
 }
 
-/// Compiles `kernel` (composed with the common part, its gradient declared for `access`) on
-/// `device`. Crate-private: only this crate's own kernels, whose guards are known, are compiled
+/// Compiles `kernel` (composed with the common part, its gradient declared for `access`, its
+/// elements `width` wide) on `device`. Crate-private: only this crate's own kernels, whose guards are known, are compiled
 /// without runtime bounds checks.
 ///
 /// Runtime bounds checks are off: every kernel returns before touching memory unless its index is
 /// below `arrayLength(&param)`, and every buffer it then touches is bound with exactly the
-/// parameter's length; the one-element placeholders bound for unused states sit behind `override`
+/// parameter's length (so has the same `arrayLength` at either width); the one-element placeholders bound for unused states sit behind `override`
 /// flags that are constant-false in their pipelines. Naga's per-access clamps would only repeat
 /// that guard on every load and store.
 pub(crate) fn create_module(
     device: &wgpu::Device,
     kernel: &Kernel,
     access: GradAccess,
+    width: Width,
 ) -> wgpu::ShaderModule {
     let desc = wgpu::ShaderModuleDescriptor {
         label: Some(kernel.name),
-        source: wgpu::ShaderSource::Wgsl(compose_with(kernel, access).into()),
+        source: wgpu::ShaderSource::Wgsl(compose_with(kernel, access, width).into()),
     };
     // SAFETY: see above; every access is guarded by the kernel's own bounds check.
     unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
@@ -111,7 +158,21 @@ pub(crate) fn compute_pipeline(
     entry: &str,
     constants: &[(&str, f64)],
 ) -> wgpu::ComputePipeline {
-    let mut all = vec![("WG", f64::from(WORKGROUP_SIZE))];
+    let module = (module, entry);
+    sized_compute_pipeline(device, label, layout, module, WORKGROUP_SIZE, constants)
+}
+
+/// As [`compute_pipeline`] for `(module, entry point)`, with `WG` = `workgroup_size` (the
+/// bench's sweep of the streaming kernel).
+pub(crate) fn sized_compute_pipeline(
+    device: &wgpu::Device,
+    label: &str,
+    layout: &wgpu::PipelineLayout,
+    (module, entry): (&wgpu::ShaderModule, &str),
+    workgroup_size: u32,
+    constants: &[(&str, f64)],
+) -> wgpu::ComputePipeline {
+    let mut all = vec![("WG", f64::from(workgroup_size))];
     all.extend_from_slice(constants);
     device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(label),
@@ -144,7 +205,7 @@ mod tests {
             name: "probe",
             source: "",
         };
-        let shared = compose_with(&k, GradAccess::Shared);
+        let shared = compose_with(&k, GradAccess::Shared, Width::Vec4);
         assert!(!shared.contains(GRAD_DECLARATION));
         assert_eq!(shared.matches(SHARED_GRAD_DECLARATION).count(), 1);
     }
@@ -158,6 +219,9 @@ mod tests {
         let wgsl = compose(&k);
         assert_eq!(wgsl.matches("override WG").count(), 1);
         assert_eq!(wgsl.matches("fn probe_body").count(), 1);
-        assert!(wgsl.find("fn element_index").unwrap() < wgsl.find("fn probe_body").unwrap());
+        assert!(wgsl.find("alias V = f32;").unwrap() < wgsl.find("override WG").unwrap());
+        assert!(wgsl.find("fn invocation_base").unwrap() < wgsl.find("fn probe_body").unwrap());
+        let vec4 = compose_with(&k, GradAccess::ReadOnly, Width::Vec4);
+        assert_eq!(vec4.matches("alias V = vec4<f32>;").count(), 1);
     }
 }

@@ -12,8 +12,9 @@
 //! - state: `|gpu - cpu| ≤ 1e-5 · |cpu| + 1e-6 · max|cpu|`: relative, with an absolute floor for
 //!   entries that pass through zero by cancellation.
 //!
-//! Lengths 1, 3, 4, 1757 and 1_000_003 cover a lone element, partial vectors, partial workgroups
-//! and a buffer of ~3900 workgroups, all in one optimizer (one dispatch each).
+//! Lengths 1, 3, 4, 1757 and 1_000_003 cover a lone element, partial vectors (a vec4 body and a
+//! scalar tail, or a tail alone), partial workgroups and a buffer of ~1000 workgroups, all in one
+//! optimizer. The f32 kernels that step tensors not 16-byte aligned are checked the same way.
 
 mod common;
 
@@ -47,9 +48,31 @@ fn max_abs(v: &[f32]) -> f64 {
     v.iter().map(|x| f64::from(x.abs())).fold(0.0, f64::max)
 }
 
+/// Which GPU kernels step the registered tensors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kernels {
+    /// The vec4 kernels (with scalar tails), as for every 16-byte-aligned tensor.
+    Vec4,
+    /// The f32 kernels, as for tensors that do not start 16-byte aligned.
+    Scalar,
+    /// Alternating: one optimizer holding tensors of both kinds.
+    Mixed,
+}
+
 /// Runs `groups` (each a config and the lengths registered in it) for STEPS steps on both
 /// backends from the same inputs, then compares every parameter and every state.
 fn check<O: Algorithm>(ctx: &GpuContext, label: &str, groups: &[(O, &[usize])]) {
+    check_with(ctx, label, groups, Kernels::Vec4);
+}
+
+/// As [`check`], with the GPU's tensors stepped by `kernels`.
+fn check_with<O: Algorithm>(
+    ctx: &GpuContext,
+    label: &str,
+    groups: &[(O, &[usize])],
+    kernels: Kernels,
+) {
+    let label = &format!("{label} ({kernels:?})");
     let mut rng = Rng::new(0x5eed ^ label.len() as u64);
     let mut cpu = CpuOptimizer::new(groups[0].0.clone()).unwrap();
     let mut gpu = GpuOptimizer::new(&ctx.device, &ctx.queue, groups[0].0.clone()).unwrap();
@@ -70,6 +93,11 @@ fn check<O: Algorithm>(ctx: &GpuContext, label: &str, groups: &[(O, &[usize])]) 
             let init = rng.vec(len);
             let p = ctx.upload("param", &init);
             let gr = ctx.upload("grad", &vec![0.0; len]);
+            gpu.set_scalar_only(match kernels {
+                Kernels::Vec4 => false,
+                Kernels::Scalar => true,
+                Kernels::Mixed => ids.len() % 2 == 1,
+            });
             let id: ParamId = gpu.register(gg, &p, &gr).unwrap();
             assert_eq!(cpu.register(cg, len).unwrap(), id);
             params.push(init.clone());
@@ -360,4 +388,54 @@ fn param_groups_with_different_flags_share_one_step() {
             (RmsProp::default(), &[4]),
         ],
     );
+}
+
+#[test]
+fn scalar_kernels_every_optimizer() {
+    // The f32 kernels, alone and beside vec4 ones in one optimizer (where LAMB's and LARS's
+    // partial sums of both kinds share one reduction).
+    let Some(ctx) = gpu() else { return };
+    for kernels in [Kernels::Scalar, Kernels::Mixed] {
+        let lens = &LENS[..];
+        check_with(
+            &ctx,
+            "sgd",
+            &[(
+                Sgd {
+                    lr: 0.01,
+                    momentum: 0.9,
+                    nesterov: true,
+                    ..Default::default()
+                },
+                lens,
+            )],
+            kernels,
+        );
+        let amsgrad = AdamW {
+            amsgrad: true,
+            ..Default::default()
+        };
+        check_with(&ctx, "adamw", &[(amsgrad, lens)], kernels);
+        let centered = RmsProp {
+            centered: true,
+            momentum: 0.5,
+            ..Default::default()
+        };
+        check_with(&ctx, "rmsprop", &[(centered, lens)], kernels);
+        check_with(&ctx, "adagrad", &[(Adagrad::default(), lens)], kernels);
+        check_with(&ctx, "radam", &[(RAdam::default(), lens)], kernels);
+        check_with(&ctx, "lion", &[(Lion::default(), lens)], kernels);
+        let lamb = Lamb {
+            lr: 1e-2,
+            weight_decay: 0.01,
+            ..Default::default()
+        };
+        check_with(&ctx, "lamb", &[(lamb, lens)], kernels);
+        let lars = Lars {
+            lr: 0.5,
+            weight_decay: 1e-4,
+            ..Default::default()
+        };
+        check_with(&ctx, "lars", &[(lars, lens)], kernels);
+    }
 }

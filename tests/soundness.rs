@@ -626,6 +626,10 @@ fn benchmark_options_without_steps_are_a_typed_error() {
         threads: 1,
         tensors: 1,
         alloc_count: None,
+        stream: None,
+        scalar_kernels: false,
+        max_grad_norm: None,
+        loss_scale: false,
     };
     let e = wgpu_optim::tooling::bench::cpu("sgd", 16, &opts).unwrap_err();
     assert!(e.to_string().contains("--steps 0"), "{e}");

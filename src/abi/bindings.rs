@@ -30,7 +30,9 @@ pub(crate) struct Binding {
     /// Address space and access.
     pub kind: Kind,
     /// Bytes of one array element for storage bindings (4 for `array<f32>`, 8 for
-    /// `array<vec2<f32>>`); 0 for uniforms, whose size the caller knows.
+    /// `array<vec2<f32>>`); 0 for uniforms, whose size the caller knows, and for `array<V>`
+    /// (param, grad, states), whose element is 4 or 16 bytes by the kernel's `Width`. A
+    /// layout entry states no minimum size for those, so one bind group serves both widths.
     pub element: u64,
 }
 
@@ -47,6 +49,11 @@ impl Binding {
 
     const fn pairs(self) -> Self {
         Self { element: 8, ..self }
+    }
+
+    /// An `array<V>` binding: `f32` or `vec4<f32>` by the kernel's width.
+    const fn values(self) -> Self {
+        Self { element: 0, ..self }
     }
 
     const fn uniform(group: u32, binding: u32, name: &'static str, dynamic: bool) -> Self {
@@ -122,9 +129,9 @@ pub(crate) mod update {
     /// Group 1: the step's entry of the scalar table (`array<XScalars, SCALAR_CANDIDATES>`).
     pub const SCALARS: Binding = Binding::uniform(1, 0, "scalars", true);
     /// The parameter, updated in place.
-    pub const PARAM: Binding = Binding::storage(0, 1, "param", false);
+    pub const PARAM: Binding = Binding::storage(0, 1, "param", false).values();
     /// Its gradient ([`Binding::read_write`] when it shares the parameter's buffer).
-    pub const GRAD: Binding = Binding::storage(0, 2, "grad", true);
+    pub const GRAD: Binding = Binding::storage(0, 2, "grad", true).values();
     /// State `k` (named `Algorithm::STATE_NAMES[k]` in the WGSL) is at `FIRST_STATE + k`.
     pub const FIRST_STATE: u32 = 3;
     /// Per-workgroup partial sums of a `norms` entry point (LAMB, LARS).
@@ -136,7 +143,7 @@ pub(crate) mod update {
 
     /// State buffer `slot`, named `name` in the WGSL.
     pub const fn state(slot: usize, name: &'static str) -> Binding {
-        Binding::storage(0, FIRST_STATE + slot as u32, name, false)
+        Binding::storage(0, FIRST_STATE + slot as u32, name, false).values()
     }
 }
 
@@ -181,9 +188,9 @@ pub(crate) mod stream {
     pub const ALL: [Binding; 5] = [
         super::update::PARAM,
         super::update::GRAD,
-        Binding::storage(0, 3, "state0", false),
-        Binding::storage(0, 4, "state1", false),
-        Binding::storage(0, 5, "state2", false),
+        Binding::storage(0, 3, "state0", false).values(),
+        Binding::storage(0, 4, "state1", false).values(),
+        Binding::storage(0, 5, "state2", false).values(),
     ];
 }
 

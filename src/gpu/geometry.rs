@@ -1,41 +1,72 @@
 //! Pure geometry of a step: workgroup grids, the windows a buffer is bound in, and where each
 //! window's partial sums go. No wgpu objects, only numbers and limits.
 
-use crate::kernel::{NORM_ELEMS, WORKGROUP_SIZE};
+use crate::kernel::{NORM_ELEMS, VEC_PER_INVOCATION, WORKGROUP_SIZE, Width};
 
 /// Bytes between two tensors' norm pairs in the norms buffer (`NORM_STRIDE` floats in
 /// `shaders/reduce.wgsl`), so each pair can be bound alone at an aligned offset.
 pub(crate) const NORM_STRIDE_BYTES: u64 = 256;
 
-/// Workgroup counts covering `len` elements: a 1-D grid while it fits the per-dimension limit,
-/// else a 2-D grid whose rows the kernel's `element_index` walks.
-pub(crate) fn grid(len: u64, max_per_dim: u32) -> (u32, u32) {
-    let groups = len.div_ceil(u64::from(WORKGROUP_SIZE));
+/// Workgroup counts covering `items` with `per_group` each: a 1-D grid while it fits the
+/// per-dimension limit, else a 2-D grid whose rows the kernel's `workgroup_index` walks.
+/// `(0, 0)` for no items.
+pub(crate) fn groups_of(items: u64, per_group: u64, max_per_dim: u32) -> (u32, u32) {
+    let groups = items.div_ceil(per_group);
     let x = groups.min(u64::from(max_per_dim));
     let y = groups.div_ceil(x.max(1));
     (x as u32, y as u32)
 }
 
-/// The `norms` entry point's grid over `len` elements: `NORM_ELEMS` per invocation.
-pub(crate) fn norm_grid(len: u64, limits: &wgpu::Limits) -> (u32, u32) {
-    grid(
-        len.div_ceil(u64::from(NORM_ELEMS)),
-        limits.max_compute_workgroups_per_dimension,
-    )
+/// How one window of `len` elements is dispatched at `width`: the `main` and `norms` grids of
+/// its body (`VEC_PER_INVOCATION` vectors, or one scalar, per invocation of `main`;
+/// `NORM_ELEMS` values per invocation of `norms`), and whether a one-workgroup scalar tail
+/// follows for the last `len % 4` elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WindowGrids {
+    pub body: (u32, u32),
+    pub norms: (u32, u32),
+    pub tail: bool,
 }
 
-/// Bytes of partial sums a window with `workgroups` needs: one `vec2<f32>` per workgroup,
-/// rounded up so the next window's start is a bindable offset.
-pub(crate) fn partials_size(workgroups: (u32, u32)) -> u64 {
-    let bytes = u64::from(workgroups.0) * u64::from(workgroups.1) * 8;
-    bytes.div_ceil(NORM_STRIDE_BYTES) * NORM_STRIDE_BYTES
+impl WindowGrids {
+    pub fn new(len: u64, width: Width, limits: &wgpu::Limits) -> Self {
+        let max = limits.max_compute_workgroups_per_dimension;
+        let wg = u64::from(WORKGROUP_SIZE);
+        let (values, per_invocation) = match width {
+            Width::Vec4 => (len / 4, u64::from(VEC_PER_INVOCATION)),
+            Width::Scalar => (len, 1),
+        };
+        Self {
+            body: groups_of(values, wg * per_invocation, max),
+            norms: groups_of(values, wg * u64::from(NORM_ELEMS), max),
+            tail: width == Width::Vec4 && !len.is_multiple_of(4),
+        }
+    }
+
+    /// Partial sums the `norms` stage writes: one per body workgroup, then the tail's.
+    pub fn partial_slots(&self) -> u64 {
+        u64::from(self.norms.0) * u64::from(self.norms.1) + u64::from(self.tail)
+    }
+
+    /// Bytes of partial sums bound for this window (exactly its slots, so the tail's slot is
+    /// the last one bound).
+    pub fn partials_bytes(&self) -> u64 {
+        self.partial_slots() * 8
+    }
+
+    /// Bytes this window's partial sums take in the shared buffer, rounded up so the next
+    /// window's start is a bindable offset.
+    pub fn partials_size(&self) -> u64 {
+        self.partials_bytes().div_ceil(NORM_STRIDE_BYTES) * NORM_STRIDE_BYTES
+    }
 }
 
 /// `(first element, elements)` of each window a buffer of `len` f32 values is bound in: no
 /// larger than one storage binding, starting at offsets the device can bind, and no more
-/// elements than a 2-D grid within the per-dimension workgroup limit covers.
+/// elements than a 2-D grid within the per-dimension workgroup limit covers. Every window but
+/// the last holds a multiple of 4 elements, so each starts as 16-byte aligned as the first.
 pub(crate) fn window_ranges(len: u64, limits: &wgpu::Limits) -> Vec<(u64, u64)> {
-    let align = u64::from(limits.min_storage_buffer_offset_alignment) / 4;
+    let align = (u64::from(limits.min_storage_buffer_offset_alignment) / 4).max(4);
     let per_dim = u64::from(limits.max_compute_workgroups_per_dimension);
     let window = (limits.max_storage_buffer_binding_size / 4)
         .min(per_dim * per_dim * u64::from(WORKGROUP_SIZE));
@@ -46,19 +77,19 @@ pub(crate) fn window_ranges(len: u64, limits: &wgpu::Limits) -> Vec<(u64, u64)> 
 }
 
 /// Where each tensor's per-workgroup partial sums go in one shared buffer, for tensors of
-/// `lens` elements: the tensor table (first partial, partial count, in `vec2<f32>` units),
+/// `(elements, width)`: the tensor table (first partial, partial count, in `vec2<f32>` units),
 /// each tensor's first byte, and the bytes in all. Windows' partials start at bindable
 /// offsets; the zero padding between them adds nothing to the sums.
 pub(crate) fn partial_layout(
-    lens: impl Iterator<Item = u64>,
+    tensors: impl Iterator<Item = (u64, Width)>,
     limits: &wgpu::Limits,
 ) -> (Vec<[u32; 2]>, Vec<u64>, u64) {
     let (mut table, mut starts, mut at) = (Vec::new(), Vec::new(), 0u64);
-    for len in lens {
+    for (len, width) in tensors {
         starts.push(at);
         let first = at;
         for (_, n) in window_ranges(len, limits) {
-            at += partials_size(norm_grid(n, limits));
+            at += WindowGrids::new(n, width, limits).partials_size();
         }
         table.push([(first / 8) as u32, ((at - first) / 8) as u32]);
     }
@@ -71,6 +102,8 @@ mod tests {
 
     #[test]
     fn grid_covers_every_element_and_respects_the_limit() {
+        let grid = |len, max| groups_of(len, 256, max);
+        assert_eq!(grid(0, 65535), (0, 0));
         assert_eq!(grid(1, 65535), (1, 1));
         assert_eq!(grid(256, 65535), (1, 1));
         assert_eq!(grid(257, 65535), (2, 1));
@@ -88,9 +121,47 @@ mod tests {
         };
         let w = window_ranges(2500, &limits);
         assert_eq!(w, vec![(0, 1024), (1024, 1024), (2048, 452)]);
-        let (table, starts, bytes) = partial_layout([3u64, 2500].into_iter(), &limits);
+        let tensors = [(3u64, Width::Scalar), (2500, Width::Scalar)];
+        let (table, starts, bytes) = partial_layout(tensors.into_iter(), &limits);
         assert_eq!(starts, vec![0, 256]);
         assert_eq!(table[0], [0, 32]);
         assert_eq!(bytes, 256 + 3 * 256);
+    }
+
+    #[test]
+    fn vec4_windows_leave_a_tail_only_for_a_partial_vector() {
+        let limits = wgpu::Limits::default();
+        let per_group = u64::from(WORKGROUP_SIZE * VEC_PER_INVOCATION) * 4;
+        for (len, body, tail) in [
+            (1u64, 0u32, true),
+            (3, 0, true),
+            (4, 1, false),
+            (1757, 1, true),
+            (per_group, 1, false),
+            (per_group + 4, 2, false),
+        ] {
+            let w = WindowGrids::new(len, Width::Vec4, &limits);
+            assert_eq!((w.body.0 * w.body.1, w.tail), (body, tail), "len {len}");
+            assert_eq!(w.partial_slots(), u64::from(w.norms.0) + u64::from(tail));
+        }
+        let s = WindowGrids::new(1757, Width::Scalar, &limits);
+        assert_eq!((s.body, s.tail), ((7, 1), false));
+    }
+
+    #[test]
+    fn windows_hold_whole_vectors_even_with_a_small_alignment() {
+        let limits = wgpu::Limits {
+            max_storage_buffer_binding_size: 4096 + 8,
+            min_storage_buffer_offset_alignment: 4,
+            ..wgpu::Limits::default()
+        };
+        let w = window_ranges(2500, &limits);
+        assert!(
+            w[..w.len() - 1]
+                .iter()
+                .all(|&(s, n)| s % 4 == 0 && n % 4 == 0),
+            "{w:?}"
+        );
+        assert_eq!(w.iter().map(|&(_, n)| n).sum::<u64>(), 2500);
     }
 }

@@ -5,14 +5,13 @@
 
 use crate::abi::bindings::{grad_norm, update};
 use crate::abi::uniforms::GradParams;
-use crate::gpu::geometry::{
-    NORM_STRIDE_BYTES, norm_grid, partial_layout, partials_size, window_ranges,
-};
+use crate::gpu::commands::Commands;
+use crate::gpu::geometry::{NORM_STRIDE_BYTES, WindowGrids, partial_layout, window_ranges};
 use crate::gpu::param::GpuParam;
 use crate::gpu::reduce::{NormBuffers, NormStage};
 use crate::host::grad_stage::GradStage;
 use crate::kernel::{
-    GradAccess, Kernel, NORM_ELEMS, compute_pipeline, create_module, pipeline_layout,
+    GradAccess, Kernel, NORM_ELEMS, Width, compute_pipeline, create_module, pipeline_layout,
 };
 
 const GRAD_NORM: Kernel = Kernel {
@@ -44,7 +43,7 @@ pub(super) struct GradBuffers {
 
 impl GradPasses {
     pub fn new(device: &wgpu::Device) -> Self {
-        let module = create_module(device, &GRAD_NORM, GradAccess::ReadOnly);
+        let module = create_module(device, &GRAD_NORM, GradAccess::ReadOnly, Width::Scalar);
         let params_size = std::mem::size_of::<GradParams>() as u64;
         let layout = |entries: &[crate::abi::bindings::Binding]| {
             let entries: Vec<_> = entries
@@ -91,7 +90,9 @@ impl GradPasses {
             return None;
         }
         let limits = device.limits();
-        let (table, starts, bytes) = partial_layout(params.iter().map(|p| p.len), &limits);
+        // The gradient's sums are taken one f32 at a time (gradients may start anywhere).
+        let tensors = params.iter().map(|p| (p.len, Width::Scalar));
+        let (table, starts, bytes) = partial_layout(tensors, &limits);
         let norms = self.reduce.buffers(device, &table, bytes);
         let scale = stage.loss_scale.unwrap_or_default();
         let uniform = GradParams {
@@ -116,8 +117,8 @@ impl GradPasses {
         for (p, &start) in params.iter().zip(&starts) {
             let mut at = start;
             for (first, n) in window_ranges(p.len, &limits) {
-                let workgroups = norm_grid(n, &limits);
-                let size = partials_size(workgroups);
+                let grids = WindowGrids::new(n, Width::Scalar, &limits);
+                let (workgroups, size) = (grids.norms, grids.partials_size());
                 let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("wgpu-optim gradient norm"),
                     layout: &self.sumsq_layout,
@@ -151,16 +152,16 @@ impl GradPasses {
 
     /// Records the stage: the global gradient norm and clipping coefficient (and loss
     /// scaling's check and update), before any update reads them.
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, built: &GradBuffers) {
+    pub fn record(&self, pass: &mut impl Commands, built: &GradBuffers) {
         pass.set_pipeline(&self.sumsq);
         for (bind_group, (x, y)) in &built.windows {
-            pass.set_bind_group(0, bind_group, &[]);
-            pass.dispatch_workgroups(*x, *y, 1);
+            pass.set_bind_group(0, bind_group, None);
+            pass.dispatch(*x, *y);
         }
         built.norms.record(pass, &self.reduce);
         pass.set_pipeline(&self.finalize);
-        pass.set_bind_group(0, &built.finalize, &[]);
-        pass.dispatch_workgroups(1, 1, 1);
+        pass.set_bind_group(0, &built.finalize, None);
+        pass.dispatch(1, 1);
     }
 }
 

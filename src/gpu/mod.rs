@@ -1,5 +1,6 @@
 //! [`GpuOptimizer`]: the fused kernels stepping a caller's own wgpu buffers.
 //!
+//! - `commands`: where a step's calls go (a compute pass, or a list replayed directly);
 //! - `geometry`: grids, windows and partial-sum layouts (numbers only);
 //! - `pipelines`: the kernel's modules, layouts and pipelines, cached per flag set;
 //! - `scalars`: the per-step scalar tables;
@@ -10,6 +11,7 @@
 //! - `grad_passes`, `grad_stage`: clipping's and loss scaling's passes on the device, and the
 //!   methods that turn them on and off.
 
+mod commands;
 mod geometry;
 mod grad_passes;
 mod grad_stage;
@@ -27,14 +29,16 @@ use crate::host::checkpoint::Checkpoint;
 use crate::host::registry::Registry;
 use crate::host::scheduler::StepScheduler;
 use crate::host::{GroupId, ParamId};
-use crate::kernel::GradAccess;
+use crate::kernel::{GradAccess, Width};
 use crate::optim::{Algorithm, MAX_STATES};
 use crate::schedule::Schedule;
 
-pub(crate) use geometry::{grid, window_ranges};
+use commands::Commands;
+pub use commands::DirectCalls;
+pub(crate) use geometry::{groups_of, window_ranges};
 use grad_passes::{GradBuffers, GradPasses, NO_CLIP};
 use param::GpuParam;
-use pipelines::Kernels;
+use pipelines::{Form, Kernels};
 #[cfg(test)]
 pub(crate) use pipelines::{group0, scalars_size};
 use reduce::{NormBuffers, NormStage};
@@ -90,6 +94,8 @@ pub struct GpuOptimizer<O: Algorithm> {
     scaler: wgpu::Buffer,
     /// Bound in place of the states these options do not keep; never read or written.
     placeholders: [wgpu::Buffer; MAX_STATES],
+    /// Register every parameter with the `f32` kernels (benchmarks and tests of that path).
+    scalar_only: bool,
 }
 
 impl<O: Algorithm> GpuOptimizer<O> {
@@ -141,28 +147,57 @@ impl<O: Algorithm> GpuOptimizer<O> {
             grad_buffers: None,
             scaler,
             placeholders,
+            scalar_only: false,
         };
-        this.pipeline_for(&config, GradAccess::ReadOnly);
+        this.pipeline_for(&config, GradAccess::ReadOnly, Form::Vec4);
         scopes.check(|| format!("{} kernel", O::KERNEL.name))?;
         Ok(this)
     }
 
-    /// The pipelines for `config`'s flags, the gradient stage's and `access`, built on first
-    /// use.
-    fn pipeline_for(&mut self, config: &O, access: GradAccess) -> usize {
+    /// The pipelines for `config`'s flags, the gradient stage's, `access` and `form`, built on
+    /// first use.
+    fn pipeline_for(&mut self, config: &O, access: GradAccess, form: Form) -> usize {
         let stage = self.registry.grad_stage;
         let mut flags = config.flags();
         flags.push(("CLIP", stage.max_norm.is_some()));
         flags.push(("UNSCALE", stage.loss_scale.is_some()));
-        self.kernels.pipelines(&self.device, flags, access)
+        self.kernels.pipelines(&self.device, flags, access, form)
+    }
+
+    /// The body and tail pipelines of a parameter of `len` elements in a group with `config`.
+    fn pipelines_for(
+        &mut self,
+        config: &O,
+        access: GradAccess,
+        width: Width,
+        len: u64,
+    ) -> (usize, Option<usize>) {
+        match width {
+            Width::Vec4 => (
+                self.pipeline_for(config, access, Form::Vec4),
+                (!len.is_multiple_of(4)).then(|| self.pipeline_for(config, access, Form::Tail)),
+            ),
+            Width::Scalar => (self.pipeline_for(config, access, Form::Scalar), None),
+        }
     }
 
     /// Points every parameter at the pipelines for its group's flags and the gradient stage.
     fn repipe(&mut self) {
         for i in 0..self.params.len() {
             let config = self.registry.scheduler.groups()[self.params[i].group].clone();
-            self.params[i].pipeline = self.pipeline_for(&config, self.params[i].access);
+            let p = &self.params[i];
+            let (access, width, len) = (p.access, p.width, p.len);
+            (self.params[i].pipeline, self.params[i].tail) =
+                self.pipelines_for(&config, access, width, len);
         }
+    }
+
+    /// Registers later parameters with the `f32` kernels only, one element per invocation, as
+    /// for a parameter that does not start 16-byte aligned: for measuring and testing that
+    /// path on adapters where every binding is aligned.
+    #[doc(hidden)]
+    pub fn set_scalar_only(&mut self, on: bool) {
+        self.scalar_only = on;
     }
 
     /// Group 0, the group the optimizer was built with.
@@ -179,7 +214,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
         )?;
         let scopes = ErrorScopes::push(&self.device);
         let pipelines = self.kernels.len();
-        self.pipeline_for(&config, GradAccess::ReadOnly);
+        self.pipeline_for(&config, GradAccess::ReadOnly, Form::Vec4);
         if let Err(e) = scopes.check(|| format!("{} pipeline for {config:?}", O::KERNEL.name)) {
             self.kernels.truncate(pipelines);
             return Err(e);
@@ -217,6 +252,20 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// As [`GpuOptimizer::step`], recording into a compute pass the caller has begun (for
     /// example one with timestamp writes, or one it shares with its own dispatches).
     pub fn record(&mut self, pass: &mut wgpu::ComputePass<'_>) {
+        self.record_into(pass);
+    }
+
+    /// Records one step's calls, as [`GpuOptimizer::record`] would make them, into a list
+    /// that replays them with no logic of this crate in between (the bench's measure of what
+    /// wgpu alone costs). The step counts as taken: its scalars are the next step's.
+    #[doc(hidden)]
+    pub fn capture_step(&mut self) -> DirectCalls {
+        let mut calls = DirectCalls::default();
+        self.record_into(&mut calls);
+        calls
+    }
+
+    fn record_into(&mut self, pass: &mut impl Commands) {
         let t = self.registry.scheduler.advance();
         let candidates = self.registry.grad_stage.candidates();
         let (scalars, offset) = self.tables.at(
@@ -239,11 +288,17 @@ impl<O: Algorithm> GpuOptimizer<O> {
     }
 
     /// Dispatches one step records: one per registered parameter, or one per window for
-    /// parameters larger than one storage binding; twice that plus one reduction for
-    /// optimizers with per-tensor norms; plus, with clipping or loss scaling, one per window, a
-    /// reduction and a final dispatch for the global norm.
+    /// parameters larger than one storage binding, and one more for a parameter whose length
+    /// is not a multiple of 4 (its scalar tail); twice that plus one reduction for optimizers
+    /// with per-tensor norms; plus, with clipping or loss scaling, one per window, a reduction
+    /// and a final dispatch for the global norm.
     pub fn dispatches_per_step(&self) -> usize {
-        let updates: usize = self.params.iter().map(|p| p.windows.len()).sum();
+        let updates: usize = self
+            .params
+            .iter()
+            .flat_map(|p| &p.windows)
+            .map(|w| usize::from(w.grids.body.0 > 0) + usize::from(w.grids.tail))
+            .sum();
         let stage = self
             .grad_buffers
             .as_ref()
@@ -331,44 +386,57 @@ impl<O: Algorithm> GpuOptimizer<O> {
     }
 }
 
-/// One dispatch per window of every parameter, with its pipelines' `main` entry point, or its
-/// `norms` entry point over the `norms` grid when `norms`.
+/// One dispatch per window of every parameter with its body pipelines' `main` entry point (or
+/// its `norms` entry point over the `norms` grid when `norms`), then one per window with a
+/// tail, with its tail pipelines. Bodies and tails touch disjoint elements, so all the bodies
+/// go first and pipelines change as seldom as possible.
 fn dispatch_all<O: Algorithm>(
     params: &[GpuParam],
     kernels: &Kernels<O>,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut impl Commands,
     scalars: &wgpu::BindGroup,
     offset: &impl Fn(usize) -> u32,
     norms: bool,
 ) {
     let (mut pipeline, mut group) = (usize::MAX, usize::MAX);
-    for p in params {
-        let pipelines = kernels.get(p.pipeline);
-        let entry = if norms {
-            pipelines.norms.as_ref()
-        } else {
-            Some(&pipelines.main)
-        };
-        let Some(entry) = entry else {
-            continue;
-        };
-        if p.pipeline != pipeline {
-            pass.set_pipeline(entry);
-            pipeline = p.pipeline;
-            group = usize::MAX;
-        }
-        if p.group != group {
-            pass.set_bind_group(update::SCALARS.group, scalars, &[offset(p.group)]);
-            group = p.group;
-        }
-        for w in &p.windows {
-            let (x, y) = if norms {
-                w.norm_workgroups
-            } else {
-                w.workgroups
+    for tail in [false, true] {
+        for p in params {
+            let index = if tail { p.tail } else { Some(p.pipeline) };
+            let Some(index) = index else {
+                continue;
             };
-            pass.set_bind_group(update::PARAM.group, &w.bind_group, &[]);
-            pass.dispatch_workgroups(x, y, 1);
+            let pipelines = kernels.get(index);
+            let entry = if norms {
+                pipelines.norms.as_ref()
+            } else {
+                Some(&pipelines.main)
+            };
+            let Some(entry) = entry else {
+                continue;
+            };
+            for w in &p.windows {
+                let (x, y) = match (tail, norms) {
+                    (true, _) if w.grids.tail => (1, 1),
+                    (true, _) => continue,
+                    (false, true) => w.grids.norms,
+                    (false, false) => w.grids.body,
+                };
+                if x == 0 {
+                    // Fewer than 4 elements: the tail is all there is.
+                    continue;
+                }
+                if index != pipeline {
+                    pass.set_pipeline(entry);
+                    pipeline = index;
+                    group = usize::MAX;
+                }
+                if p.group != group {
+                    pass.set_bind_group(update::SCALARS.group, scalars, Some(offset(p.group)));
+                    group = p.group;
+                }
+                pass.set_bind_group(update::PARAM.group, &w.bind_group, None);
+                pass.dispatch(x, y);
+            }
         }
     }
 }

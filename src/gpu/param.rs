@@ -2,16 +2,16 @@
 
 use std::ops::Range;
 
-use crate::kernel::GradAccess;
+use crate::gpu::geometry::WindowGrids;
+use crate::kernel::{GradAccess, Width};
 use crate::optim::MAX_STATES;
 
-/// One binding-sized part of a registered parameter: its bind group and its grids.
+/// One binding-sized part of a registered parameter: its bind group (the same for the body
+/// and the tail pipelines) and its grids.
 #[derive(Debug)]
 pub(super) struct Window {
     pub bind_group: wgpu::BindGroup,
-    pub workgroups: (u32, u32),
-    /// The `norms` entry point's grid: each invocation sums `NORM_ELEMS` elements.
-    pub norm_workgroups: (u32, u32),
+    pub grids: WindowGrids,
 }
 
 /// A registered parameter's buffers and bindings.
@@ -26,8 +26,12 @@ pub(crate) struct GpuParam {
     pub grad_offset: u64,
     /// Whether the gradient shares the parameter's buffer.
     pub access: GradAccess,
-    /// Index of its pipelines in the optimizer's `Kernels`.
+    /// `Vec4` when both the parameter and its gradient start 16-byte aligned, else `Scalar`.
+    pub width: Width,
+    /// Index of its body pipelines in the optimizer's `Kernels`.
     pub pipeline: usize,
+    /// Index of its tail pipelines, for a `Vec4` parameter whose length is not a multiple of 4.
+    pub tail: Option<usize>,
     pub states: [Option<wgpu::Buffer>; MAX_STATES],
     pub windows: Vec<Window>,
 }

@@ -1,11 +1,12 @@
-//! The update kernel's modules, layouts and pipelines: one pipeline per set of option flags
-//! and gradient access actually used, built on first use and cached.
+//! The update kernel's modules, layouts and pipelines: one pipeline per set of option flags,
+//! gradient access and [`Form`] actually used, built on first use and cached.
 
 use std::marker::PhantomData;
 
 use crate::abi::bindings::{Binding, update};
 use crate::kernel::{
-    GradAccess, NORM_ELEMS, SCALAR_CANDIDATES, compute_pipeline, create_module, pipeline_layout,
+    GradAccess, NORM_ELEMS, SCALAR_CANDIDATES, VEC_PER_INVOCATION, Width, compute_pipeline,
+    create_module, pipeline_layout,
 };
 use crate::optim::Algorithm;
 
@@ -34,20 +35,53 @@ pub(crate) fn group0<O: Algorithm>(access: GradAccess) -> Vec<Binding> {
     bindings
 }
 
-/// One way of declaring the gradient: its module, its group-0 layout and pipeline layout.
+/// Which part of a tensor a pipeline updates, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Form {
+    /// `vec4<f32>`, [`VEC_PER_INVOCATION`] per invocation: every whole vector of a tensor
+    /// whose bytes start 16-byte aligned.
+    Vec4,
+    /// `f32`, one workgroup: the last `len % 4` elements after the [`Form::Vec4`] body.
+    Tail,
+    /// `f32`, one per invocation: all of a tensor that does not start 16-byte aligned.
+    Scalar,
+}
+
+impl Form {
+    fn width(self) -> Width {
+        match self {
+            Form::Vec4 => Width::Vec4,
+            Form::Tail | Form::Scalar => Width::Scalar,
+        }
+    }
+
+    /// The pipeline constants that select this form.
+    fn constants(self) -> [(&'static str, f64); 2] {
+        match self {
+            Form::Vec4 => [("VPI", f64::from(VEC_PER_INVOCATION)), ("TAIL", 0.0)],
+            Form::Tail => [("VPI", 1.0), ("TAIL", 1.0)],
+            Form::Scalar => [("VPI", 1.0), ("TAIL", 0.0)],
+        }
+    }
+}
+
+/// One way of declaring the gradient: its modules (one per [`Width`]), its group-0 layout and
+/// pipeline layout.
 #[derive(Debug)]
 struct Variant {
-    module: wgpu::ShaderModule,
+    vec4: wgpu::ShaderModule,
+    scalar: wgpu::ShaderModule,
     layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
 }
 
-/// The pipelines for one set of flags and gradient access: `main`, and `norms` for
+/// The pipelines for one set of flags, gradient access and form: `main`, and `norms` for
 /// [`Algorithm::NORMS`].
 #[derive(Debug)]
 pub(super) struct Pipelines {
     flags: Vec<(&'static str, bool)>,
     access: GradAccess,
+    form: Form,
     pub main: wgpu::ComputePipeline,
     pub norms: Option<wgpu::ComputePipeline>,
 }
@@ -73,7 +107,8 @@ impl<O: Algorithm> Kernels<O> {
             entries: &[update::SCALARS.layout_entry(scalars_size::<O>())],
         });
         let variants = ACCESSES.map(|access| {
-            let module = create_module(device, &O::KERNEL, access);
+            let vec4 = create_module(device, &O::KERNEL, access, Width::Vec4);
+            let scalar = create_module(device, &O::KERNEL, access, Width::Scalar);
             let entries: Vec<_> = group0::<O>(access)
                 .iter()
                 .map(|b| b.layout_entry(0))
@@ -85,7 +120,8 @@ impl<O: Algorithm> Kernels<O> {
             let pipeline_layout =
                 pipeline_layout(device, O::KERNEL.name, &[&layout, &scalars_layout]);
             Variant {
-                module,
+                vec4,
+                scalar,
                 layout,
                 pipeline_layout,
             }
@@ -110,22 +146,27 @@ impl<O: Algorithm> Kernels<O> {
         &self.variant(access).layout
     }
 
-    /// The index of the pipelines for `flags` and `access`, built on first use.
+    /// The index of the pipelines for `flags`, `access` and `form`, built on first use.
     pub fn pipelines(
         &mut self,
         device: &wgpu::Device,
         flags: Vec<(&'static str, bool)>,
         access: GradAccess,
+        form: Form,
     ) -> usize {
         if let Some(i) = self
             .pipelines
             .iter()
-            .position(|p| p.flags == flags && p.access == access)
+            .position(|p| p.flags == flags && p.access == access && p.form == form)
         {
             return i;
         }
         let v = self.variant(access);
-        let mut constants: Vec<(&str, f64)> = Vec::new();
+        let module = match form.width() {
+            Width::Vec4 => &v.vec4,
+            Width::Scalar => &v.scalar,
+        };
+        let mut constants: Vec<(&str, f64)> = form.constants().to_vec();
         if O::NORMS {
             constants.push(("NORM_ELEMS", f64::from(NORM_ELEMS)));
         }
@@ -135,7 +176,7 @@ impl<O: Algorithm> Kernels<O> {
                 device,
                 O::KERNEL.name,
                 &v.pipeline_layout,
-                &v.module,
+                module,
                 name,
                 &constants,
             )
@@ -145,6 +186,7 @@ impl<O: Algorithm> Kernels<O> {
             norms: O::NORMS.then(|| entry("norms")),
             flags,
             access,
+            form,
         };
         self.pipelines.push(pipelines);
         self.pipelines.len() - 1

@@ -2,8 +2,9 @@
 //! (`shaders/reduce.wgsl`), shared by LAMB's and LARS's norms and the gradient stage.
 
 use crate::abi::bindings::reduce;
+use crate::gpu::commands::Commands;
 use crate::gpu::geometry::NORM_STRIDE_BYTES;
-use crate::kernel::{GradAccess, Kernel, compute_pipeline, create_module, pipeline_layout};
+use crate::kernel::{GradAccess, Kernel, Width, compute_pipeline, create_module, pipeline_layout};
 
 const REDUCE: Kernel = Kernel {
     name: "reduce",
@@ -29,7 +30,7 @@ pub(super) struct NormBuffers {
 
 impl NormStage {
     pub fn new(device: &wgpu::Device) -> Self {
-        let module = create_module(device, &REDUCE, GradAccess::ReadOnly);
+        let module = create_module(device, &REDUCE, GradAccess::ReadOnly, Width::Scalar);
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(REDUCE.name),
             entries: &reduce::ALL.map(|b| b.layout_entry(0)),
@@ -101,9 +102,9 @@ impl NormStage {
 
 impl NormBuffers {
     /// Records the reduction over every tensor's partials.
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, stage: &NormStage) {
+    pub fn record(&self, pass: &mut impl Commands, stage: &NormStage) {
         pass.set_pipeline(&stage.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        pass.dispatch_workgroups(self.workgroups.0, self.workgroups.1, 1);
+        pass.set_bind_group(0, &self.bind_group, None);
+        pass.dispatch(self.workgroups.0, self.workgroups.1);
     }
 }

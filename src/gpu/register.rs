@@ -8,14 +8,12 @@ use std::ops::Range;
 use crate::abi::bindings::update;
 use crate::error::{Error, Result};
 use crate::gpu::GpuOptimizer;
-use crate::gpu::geometry::{
-    NORM_STRIDE_BYTES, grid, norm_grid, partial_layout, partials_size, window_ranges,
-};
+use crate::gpu::geometry::{NORM_STRIDE_BYTES, WindowGrids, partial_layout, window_ranges};
 use crate::gpu::param::{GpuParam, Window};
 use crate::gpu::reduce::NormBuffers;
 use crate::gpu::scopes::ErrorScopes;
 use crate::host::{GroupId, ParamId};
-use crate::kernel::GradAccess;
+use crate::kernel::{GradAccess, Width};
 use crate::optim::{Algorithm, MAX_STATES};
 
 /// What a registration changes, built before anything is committed.
@@ -121,9 +119,17 @@ impl<O: Algorithm> GpuOptimizer<O> {
         } else {
             GradAccess::ReadOnly
         };
+        // The vec4 kernels need both the parameter's and the gradient's bytes 16-byte aligned
+        // (states are the optimizer's own, at offset 0); the f32 kernels take any offset.
+        let aligned = param.offset().is_multiple_of(16) && grad.offset().is_multiple_of(16);
+        let width = if aligned && !self.scalar_only {
+            Width::Vec4
+        } else {
+            Width::Scalar
+        };
         let scopes = ErrorScopes::push(&self.device);
         let pipelines_before = self.kernels.len();
-        let pipeline = self.pipeline_for(&config, access);
+        let (pipeline, tail) = self.pipelines_for(&config, access, width, len);
         let states: [Option<wgpu::Buffer>; MAX_STATES] = std::array::from_fn(|slot| {
             (slot < O::STATE_NAMES.len() && config.uses_state(slot)).then(|| {
                 self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -144,7 +150,9 @@ impl<O: Algorithm> GpuOptimizer<O> {
             grad: grad.buffer().clone(),
             grad_offset: grad.offset(),
             access,
+            width,
             pipeline,
+            tail,
             states,
             windows: Vec::new(),
         });
@@ -187,7 +195,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
     fn rebuild(&self) -> Rebuilt {
         let norms = self.norm_stage.as_ref().map(|stage| {
             let limits = self.device.limits();
-            let (table, starts, bytes) = partial_layout(self.params.iter().map(|p| p.len), &limits);
+            let tensors = self.params.iter().map(|p| (p.len, p.width));
+            let (table, starts, bytes) = partial_layout(tensors, &limits);
             (stage.buffers(&self.device, &table, bytes), starts)
         });
         let mut windows = Vec::with_capacity(self.params.len());
@@ -230,8 +239,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
         window_ranges(p.len, &limits)
             .into_iter()
             .map(|(start, n)| {
-                let workgroups = grid(n, limits.max_compute_workgroups_per_dimension);
-                let norm_workgroups = norm_grid(n, &limits);
+                let grids = WindowGrids::new(n, p.width, &limits);
                 let grad = match p.access {
                     GradAccess::ReadOnly => update::GRAD,
                     GradAccess::Shared => update::GRAD.read_write(),
@@ -249,25 +257,22 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 }
                 entries.push(update::GRAD_CONTROL.whole(&self.grad_control));
                 if let Some((buffers, _)) = norms {
-                    let size = partials_size(norm_workgroups);
+                    // Exactly this window's slots, so the tail's is the last bound.
+                    let size = grids.partials_bytes();
                     entries.push(update::PARTIALS.entry(&buffers.partials, partials_at, size));
                     entries.push(update::NORMS.entry(
                         &buffers.norms,
                         index as u64 * NORM_STRIDE_BYTES,
                         8,
                     ));
-                    partials_at += size;
+                    partials_at += grids.partials_size();
                 }
                 let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(O::KERNEL.name),
                     layout,
                     entries: &entries,
                 });
-                Window {
-                    bind_group,
-                    workgroups,
-                    norm_workgroups,
-                }
+                Window { bind_group, grids }
             })
             .collect()
     }

@@ -12,7 +12,7 @@ use crate::arena::ArenaLayout;
 use crate::context::GpuContext;
 use crate::error::Result;
 use crate::gpu::GpuOptimizer;
-use crate::kernel::{GradAccess, Kernel, compute_pipeline, create_module, pipeline_layout};
+use crate::kernel::{GradAccess, Kernel, Width, compute_pipeline, create_module, pipeline_layout};
 use crate::optim::Algorithm;
 use crate::rng::SplitMix;
 use crate::schedule::Schedule;
@@ -129,7 +129,7 @@ impl Mlp {
                 usage: wgpu::BufferUsages::UNIFORM,
             },
         );
-        let module = create_module(device, &MLP, GradAccess::ReadOnly);
+        let module = create_module(device, &MLP, GradAccess::ReadOnly, Width::Scalar);
         let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("mlp"),
             entries: &mlp::ALL.map(|b| b.layout_entry(std::mem::size_of::<Dims>() as u64)),

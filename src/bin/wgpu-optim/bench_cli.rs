@@ -71,12 +71,21 @@ pub struct BenchArgs {
     /// separate buffers.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     tensors: u32,
+    /// Step with the scalar (one f32 per invocation) kernels instead of the vec4 ones.
+    #[arg(long)]
+    scalar_kernels: bool,
+    /// Clip gradients to this global norm during each GPU step.
+    #[arg(long)]
+    clip_norm: Option<f64>,
+    /// Turn loss scaling (GradScaler's defaults) on during each GPU step.
+    #[arg(long)]
+    loss_scale: bool,
 }
 
 fn row(r: &BenchResult) -> String {
     let opt = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |x| format!("{x:.prec$}"));
     format!(
-        "{:<16} {:>10} {:<4} {:<8} {:>5} {:>4} {:>9.3} {:>8.2} {:>4} {:>9.3} {:>8.3} {:>8.2} {:>8} {:>9} {:>7} {:>10} {}",
+        "{:<16} {:>10} {:<4} {:<8} {:>5} {:>4} {:>9.3} {:>8.2} {:>4} {:>9.3} {:>8.3} {:>9.3} {:>7.3} {:>8.2} {:>8} {:>9} {:>8} {:>7} {:>10} {}",
         r.optimizer,
         r.params,
         r.backend,
@@ -88,9 +97,12 @@ fn row(r: &BenchResult) -> String {
         r.bytes_per_param,
         r.stream_ms,
         r.roofline,
+        r.scalar_stream_ms,
+        r.scalar_roofline,
         r.copy_gb_per_s,
         opt(r.host_us_per_step, 1),
         opt(r.record_us_per_step, 1),
+        opt(r.wgpu_record_us_per_step, 1),
         match (r.allocs_per_step, r.wgpu_allocs_per_step) {
             (Some(a), Some(w)) => format!("{a:.0}/{w:.0}"),
             _ => "-".to_string(),
@@ -131,13 +143,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let count: &dyn Fn() -> u64 = &allocations;
-    let opts = BenchOptions {
+    let mut opts = BenchOptions {
         steps: args.steps as usize,
         warmup: args.warmup as usize,
         verify: args.verify,
         threads,
         tensors: args.tensors as usize,
         alloc_count: Some(count),
+        stream: None,
+        scalar_kernels: args.scalar_kernels,
+        max_grad_norm: args.clip_norm,
+        loss_scale: args.loss_scale,
     };
     if !args.json {
         if let Some(ctx) = &ctx {
@@ -152,7 +168,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             args.steps, args.warmup
         );
         println!(
-            "{:<16} {:>10} {:<4} {:<8} {:>5} {:>4} {:>9} {:>8} {:>4} {:>9} {:>8} {:>8} {:>8} {:>9} {:>7} {:>10} timing",
+            "{:<16} {:>10} {:<4} {:<8} {:>5} {:>4} {:>9} {:>8} {:>4} {:>9} {:>8} {:>9} {:>7} {:>8} {:>8} {:>9} {:>8} {:>7} {:>10} timing",
             "optimizer",
             "params",
             "on",
@@ -164,15 +180,36 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "B/p",
             "stream_ms",
             "roofline",
+            "scalar_ms",
+            "sc_roof",
             "copyGB/s",
             "host_us",
             "record_us",
+            "wgpu_rec",
             "allocs",
             "err_vs_cpu"
         );
     }
     let mut results = Vec::new();
     for &n in &sizes {
+        // The vec4 streaming kernel's shape, swept once per size (with two states, AdamW's
+        // bytes) and used for every variant at that size.
+        if let Some(ctx) = &ctx {
+            let init: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();
+            let buffers = bench::StreamBuffers::new(ctx, 2, &init);
+            let (best, timed) = bench::sweep(ctx, &buffers, 3)?;
+            if !args.json {
+                let all: Vec<String> = timed
+                    .iter()
+                    .map(|(s, ms)| format!("{}/{}: {ms:.3}", s.workgroup_size, s.per_invocation))
+                    .collect();
+                println!(
+                    "stream sweep at {n} (wg/vpi: ms): {}; chosen: {best}",
+                    all.join(", ")
+                );
+            }
+            opts.stream = Some(best);
+        }
         for v in &variants {
             let mut here = Vec::new();
             if let Some(ctx) = &ctx {
@@ -197,9 +234,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
     } else {
         println!(
-            "roofline = stream_ms / ms_per_step, the same-bytes streaming kernel timed the same way on the same \
-             adapter in this run; copyGB/s counts bytes read + written by a buffer copy (wall clock);\n\
-             host_us = record + submit one step without waiting, record_us = record only; allocs = heap \
+            "roofline = stream_ms / ms_per_step, the same-bytes vec4 streaming kernel at the swept shape, timed \
+             the same way on the same adapter in this run; sc_roof = the same against the scalar (one f32 per \
+             invocation) stream, scalar_ms;\ncopyGB/s counts bytes read + written by a buffer copy (wall clock); \
+             host_us = record + submit one step without waiting; record_us = record one step, wgpu_rec = the \
+             same wgpu calls made directly (medians of a warm loop alternating the two);\nallocs = heap \
              allocations inside GpuOptimizer::step / those wgpu makes for the same calls without this crate"
         );
     }

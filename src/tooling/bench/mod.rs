@@ -13,13 +13,16 @@ use crate::context::GpuContext;
 use crate::cpu_optimizer::CpuOptimizer;
 use crate::error::{Error, Result};
 use crate::gpu::GpuOptimizer;
+use crate::host::grad_stage::LossScale;
 use crate::optim::{Adagrad, Adam, AdamW, Algorithm, Lamb, Lars, Lion, RAdam, RmsProp, Sgd};
 use crate::rng::SplitMix;
 
 mod roofline;
 
 use roofline::{PassTimer, wait};
-pub use roofline::{Stream, copy_bandwidth};
+pub use roofline::{Stream, StreamBuffers, StreamShape, copy_bandwidth, sweep};
+
+use crate::kernel::Width;
 
 /// Every benchmark variant: an optimizer name, optionally with the option it turns on.
 pub const VARIANTS: &[&str] = &[
@@ -198,18 +201,38 @@ pub struct BenchResult {
     pub bytes_per_param: u64,
     /// `bytes_per_param · params / ms_per_step`, in GB/s (10⁹ bytes).
     pub gb_per_s: f64,
-    /// Median time of the same-bytes streaming kernel, same timing method.
+    /// Median time of the same-bytes streaming kernel at its fastest shape (`stream_shape`),
+    /// same timing method.
     pub stream_ms: f64,
-    /// `stream_ms / ms_per_step`: 1.0 means the step runs at the streaming roofline.
+    /// The streaming kernel's shape: `vec4` with the workgroup size and vectors per invocation
+    /// the bench's sweep found fastest on this adapter.
+    pub stream_shape: String,
+    /// `stream_ms / ms_per_step`: 1.0 means the step runs as fast as the best streaming kernel
+    /// this adapter runs moving the same bytes.
     pub roofline: f64,
+    /// Median time of the scalar streaming kernel (one `f32` per invocation), the reference
+    /// measurements were taken against before the kernels were vectorized.
+    pub scalar_stream_ms: f64,
+    /// `scalar_stream_ms / ms_per_step`.
+    pub scalar_roofline: f64,
+    /// The update kernels' element width: `vec4`, or `scalar` with `--scalar-kernels` (GPU
+    /// only).
+    pub kernels: Option<Width>,
+    /// The gradient stage on during the step: `none`, `clip`, `scale` or `clip+scale` (GPU
+    /// only; the CPU row steps without one).
+    pub grad_stage: &'static str,
     /// Buffer-copy bandwidth (bytes read + written per second, GB/s), wall-clock timed.
     pub copy_gb_per_s: f64,
     /// Host time to record and submit one step, without waiting (GPU only). Software adapters
     /// such as lavapipe execute the work inside `queue.submit`, so there it includes the step.
     pub host_us_per_step: Option<f64>,
-    /// Host time to record one step into an encoder: creating the encoder and
-    /// `GpuOptimizer::step`, which picks the step's scalars and records the dispatches (GPU only).
+    /// Host time to record one step: creating the encoder, `GpuOptimizer::step` (which picks
+    /// the step's scalars and records the dispatches) and finishing the encoder; the median
+    /// over a warm loop that alternates it with `wgpu_record_us_per_step` (GPU only).
     pub record_us_per_step: Option<f64>,
+    /// Host time for the same wgpu calls made directly: the same encoder, pass, pipelines,
+    /// bind groups and dispatches, with none of this crate's code in between (GPU only).
+    pub wgpu_record_us_per_step: Option<f64>,
     /// Heap allocations inside one `GpuOptimizer::step` call, when the caller counts them.
     pub allocs_per_step: Option<f64>,
     /// Heap allocations wgpu makes for a compute pass with one pipeline, one bind group and one
@@ -237,6 +260,15 @@ pub struct BenchOptions<'a> {
     pub tensors: usize,
     /// Returns the process's allocation count so far, if the binary counts allocations.
     pub alloc_count: Option<&'a dyn Fn() -> u64>,
+    /// The vec4 streaming kernel's shape; `None` sweeps [`StreamShape::candidates`] for each
+    /// measurement (see [`sweep`]).
+    pub stream: Option<StreamShape>,
+    /// Register the parameters with the scalar (`f32`) kernels instead of the vec4 ones.
+    pub scalar_kernels: bool,
+    /// Clip gradients to this global norm during the step.
+    pub max_grad_norm: Option<f64>,
+    /// Turn loss scaling (GradScaler's defaults) on during the step.
+    pub loss_scale: bool,
 }
 
 impl BenchOptions<'_> {
@@ -253,6 +285,9 @@ impl BenchOptions<'_> {
 
 /// Steps measured for host cost and allocations.
 const ALLOC_SAMPLES: usize = 16;
+
+/// Steps of the warm recording loop (each alternated with the same calls made directly).
+const RECORD_SAMPLES: usize = 200;
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -322,8 +357,14 @@ impl<O: Algorithm> Subject<O> {
         tensors: usize,
         init: &[f32],
         grads: &[f32],
+        opts: &BenchOptions<'_>,
     ) -> Result<Self> {
         let mut opt = GpuOptimizer::new(&ctx.device, &ctx.queue, config.clone())?;
+        opt.set_scalar_only(opts.scalar_kernels);
+        opt.set_max_grad_norm(opts.max_grad_norm)?;
+        if opts.loss_scale {
+            opt.set_loss_scale(Some(LossScale::default()))?;
+        }
         let lens = split(init.len() as u64, tensors);
         let pieces = |data: &'_ [f32]| -> Vec<Vec<f32>> {
             let mut at = 0;
@@ -412,30 +453,37 @@ fn gpu_typed<O: Algorithm>(
     };
     let init = random(n, 1);
     let grads = random(n, 2);
-    let subject = Subject::new(ctx, config, layout, tensors, &init, &grads)?;
+    let subject = Subject::new(ctx, config, layout, tensors, &init, &grads, opts)?;
     let mut opt = subject.opt;
     let dispatches_per_step = opt.dispatches_per_step();
 
     let bytes_per_param = config.bytes_per_param();
-    let stream = Stream::new(ctx, params, ((bytes_per_param - 12) / 8) as u32, &init);
-    // Warm up, then alternate optimizer and streaming passes so both see the same conditions.
+    let buffers = StreamBuffers::new(ctx, ((bytes_per_param - 12) / 8) as u32, &init);
+    let shape = match opts.stream {
+        Some(shape) => shape,
+        None => sweep(ctx, &buffers, 3)?.0,
+    };
+    let stream = Stream::new(ctx, &buffers, shape);
+    let scalar_stream = Stream::new(ctx, &buffers, StreamShape::SCALAR);
+    // Warm up, then alternate optimizer and streaming passes so all see the same conditions.
     for _ in 0..opts.warmup {
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         opt.step(&mut encoder);
         stream.record(&mut encoder.begin_compute_pass(&Default::default()));
+        scalar_stream.record(&mut encoder.begin_compute_pass(&Default::default()));
         ctx.queue.submit([encoder.finish()]);
         wait(ctx)?;
     }
-    let (mut opt_timer, mut stream_timer) = (
-        PassTimer::new(ctx, opts.steps as u32),
-        PassTimer::new(ctx, opts.steps as u32),
-    );
+    let timer = || PassTimer::new(ctx, opts.steps as u32);
+    let (mut opt_timer, mut stream_timer, mut scalar_timer) = (timer(), timer(), timer());
     for _ in 0..opts.steps {
         opt_timer.time(ctx, |pass| opt.record(pass))?;
         stream_timer.time(ctx, |pass| stream.record(pass))?;
+        scalar_timer.time(ctx, |pass| scalar_stream.record(pass))?;
     }
     let (mut ms, timing) = opt_timer.finish(ctx)?;
     let (mut stream_ms, _) = stream_timer.finish(ctx)?;
+    let (mut scalar_stream_ms, _) = scalar_timer.finish(ctx)?;
 
     // What wgpu itself allocates for a compute pass with one pipeline, one bind group and one
     // dispatch, with none of this crate's code in between. (A step also sets its scalars' bind
@@ -451,11 +499,11 @@ fn gpu_typed<O: Algorithm>(
             wait(ctx)?;
         }
     }
-    drop(stream);
+    drop((stream, scalar_stream, buffers));
 
     // Host cost: record and submit, no wait, as a training loop would.
     let host_steps = ALLOC_SAMPLES;
-    let (mut host_secs, mut record_secs, mut allocs) = (0.0, 0.0, 0u64);
+    let (mut host_secs, mut allocs) = (0.0, 0u64);
     for _ in 0..host_steps {
         let t0 = Instant::now();
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
@@ -464,7 +512,6 @@ fn gpu_typed<O: Algorithm>(
         if let (Some(f), Some(b)) = (opts.alloc_count, before) {
             allocs += f() - b;
         }
-        record_secs += t0.elapsed().as_secs_f64();
         ctx.queue.submit([encoder.finish()]);
         host_secs += t0.elapsed().as_secs_f64();
     }
@@ -475,6 +522,10 @@ fn gpu_typed<O: Algorithm>(
         let got = subject.read_flat(ctx)?;
         let mut cpu = CpuOptimizer::new(config.clone())?;
         cpu.set_threads(opts.threads);
+        cpu.set_max_grad_norm(opts.max_grad_norm)?;
+        if opts.loss_scale {
+            cpu.set_loss_scale(Some(LossScale::default()))?;
+        }
         cpu.register(cpu.default_group(), n)?;
         let mut want = init.clone();
         for _ in 0..subject.opt.scheduler().steps_taken() {
@@ -489,12 +540,22 @@ fn gpu_typed<O: Algorithm>(
     } else {
         None
     };
-    drop(subject);
+    let mut opt = subject.opt;
+    let (record_us, wgpu_record_us) = record_cost(ctx, &mut opt);
+    drop(opt);
+    drop(subject.params);
     let copy_gb_per_s = copy_bandwidth(ctx, params * 4)?;
 
     let ms_per_step = median(&mut ms);
     let stream_ms = median(&mut stream_ms);
+    let scalar_stream_ms = median(&mut scalar_stream_ms);
     let info = ctx.adapter.get_info();
+    let grad_stage = match (opts.max_grad_norm.is_some(), opts.loss_scale) {
+        (false, false) => "none",
+        (true, false) => "clip",
+        (false, true) => "scale",
+        (true, true) => "clip+scale",
+    };
     Ok(BenchResult {
         optimizer: name.to_string(),
         params,
@@ -510,16 +571,54 @@ fn gpu_typed<O: Algorithm>(
         bytes_per_param,
         gb_per_s: (bytes_per_param * params) as f64 / ms_per_step / 1e6,
         stream_ms,
+        stream_shape: shape.to_string(),
         roofline: stream_ms / ms_per_step,
+        scalar_stream_ms,
+        scalar_roofline: scalar_stream_ms / ms_per_step,
+        kernels: Some(if opts.scalar_kernels {
+            Width::Scalar
+        } else {
+            Width::Vec4
+        }),
+        grad_stage,
         copy_gb_per_s,
         host_us_per_step: Some(host_secs / host_steps as f64 * 1e6),
-        record_us_per_step: Some(record_secs / host_steps as f64 * 1e6),
+        record_us_per_step: Some(record_us),
+        wgpu_record_us_per_step: Some(wgpu_record_us),
         allocs_per_step: opts.alloc_count.map(|_| allocs as f64 / host_steps as f64),
         wgpu_allocs_per_step: opts
             .alloc_count
             .map(|_| wgpu_allocs as f64 / ALLOC_SAMPLES as f64),
         max_abs_err_vs_cpu,
     })
+}
+
+/// Median microseconds to record one step (encoder, `GpuOptimizer::step`, finish) and to make
+/// the same wgpu calls directly, in a warm loop that alternates the two. Nothing is submitted:
+/// this is recording cost alone, so it runs after verification (the steps count as taken).
+fn record_cost<O: Algorithm>(ctx: &GpuContext, opt: &mut GpuOptimizer<O>) -> (f64, f64) {
+    let direct = opt.capture_step();
+    let (mut ours, mut theirs) = (
+        Vec::with_capacity(RECORD_SAMPLES),
+        Vec::with_capacity(RECORD_SAMPLES),
+    );
+    for k in 0..RECORD_SAMPLES + RECORD_SAMPLES / 10 {
+        let t0 = Instant::now();
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        opt.step(&mut encoder);
+        drop(encoder.finish());
+        let t1 = Instant::now();
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        direct.record(&mut encoder.begin_compute_pass(&Default::default()));
+        drop(encoder.finish());
+        let t2 = Instant::now();
+        // The first tenth warms caches and allocators up.
+        if k >= RECORD_SAMPLES / 10 {
+            ours.push((t1 - t0).as_secs_f64() * 1e6);
+            theirs.push((t2 - t1).as_secs_f64() * 1e6);
+        }
+    }
+    (median(&mut ours), median(&mut theirs))
 }
 
 /// Benchmarks variant `name` at `params` parameters on the GPU of `ctx`: a flat buffer, and,
@@ -674,10 +773,16 @@ fn cpu_typed<O: Algorithm>(
         bytes_per_param,
         gb_per_s: (bytes_per_param * params) as f64 / ms_per_step / 1e6,
         stream_ms,
+        stream_shape: "cpu loop".into(),
         roofline: stream_ms / ms_per_step,
+        scalar_stream_ms: stream_ms,
+        scalar_roofline: stream_ms / ms_per_step,
+        kernels: None,
+        grad_stage: "none",
         copy_gb_per_s: 8.0 * params as f64 / median(&mut copy_ms) / 1e6,
         host_us_per_step: None,
         record_us_per_step: None,
+        wgpu_record_us_per_step: None,
         allocs_per_step: None,
         wgpu_allocs_per_step: None,
         max_abs_err_vs_cpu: None,

@@ -6,8 +6,12 @@ use std::time::Instant;
 use crate::abi::bindings::stream;
 use crate::context::{GpuContext, read_bytes};
 use crate::error::{Error, Result};
-use crate::gpu::{grid, window_ranges};
-use crate::kernel::{GradAccess, Kernel, compute_pipeline, create_module, pipeline_layout};
+use serde::Serialize;
+
+use crate::gpu::{groups_of, window_ranges};
+use crate::kernel::{
+    GradAccess, Kernel, Width, create_module, pipeline_layout, sized_compute_pipeline,
+};
 
 pub(super) fn wait(ctx: &GpuContext) -> Result<()> {
     ctx.device
@@ -128,8 +132,89 @@ pub fn copy_bandwidth(ctx: &GpuContext, bytes: u64) -> Result<f64> {
     Ok(2.0 * bytes as f64 * copies as f64 / secs / 1e9)
 }
 
-/// The same-bytes streaming kernel (`shaders/stream.wgsl`) for a step that keeps `states` state
-/// buffers, bound to buffers of its own.
+/// How the streaming kernel is compiled and dispatched: its element width, workgroup size and
+/// values per invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StreamShape {
+    /// `vec4<f32>` or `f32` loads and stores.
+    pub width: Width,
+    /// Threads per workgroup (`WG`).
+    pub workgroup_size: u32,
+    /// Values (of `width`) per invocation (`VPI`).
+    pub per_invocation: u32,
+}
+
+impl StreamShape {
+    /// The scalar stream every measurement before vectorization was taken against: one `f32`
+    /// per invocation, 256 per workgroup.
+    pub const SCALAR: Self = Self {
+        width: Width::Scalar,
+        workgroup_size: 256,
+        per_invocation: 1,
+    };
+
+    /// What the sweep tries: `vec4` at 64, 128 and 256 threads per workgroup, 1, 2, 4 and 8
+    /// vectors per invocation.
+    pub fn candidates() -> Vec<Self> {
+        [64, 128, 256]
+            .into_iter()
+            .flat_map(|workgroup_size| {
+                [1, 2, 4, 8].map(|per_invocation| Self {
+                    width: Width::Vec4,
+                    workgroup_size,
+                    per_invocation,
+                })
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Display for StreamShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let width = match self.width {
+            Width::Vec4 => "vec4",
+            Width::Scalar => "f32",
+        };
+        write!(
+            f,
+            "{width} wg={} vpi={}",
+            self.workgroup_size, self.per_invocation
+        )
+    }
+}
+
+/// The streaming kernel's buffers: a parameter, a gradient and up to three states, each a
+/// copy of the same data (padded to whole vectors), shared by every [`Stream`] shape.
+pub struct StreamBuffers {
+    buffers: Vec<wgpu::Buffer>,
+    states: u32,
+    len: u64,
+}
+
+impl StreamBuffers {
+    /// Buffers for a step of `init.len()` parameters that keeps `states` state buffers.
+    pub fn new(ctx: &GpuContext, states: u32, init: &[f32]) -> Self {
+        let mut padded = init.to_vec();
+        padded.resize(init.len().next_multiple_of(4), 0.0);
+        let buffers = (0..stream::ALL.len() as u32)
+            .map(|b| {
+                if b < 2 + states {
+                    ctx.upload("stream", &padded)
+                } else {
+                    ctx.upload("stream placeholder", &[0.0; 4])
+                }
+            })
+            .collect();
+        Self {
+            buffers,
+            states,
+            len: padded.len() as u64,
+        }
+    }
+}
+
+/// The same-bytes streaming kernel (`shaders/stream.wgsl`) in one [`StreamShape`], over
+/// [`StreamBuffers`].
 pub struct Stream {
     pipeline: wgpu::ComputePipeline,
     windows: Vec<(wgpu::BindGroup, (u32, u32))>,
@@ -141,37 +226,34 @@ const STREAM: Kernel = Kernel {
 };
 
 impl Stream {
-    /// Builds the kernel and its buffers: `init` (of `params` elements) copied into each.
-    pub fn new(ctx: &GpuContext, params: u64, states: u32, init: &[f32]) -> Self {
+    /// Builds the kernel in `shape` over `buffers`.
+    pub fn new(ctx: &GpuContext, buffers: &StreamBuffers, shape: StreamShape) -> Self {
         let device = &ctx.device;
-        let module = create_module(device, &STREAM, GradAccess::ReadOnly);
+        let module = create_module(device, &STREAM, GradAccess::ReadOnly, shape.width);
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(STREAM.name),
             entries: &stream::ALL.map(|b| b.layout_entry(0)),
         });
-        let pipeline = compute_pipeline(
+        let pipeline = sized_compute_pipeline(
             device,
             STREAM.name,
             &pipeline_layout(device, STREAM.name, &[&layout]),
-            &module,
-            "main",
-            &[("N_STATES", f64::from(states))],
+            (&module, "main"),
+            shape.workgroup_size,
+            &[
+                ("N_STATES", f64::from(buffers.states)),
+                ("VPI", f64::from(shape.per_invocation)),
+            ],
         );
-        let buffers: Vec<wgpu::Buffer> = (0..stream::ALL.len() as u32)
-            .map(|b| {
-                if b < 2 + states {
-                    ctx.upload("stream", init)
-                } else {
-                    ctx.upload("stream placeholder", &[0.0; 4])
-                }
-            })
-            .collect();
         // Windowed exactly as the optimizer binds a buffer of this length.
         let limits = device.limits();
-        let windows = window_ranges(params, &limits)
+        let lanes = shape.width.lanes();
+        let per_group = u64::from(shape.workgroup_size * shape.per_invocation);
+        let windows = window_ranges(buffers.len, &limits)
             .into_iter()
             .map(|(start, n)| {
                 let entries: Vec<_> = buffers
+                    .buffers
                     .iter()
                     .zip(&stream::ALL)
                     .map(|(b, binding)| {
@@ -187,10 +269,12 @@ impl Stream {
                     layout: &layout,
                     entries: &entries,
                 });
-                (
-                    bind_group,
-                    grid(n, limits.max_compute_workgroups_per_dimension),
-                )
+                let grid = groups_of(
+                    n / lanes,
+                    per_group,
+                    limits.max_compute_workgroups_per_dimension,
+                );
+                (bind_group, grid)
             })
             .collect();
         Self { pipeline, windows }
@@ -204,4 +288,29 @@ impl Stream {
             pass.dispatch_workgroups(*x, *y, 1);
         }
     }
+}
+
+/// Times every [`StreamShape::candidates`] over `buffers` (median of `reps` passes each, after
+/// one untimed pass) and returns the fastest, with each candidate's time in milliseconds.
+pub fn sweep(
+    ctx: &GpuContext,
+    buffers: &StreamBuffers,
+    reps: usize,
+) -> Result<(StreamShape, Vec<(StreamShape, f64)>)> {
+    let mut timed = Vec::new();
+    for shape in StreamShape::candidates() {
+        let stream = Stream::new(ctx, buffers, shape);
+        let mut timer = PassTimer::new(ctx, reps as u32 + 1);
+        for _ in 0..=reps {
+            timer.time(ctx, |pass| stream.record(pass))?;
+        }
+        let (mut ms, _) = timer.finish(ctx)?;
+        timed.push((shape, super::median(&mut ms[1..])));
+    }
+    let best = timed
+        .iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|&(shape, _)| shape)
+        .unwrap_or(StreamShape::SCALAR);
+    Ok((best, timed))
 }

@@ -111,18 +111,35 @@ override NORM_ELEMS: u32 = 16u;
 // call workgroup_sum never touch it.
 var<workgroup> scratch: array<vec2<f32>, WG>;
 
-// The sum of `value` over the workgroup, by a fixed tree: the same inputs give the same bits on
-// every run. Call it from uniform control flow (every invocation, no early return before it).
+// Lanes of the first stage of workgroup_sum.
+const SUM_FAN: u32 = 16u;
+
+// The sum of `value` over the workgroup, in a fixed order (the same inputs give the same bits
+// on every run), returned to invocation 0 only. Two barriers, not log2(WG): invocations below
+// SUM_FAN each add the values of every SUM_FAN-th invocation, then invocation 0 adds theirs.
+// Barriers are costly where a workgroup runs as coroutines (llvmpipe, lavapipe), and the two
+// short serial sums cost a GPU little. Call it from uniform control flow (every invocation, no
+// early return before it).
 fn workgroup_sum(lid: u32, value: vec2<f32>) -> vec2<f32> {
     scratch[lid] = value;
     workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) {
-            scratch[lid] = scratch[lid] + scratch[lid + stride];
+    // Invocation l reads scratch[l], scratch[l + SUM_FAN], ...: no other invocation reads
+    // scratch[l] for l < SUM_FAN, so it may overwrite it with its sum.
+    if (lid < SUM_FAN) {
+        var acc = vec2<f32>(0.0);
+        for (var j = lid; j < WG; j = j + SUM_FAN) {
+            acc = acc + scratch[j];
         }
-        workgroupBarrier();
+        scratch[lid] = acc;
     }
-    return scratch[0];
+    workgroupBarrier();
+    var total = vec2<f32>(0.0);
+    if (lid == 0u) {
+        for (var j = 0u; j < min(SUM_FAN, WG); j = j + 1u) {
+            total = total + scratch[j];
+        }
+    }
+    return total;
 }
 
 // Per-workgroup partial sums of a `norms`-style pass (LAMB, LARS, grad_norm.wgsl), one vec2 per

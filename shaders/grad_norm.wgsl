@@ -13,7 +13,7 @@
 //           output, NORM_STRIDE floats apart), 13 control (read_write; common.wgsl's
 //           grad_control), 14 GradParams (uniform), 15 scaler (read_write: scale, growth
 //           tracker, skipped steps, whether the last step was skipped).
-// Deterministic: fixed assignment of elements to invocations and workgroup_sum's fixed tree.
+// Deterministic: fixed assignment of elements to invocations and workgroup_sum's fixed order.
 
 struct GradParams {
     max_norm: f32,

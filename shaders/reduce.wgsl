@@ -6,7 +6,7 @@
 //             between a tensor's windows), 10 norms (read_write; per tensor (‖x‖, ‖y‖) at a
 //             stride of NORM_STRIDE floats, so each tensor's pair can be bound alone).
 // Deterministic: each invocation sums a fixed subset in a fixed order, then workgroup_sum's
-// fixed tree; no atomics.
+// fixed order; no atomics.
 
 override NORM_STRIDE: u32 = 64u;
 

@@ -12,15 +12,18 @@
 /// Threads per workgroup, passed to every kernel as its `WG` override constant.
 pub const WORKGROUP_SIZE: u32 = 256;
 
-/// Elements each invocation of a `norms` entry point (LAMB, LARS) sums, passed as the
-/// `NORM_ELEMS` override constant.
-pub const NORM_ELEMS: u32 = 16;
+/// Values (vec4s in the vectorized kernels) each invocation of a `norms` entry point (LAMB,
+/// LARS, the gradient stage) sums, passed as the `NORM_ELEMS` override constant. Of 1, 2, 4, 8
+/// and 16, 4 was fastest on lavapipe (fewer workgroups, and so fewer barriers, than 1 or 2;
+/// less strided access per invocation than 8 or 16).
+pub const NORM_ELEMS: u32 = 4;
 
 /// `vec4<f32>` values each invocation of a vectorized update kernel handles (`VPI`), `WG`
-/// vectors apart so that neighbouring invocations touch neighbouring memory. Four vectors per
-/// invocation measured fastest of 1, 2, 4 and 8 on lavapipe (BENCHMARKS.md); GPUs are
-/// indifferent between them at these sizes.
-pub const VEC_PER_INVOCATION: u32 = 4;
+/// vectors apart so that neighbouring invocations touch neighbouring memory. One: the bench's
+/// sweep of the streaming kernel finds 2, 4 and 8 per invocation slower than 1 on lavapipe
+/// (BENCHMARKS.md), where a workgroup runs as SIMD batches that would each stride across
+/// `VPI` distant rows; on GPUs one vec4 per invocation already issues 16-byte accesses.
+pub const VEC_PER_INVOCATION: u32 = 1;
 
 /// Step-count candidates uploaded per step under loss scaling (`SCALAR_CANDIDATES` in
 /// `shaders/common.wgsl`, a WGSL `const` because it sizes a uniform array; a test keeps the two

@@ -136,7 +136,7 @@ mod tests {
             (1u64, 0u32, true),
             (3, 0, true),
             (4, 1, false),
-            (1757, 1, true),
+            (1757, 439u64.div_ceil(per_group / 4) as u32, true),
             (per_group, 1, false),
             (per_group + 4, 2, false),
         ] {

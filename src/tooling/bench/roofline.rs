@@ -290,22 +290,32 @@ impl Stream {
     }
 }
 
-/// Times every [`StreamShape::candidates`] over `buffers` (median of `reps` passes each, after
-/// one untimed pass) and returns the fastest, with each candidate's time in milliseconds.
+/// Times every [`StreamShape::candidates`] over `buffers` and returns the fastest, with each
+/// candidate's median time in milliseconds. Candidates take turns, one pass each per round, for
+/// `rounds` rounds after one untimed round, so drift in the adapter's speed reaches them all
+/// alike.
 pub fn sweep(
     ctx: &GpuContext,
     buffers: &StreamBuffers,
-    reps: usize,
+    rounds: usize,
 ) -> Result<(StreamShape, Vec<(StreamShape, f64)>)> {
-    let mut timed = Vec::new();
-    for shape in StreamShape::candidates() {
-        let stream = Stream::new(ctx, buffers, shape);
-        let mut timer = PassTimer::new(ctx, reps as u32 + 1);
-        for _ in 0..=reps {
+    let candidates: Vec<(StreamShape, Stream)> = StreamShape::candidates()
+        .into_iter()
+        .map(|shape| (shape, Stream::new(ctx, buffers, shape)))
+        .collect();
+    let mut timers: Vec<PassTimer> = candidates
+        .iter()
+        .map(|_| PassTimer::new(ctx, rounds as u32 + 1))
+        .collect();
+    for _ in 0..=rounds {
+        for ((_, stream), timer) in candidates.iter().zip(&mut timers) {
             timer.time(ctx, |pass| stream.record(pass))?;
         }
+    }
+    let mut timed = Vec::with_capacity(candidates.len());
+    for ((shape, _), timer) in candidates.iter().zip(timers) {
         let (mut ms, _) = timer.finish(ctx)?;
-        timed.push((shape, super::median(&mut ms[1..])));
+        timed.push((*shape, super::median(&mut ms[1..])));
     }
     let best = timed
         .iter()

@@ -88,7 +88,8 @@ fn workgroup_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 // last whole vec4 instead (one workgroup).
 fn invocation_base(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>, per_invocation: u32) -> u32 {
     if (TAIL) {
-        return arrayLength(&param) / 4u * 4u + lid.x;
+        // `grad`, not `param`: the gradient stage's sums bind only the gradient (same length).
+        return arrayLength(&grad) / 4u * 4u + lid.x;
     }
     return workgroup_index(wid, nwg) * WG * per_invocation + lid.x;
 }

@@ -1,6 +1,7 @@
 // grad_norm.wgsl: torch.nn.utils.clip_grad_norm_ and torch.amp.GradScaler on the device, around
 // reduce.wgsl:
-//   sumsq:    this workgroup's (Σg², count of non-finite g) over NORM_ELEMS elements per
+//   sumsq:    this workgroup's (Σg², count of non-finite g) over NORM_ELEMS values (vec4s,
+//             or f32 for a tail or an unaligned gradient, as the update kernels) per
 //             invocation of one window of one gradient, the gradient unscaled by 1 / scale
 //             when loss scaling is on, into partials;
 //   finalize: one workgroup: the global norm √(Σ ‖g_t‖²) over every tensor's norm, as torch
@@ -35,6 +36,7 @@ fn is_finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
 }
 
+
 // 1 / the loss scale this step's gradients carry (1 without loss scaling).
 fn inverse_scale() -> f32 {
     if (params.unscale != 0u) {
@@ -49,19 +51,19 @@ fn sumsq(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    // Not norm_pass_base: that one reads `param` for tail pipelines, and this pass binds none.
-    let base = workgroup_index(wid, nwg) * WG * NORM_ELEMS + lid.x;
+    let base = norm_pass_base(wid, nwg, lid);
     let inv = inverse_scale();
     var sums = vec2<f32>(0.0);
     for (var k = 0u; k < NORM_ELEMS; k = k + 1u) {
         let i = base + k * WG;
         if (i < arrayLength(&grad)) {
             let g = grad[i] * inv;
-            if (is_finite(g)) {
-                sums.x = sums.x + g * g;
-            } else {
-                sums.y = sums.y + 1.0;
-            }
+            // Per lane: g² where finite, else a count of 1.
+            let finite = (bitcast<VU>(g) & VU(0x7f800000u)) != VU(0x7f800000u);
+            sums = sums + vec2<f32>(
+                hsum(select(V(0.0), g * g, finite)),
+                hsum(select(V(1.0), V(0.0), finite)),
+            );
         }
     }
     store_partial(wid, nwg, lid, sums);

@@ -72,14 +72,16 @@ pub enum Width {
 }
 
 impl Width {
-    /// The WGSL that defines `V` and `hsum` (the sum of one `V`'s lanes, in lane order) for
-    /// this width, placed before `common.wgsl`.
+    /// The WGSL that defines `V`, `VU` (its `u32` twin, for bit tests) and `hsum` (the sum of
+    /// one `V`'s lanes, in lane order) for this width, placed before `common.wgsl`.
     fn prelude(self) -> &'static str {
         match self {
             Width::Vec4 => {
-                "alias V = vec4<f32>;\nfn hsum(x: V) -> f32 {\n    return ((x.x + x.y) + x.z) + x.w;\n}\n"
+                "alias V = vec4<f32>;\nalias VU = vec4<u32>;\nfn hsum(x: V) -> f32 {\n    return ((x.x + x.y) + x.z) + x.w;\n}\n"
             }
-            Width::Scalar => "alias V = f32;\nfn hsum(x: V) -> f32 {\n    return x;\n}\n",
+            Width::Scalar => {
+                "alias V = f32;\nalias VU = u32;\nfn hsum(x: V) -> f32 {\n    return x;\n}\n"
+            }
         }
     }
 

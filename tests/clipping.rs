@@ -273,3 +273,29 @@ fn clipping_is_deterministic_and_validated() {
     let mut cpu = CpuOptimizer::new(Sgd::default()).unwrap();
     assert!(cpu.set_max_grad_norm(Some(-2.0)).is_err());
 }
+
+#[test]
+fn tails_and_unaligned_gradients_count_toward_the_norm() {
+    // Gradients zero except in the last len % 4 elements, which the vec4 sums leave to a scalar
+    // tail (all of a tensor of 1 or 3): the norm is exactly √(3² + 4² + 12²) = 13. The same on
+    // the f32 kernels.
+    let Some(ctx) = gpu() else { return };
+    for scalar_only in [false, true] {
+        let mut opt = GpuOptimizer::new(&ctx.device, &ctx.queue, Sgd::default()).unwrap();
+        opt.set_scalar_only(scalar_only);
+        let mut bufs = Vec::new();
+        for (len, last) in [(1usize, 3.0f32), (3, 4.0), (1757, 12.0)] {
+            let mut g = vec![0.0; len];
+            g[len - 1] = last;
+            let (p, gb) = (ctx.upload("p", &vec![0.0; len]), ctx.upload("g", &g));
+            opt.register(opt.default_group(), &p, &gb).unwrap();
+            bufs.push((p, gb));
+        }
+        opt.set_max_grad_norm(Some(1.0)).unwrap();
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        opt.step(&mut encoder);
+        ctx.queue.submit([encoder.finish()]);
+        let norm = opt.read_grad_norm().unwrap();
+        assert_eq!(norm, 13.0, "scalar only: {scalar_only}");
+    }
+}

@@ -16,8 +16,19 @@ struct Gpu<O: Algorithm> {
 }
 
 fn build<O: Algorithm>(ctx: &GpuContext, config: O, scale: Option<LossScale>) -> Gpu<O> {
+    build_with(ctx, config, scale, false)
+}
+
+/// As `build`, with every tensor on the f32 kernels when `scalar_only`.
+fn build_with<O: Algorithm>(
+    ctx: &GpuContext,
+    config: O,
+    scale: Option<LossScale>,
+    scalar_only: bool,
+) -> Gpu<O> {
     let mut rng = Rng::new(5);
     let mut opt = GpuOptimizer::new(&ctx.device, &ctx.queue, config).unwrap();
+    opt.set_scalar_only(scalar_only);
     let (mut params, mut grads) = (Vec::new(), Vec::new());
     for &n in &LENS {
         let (p, g) = (ctx.upload("p", &rng.vec(n)), ctx.upload("g", &vec![0.0; n]));
@@ -64,24 +75,31 @@ fn grads(seed: u64, scale: f32) -> Vec<Vec<f32>> {
 #[test]
 fn an_inf_or_nan_gradient_skips_the_whole_step() {
     let Some(ctx) = gpu() else { return };
-    for bad in [f32::INFINITY, f32::NAN, f32::NEG_INFINITY] {
-        let mut g = build(
+    // In a vec4 body, in a scalar tail (1757 = 4 · 439 + 1), in a tensor that is all tail, and
+    // all of them again on the f32 kernels.
+    let cases = [f32::INFINITY, f32::NAN, f32::NEG_INFINITY]
+        .into_iter()
+        .flat_map(|bad| [(bad, 1, 777), (bad, 1, 1756), (bad, 0, 2)])
+        .flat_map(|c| [(c, false), (c, true)]);
+    for ((bad, tensor, at), scalar_only) in cases {
+        let mut g = build_with(
             &ctx,
             Adam {
                 lr: 0.01,
                 ..Default::default()
             },
             Some(LossScale::default()),
+            scalar_only,
         );
         step(&ctx, &mut g, &grads(1, 65536.0));
         let before = snapshot(&ctx, &g);
         let mut poisoned = grads(2, 65536.0);
-        poisoned[1][777] = bad;
+        poisoned[tensor][at] = bad;
         step(&ctx, &mut g, &poisoned);
         assert_eq!(
             snapshot(&ctx, &g),
             before,
-            "{bad}: the skipped step changed something"
+            "{bad} at {tensor}[{at}] (scalar only: {scalar_only}): the skipped step changed something"
         );
         let st = g.opt.read_loss_scale().unwrap();
         assert!(st.last_step_skipped && st.skipped_steps == 1, "{st:?}");

@@ -25,7 +25,11 @@ pub(super) const NO_CLIP: [f32; 8] = [0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0];
 /// The stage's pipelines, built once when clipping or loss scaling is first turned on.
 #[derive(Debug)]
 pub(super) struct GradPasses {
-    sumsq: wgpu::ComputePipeline,
+    /// `sumsq` over a gradient's whole vec4s, over its tail, and over an unaligned gradient,
+    /// as the update kernels' forms.
+    sumsq_vec4: wgpu::ComputePipeline,
+    sumsq_tail: wgpu::ComputePipeline,
+    sumsq_scalar: wgpu::ComputePipeline,
     sumsq_layout: wgpu::BindGroupLayout,
     finalize: wgpu::ComputePipeline,
     finalize_layout: wgpu::BindGroupLayout,
@@ -37,13 +41,15 @@ pub(super) struct GradPasses {
 #[derive(Debug)]
 pub(super) struct GradBuffers {
     norms: NormBuffers,
-    windows: Vec<(wgpu::BindGroup, (u32, u32))>,
+    /// Each gradient window's bind group, grids, and whether it is read as vec4s.
+    windows: Vec<(wgpu::BindGroup, WindowGrids, Width)>,
     finalize: wgpu::BindGroup,
 }
 
 impl GradPasses {
     pub fn new(device: &wgpu::Device) -> Self {
         let module = create_module(device, &GRAD_NORM, GradAccess::ReadOnly, Width::Scalar);
+        let vec4 = create_module(device, &GRAD_NORM, GradAccess::ReadOnly, Width::Vec4);
         let params_size = std::mem::size_of::<GradParams>() as u64;
         let layout = |entries: &[crate::abi::bindings::Binding]| {
             let entries: Vec<_> = entries
@@ -55,21 +61,26 @@ impl GradPasses {
                 entries: &entries,
             })
         };
-        let pipeline = |entry: &str, layout: &wgpu::BindGroupLayout| {
+        let pipeline = |module, entry: &str, layout: &wgpu::BindGroupLayout, tail: bool| {
             compute_pipeline(
                 device,
                 GRAD_NORM.name,
                 &pipeline_layout(device, GRAD_NORM.name, &[layout]),
-                &module,
+                module,
                 entry,
-                &[("NORM_ELEMS", f64::from(NORM_ELEMS))],
+                &[
+                    ("NORM_ELEMS", f64::from(NORM_ELEMS)),
+                    ("TAIL", f64::from(u8::from(tail))),
+                ],
             )
         };
         let sumsq_layout = layout(&grad_norm::SUMSQ);
         let finalize_layout = layout(&grad_norm::FINALIZE);
         Self {
-            sumsq: pipeline("sumsq", &sumsq_layout),
-            finalize: pipeline("finalize", &finalize_layout),
+            sumsq_vec4: pipeline(&vec4, "sumsq", &sumsq_layout, false),
+            sumsq_tail: pipeline(&module, "sumsq", &sumsq_layout, true),
+            sumsq_scalar: pipeline(&module, "sumsq", &sumsq_layout, false),
+            finalize: pipeline(&module, "finalize", &finalize_layout, false),
             sumsq_layout,
             finalize_layout,
             reduce: NormStage::new(device),
@@ -90,8 +101,8 @@ impl GradPasses {
             return None;
         }
         let limits = device.limits();
-        // The gradient's sums are taken one f32 at a time (gradients may start anywhere).
-        let tensors = params.iter().map(|p| (p.len, Width::Scalar));
+        // Each gradient is read at its parameter's width (vec4 when both start aligned).
+        let tensors = params.iter().map(|p| (p.len, p.width));
         let (table, starts, bytes) = partial_layout(tensors, &limits);
         let norms = self.reduce.buffers(device, &table, bytes);
         let scale = stage.loss_scale.unwrap_or_default();
@@ -117,20 +128,20 @@ impl GradPasses {
         for (p, &start) in params.iter().zip(&starts) {
             let mut at = start;
             for (first, n) in window_ranges(p.len, &limits) {
-                let grids = WindowGrids::new(n, Width::Scalar, &limits);
-                let (workgroups, size) = (grids.norms, grids.partials_size());
+                let grids = WindowGrids::new(n, p.width, &limits);
                 let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("wgpu-optim gradient norm"),
                     layout: &self.sumsq_layout,
                     entries: &[
                         update::GRAD.entry(&p.grad, p.grad_offset + first * 4, n * 4),
-                        update::PARTIALS.entry(&norms.partials, at, size),
+                        // Exactly this window's slots, so the tail's is the last bound.
+                        update::PARTIALS.entry(&norms.partials, at, grids.partials_bytes()),
                         grad_norm::PARAMS.whole(&uniform),
                         grad_norm::SCALER.whole(scaler),
                     ],
                 });
-                windows.push((bind_group, workgroups));
-                at += size;
+                windows.push((bind_group, grids, p.width));
+                at += grids.partials_size();
             }
         }
         let finalize = device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -153,10 +164,31 @@ impl GradPasses {
     /// Records the stage: the global gradient norm and clipping coefficient (and loss
     /// scaling's check and update), before any update reads them.
     pub fn record(&self, pass: &mut impl Commands, built: &GradBuffers) {
-        pass.set_pipeline(&self.sumsq);
-        for (bind_group, (x, y)) in &built.windows {
+        // Every window's body (vec4, or f32 for an unaligned gradient), then the tails.
+        let mut current = None;
+        for (bind_group, grids, width) in &built.windows {
+            let (x, y) = grids.norms;
+            if x == 0 {
+                continue;
+            }
+            if current != Some(*width) {
+                pass.set_pipeline(match width {
+                    Width::Vec4 => &self.sumsq_vec4,
+                    Width::Scalar => &self.sumsq_scalar,
+                });
+                current = Some(*width);
+            }
             pass.set_bind_group(0, bind_group, None);
-            pass.dispatch(*x, *y);
+            pass.dispatch(x, y);
+        }
+        let mut tail = false;
+        for (bind_group, _, _) in built.windows.iter().filter(|w| w.1.tail) {
+            if !tail {
+                pass.set_pipeline(&self.sumsq_tail);
+                tail = true;
+            }
+            pass.set_bind_group(0, bind_group, None);
+            pass.dispatch(1, 1);
         }
         built.norms.record(pass, &self.reduce);
         pass.set_pipeline(&self.finalize);
@@ -168,6 +200,11 @@ impl GradPasses {
 impl GradBuffers {
     /// Dispatches the stage records per step.
     pub fn dispatches(&self) -> usize {
-        self.windows.len() + 2
+        let sums: usize = self
+            .windows
+            .iter()
+            .map(|(_, g, _)| usize::from(g.norms.0 > 0) + usize::from(g.tail))
+            .sum();
+        sums + 2
     }
 }

@@ -73,6 +73,10 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// be carved from one buffer (a framework's memory pool): the kernel then binds the
     /// gradient read-write, as wgpu requires, with the same results. Slices larger than the
     /// device's `max_storage_buffer_binding_size` are bound in windows, one dispatch each.
+    /// A parameter whose slice and gradient slice both start 16-byte aligned (always, where
+    /// the alignment above is 16 or more) is stepped by the `vec4<f32>` kernels, plus a
+    /// one-workgroup `f32` tail for a length not a multiple of 4; any other by the `f32`
+    /// kernels, with the same results.
     ///
     /// Allocation happens inside wgpu error scopes: running out of device memory, or a buffer
     /// from another device, is an error and leaves the optimizer as it was.

@@ -3,7 +3,7 @@
 // Bindings: group 1: 0 AdamScalars (uniform, one step's entry of the scalar table);
 //           group 0: 1 param, 2 grad (common.wgsl),
 //           3 exp_avg, 4 exp_avg_sq, 5 max_exp_avg_sq (read_write; the last is a
-//           1-element placeholder when AMSGRAD is off).
+//           16-byte placeholder when AMSGRAD is off).
 // Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/adam.rs.
 

@@ -9,7 +9,7 @@
 // scalar table picked by a dynamic offset; group 0 bindings 3.. are its state buffers; binding
 // 11 is the gradient control (below). The Rust side of every binding is src/abi/bindings.rs.
 // Every buffer is bound with exactly the parameter's length, so `arrayLength(&param)` is the
-// element count and the bounds guard.
+// bounds guard (an element count at f32 width, a vector count at vec4 width: below).
 //
 // `V`, the element type of param, grad and the states, comes from the width prelude that
 // kernel::compose puts before this file (kernel::Width): `vec4<f32>` for the body of a tensor,
@@ -108,8 +108,8 @@ fn torch_lerp(a: V, b: V, weight: f32) -> V {
 // the host (NORM_ELEMS in src/kernel.rs), which sizes the `norms` dispatch by it.
 override NORM_ELEMS: u32 = 16u;
 
-// Scratch for workgroup-wide sums (LAMB's and LARS's norms, reduce.wgsl). Kernels that never
-// call workgroup_sum never touch it.
+// Scratch for workgroup-wide sums (LAMB's and LARS's norms, reduce.wgsl, grad_norm.wgsl,
+// mlp.wgsl). Kernels that never call workgroup_sum never touch it.
 var<workgroup> scratch: array<vec2<f32>, WG>;
 
 // Lanes of the first stage of workgroup_sum.
@@ -120,7 +120,8 @@ const SUM_FAN: u32 = 16u;
 // SUM_FAN each add the values of every SUM_FAN-th invocation, then invocation 0 adds theirs.
 // Barriers are costly where a workgroup runs as coroutines (llvmpipe, lavapipe), and the two
 // short serial sums cost a GPU little. Call it from uniform control flow (every invocation, no
-// early return before it).
+// early return before it), and at most once per entry point: it ends without a barrier, so a
+// second call's stores could overtake invocation 0's reads.
 fn workgroup_sum(lid: u32, value: vec2<f32>) -> vec2<f32> {
     scratch[lid] = value;
     workgroupBarrier();

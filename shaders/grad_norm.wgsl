@@ -32,10 +32,14 @@ struct GradParams {
 @group(0) @binding(14) var<uniform> params: GradParams;
 @group(0) @binding(15) var<storage, read_write> scaler: array<f32>;
 
+// Whether each lane of x is finite (neither inf nor NaN).
+fn finite_lanes(x: V) -> VB {
+    return (bitcast<VU>(x) & VU(0x7f800000u)) != VU(0x7f800000u);
+}
+
 fn is_finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
 }
-
 
 // 1 / the loss scale this step's gradients carry (1 without loss scaling).
 fn inverse_scale() -> f32 {
@@ -59,7 +63,7 @@ fn sumsq(
         if (i < arrayLength(&grad)) {
             let g = grad[i] * inv;
             // Per lane: g² where finite, else a count of 1.
-            let finite = (bitcast<VU>(g) & VU(0x7f800000u)) != VU(0x7f800000u);
+            let finite = finite_lanes(g);
             sums = sums + vec2<f32>(
                 hsum(select(V(0.0), g * g, finite)),
                 hsum(select(V(1.0), V(0.0), finite)),

@@ -3,7 +3,7 @@
 // Bindings: group 1: 0 RmsPropScalars (uniform, one step's entry of the scalar table);
 //           group 0: 1 param, 2 grad (common.wgsl),
 //           3 square_avg, 4 momentum_buffer, 5 grad_avg (read_write; the last two are
-//           1-element placeholders when MOMENTUM or CENTERED is off).
+//           16-byte placeholders when MOMENTUM or CENTERED is off).
 // Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/rmsprop.rs.
 

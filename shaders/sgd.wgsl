@@ -2,7 +2,7 @@
 //
 // Bindings: group 1: 0 SgdScalars (uniform, one step's entry of the scalar table);
 //           group 0: 1 param, 2 grad (common.wgsl),
-//           3 momentum_buffer (read_write; a 1-element placeholder when MOMENTUM is off).
+//           3 momentum_buffer (read_write; a 16-byte placeholder when MOMENTUM is off).
 // Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/sgd.rs.
 

@@ -7,7 +7,7 @@
 // scalar reference earlier measurements were taken against.
 //
 // Bindings: 1 param, 2 grad (common.wgsl), 3..5 states (read_write; those past N_STATES are
-//           1-element placeholders and are never touched).
+//           16-byte placeholders and are never touched).
 // Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
 
 override N_STATES: u32 = 0u;

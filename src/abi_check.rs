@@ -152,16 +152,21 @@ fn compose_file(name: &'static str, source: &'static str) -> String {
 fn support_kernels_match_their_bindings() {
     let reduce_wgsl = compose_file("reduce", include_str!("../shaders/reduce.wgsl"));
     check("reduce", &reduce_wgsl, Width::Scalar, &reduce::ALL, 0);
-    let grad_norm_wgsl = compose_file("grad_norm", include_str!("../shaders/grad_norm.wgsl"));
+    let grad_norm = Kernel {
+        name: "grad_norm",
+        source: include_str!("../shaders/grad_norm.wgsl"),
+    };
     let mut table = grad_norm::SUMSQ.to_vec();
     table.extend(grad_norm::FINALIZE);
-    check(
-        "grad_norm",
-        &grad_norm_wgsl,
-        Width::Scalar,
-        &table,
-        std::mem::size_of::<GradParams>() as u64,
-    );
+    for width in [Width::Vec4, Width::Scalar] {
+        check(
+            "grad_norm",
+            &compose_with(&grad_norm, GradAccess::ReadOnly, width),
+            width,
+            &table,
+            std::mem::size_of::<GradParams>() as u64,
+        );
+    }
     let stream = Kernel {
         name: "stream",
         source: include_str!("../shaders/stream.wgsl"),

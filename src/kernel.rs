@@ -1,7 +1,7 @@
 //! WGSL sources and how they are put together.
 //!
 //! Each optimizer's kernel lives in `shaders/<name>.wgsl`; what they share (the workgroup size,
-//! the `param` and `grad` bindings, the element index, PyTorch's `lerp`) lives once in
+//! the `param` and `grad` bindings, each invocation's first index, PyTorch's `lerp`) lives once in
 //! `shaders/common.wgsl` and is prepended by [`compose`].
 //!
 //! Every update kernel is written once over the element type `V` and compiled at two
@@ -72,15 +72,16 @@ pub enum Width {
 }
 
 impl Width {
-    /// The WGSL that defines `V`, `VU` (its `u32` twin, for bit tests) and `hsum` (the sum of
-    /// one `V`'s lanes, in lane order) for this width, placed before `common.wgsl`.
+    /// The WGSL that defines `V`, `VU` and `VB` (its `u32` and `bool` twins, for bit tests and
+    /// per-lane conditions) and `hsum` (the sum of one `V`'s lanes, in lane order) for this
+    /// width, placed before `common.wgsl`.
     fn prelude(self) -> &'static str {
         match self {
             Width::Vec4 => {
-                "alias V = vec4<f32>;\nalias VU = vec4<u32>;\nfn hsum(x: V) -> f32 {\n    return ((x.x + x.y) + x.z) + x.w;\n}\n"
+                "alias V = vec4<f32>;\nalias VU = vec4<u32>;\nalias VB = vec4<bool>;\nfn hsum(x: V) -> f32 {\n    return ((x.x + x.y) + x.z) + x.w;\n}\n"
             }
             Width::Scalar => {
-                "alias V = f32;\nalias VU = u32;\nfn hsum(x: V) -> f32 {\n    return x;\n}\n"
+                "alias V = f32;\nalias VU = u32;\nalias VB = bool;\nfn hsum(x: V) -> f32 {\n    return x;\n}\n"
             }
         }
     }
@@ -121,10 +122,12 @@ pub fn compose_with(kernel: &Kernel, access: GradAccess, width: Width) -> String
 /// without runtime bounds checks.
 ///
 /// Runtime bounds checks are off: every kernel returns before touching memory unless its index is
-/// below `arrayLength(&param)`, and every buffer it then touches is bound with exactly the
-/// parameter's length (so has the same `arrayLength` at either width); the one-element placeholders bound for unused states sit behind `override`
-/// flags that are constant-false in their pipelines. Naga's per-access clamps would only repeat
-/// that guard on every load and store.
+/// below `arrayLength(&param)` (or `&grad`, of the same length), and every buffer it then
+/// touches is bound with exactly the parameter's length, so has the same `arrayLength` at
+/// either width; the 16-byte placeholders bound for unused states sit behind `override` flags
+/// that are constant-false in their pipelines; a tail pipeline's one workgroup touches only
+/// indices from `len / 4 * 4` to `len`. Naga's per-access clamps would only repeat those guards
+/// on every load and store.
 pub(crate) fn create_module(
     device: &wgpu::Device,
     kernel: &Kernel,

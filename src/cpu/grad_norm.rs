@@ -1,7 +1,7 @@
 //! The gradient stage on the CPU; mirrors `shaders/grad_norm.wgsl` (with `reduce.wgsl`):
 //! gradients unscaled by `1 / scale`, the inf/NaN check, per-tensor norms, the global norm of
-//! those, and the clipping coefficient. Sums run in f64 here and in f32 trees on the device, so
-//! the two agree to rounding, not bit for bit.
+//! those, and the clipping coefficient. Sums run in f64 here and in fixed-order f32 sums on the
+//! device, so the two agree to rounding, not bit for bit.
 
 /// Each gradient times `inverse_scale`, and whether any result is inf or NaN.
 pub fn unscale(grads: &[&[f32]], inverse_scale: f32) -> (Vec<Vec<f32>>, bool) {

@@ -53,14 +53,6 @@ impl DirectCalls {
             }
         }
     }
-
-    /// Dispatches among the calls.
-    pub fn dispatches(&self) -> usize {
-        self.calls
-            .iter()
-            .filter(|c| matches!(c, Call::Dispatch(..)))
-            .count()
-    }
 }
 
 impl Commands for DirectCalls {

@@ -288,10 +288,11 @@ impl<O: Algorithm> GpuOptimizer<O> {
     }
 
     /// Dispatches one step records: one per registered parameter, or one per window for
-    /// parameters larger than one storage binding, and one more for a parameter whose length
-    /// is not a multiple of 4 (its scalar tail); twice that plus one reduction for optimizers
-    /// with per-tensor norms; plus, with clipping or loss scaling, one per window, a reduction
-    /// and a final dispatch for the global norm.
+    /// parameters larger than one storage binding, and one more for the scalar tail of a
+    /// vec4-stepped parameter whose length is not a multiple of 4 (a parameter of 1 to 3
+    /// elements has only the tail); twice that plus one reduction for optimizers with
+    /// per-tensor norms; plus, with clipping or loss scaling, as many again for the gradients'
+    /// sums, a reduction and a final dispatch for the global norm.
     pub fn dispatches_per_step(&self) -> usize {
         let updates: usize = self
             .params

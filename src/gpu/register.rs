@@ -76,7 +76,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// A parameter whose slice and gradient slice both start 16-byte aligned (always, where
     /// the alignment above is 16 or more) is stepped by the `vec4<f32>` kernels, plus a
     /// one-workgroup `f32` tail for a length not a multiple of 4; any other by the `f32`
-    /// kernels, with the same results.
+    /// kernels, with the same results (bit for bit for the elementwise updates; LAMB's, LARS's
+    /// and clipping's norms are summed in another order, so to rounding).
     ///
     /// Allocation happens inside wgpu error scopes: running out of device memory, or a buffer
     /// from another device, is an error and leaves the optimizer as it was.

@@ -9,7 +9,9 @@ use crate::abi::bindings::{Binding, Kind, grad_norm, mlp, reduce, stream, update
 use crate::abi::uniforms::{Dims, GradParams};
 use crate::gpu::{group0, scalars_size};
 use crate::kernel::{GradAccess, Kernel, Width, compose_with};
-use crate::optim::{Adagrad, Adam, AdamW, Algorithm, Lamb, Lars, Lion, RAdam, RmsProp, Sgd};
+use crate::optim::{
+    Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, RAdam, RmsProp, Sgd,
+};
 
 /// What one WGSL global declares: name, kind, and bytes (the element stride of a runtime-sized
 /// storage array; the whole size of a uniform).
@@ -132,6 +134,7 @@ fn every_optimizer_kernel_matches_its_bindings_and_scalars() {
     check_update::<Sgd>();
     check_update::<Adam>();
     check_update::<AdamW>();
+    check_update::<Adamax>();
     check_update::<RmsProp>();
     check_update::<Adagrad>();
     check_update::<RAdam>();

@@ -8,8 +8,8 @@ use std::process::Command;
 
 use common::{Rng, cases_dir, gpu, scratch_dir};
 use wgpu_optim::{
-    Adagrad, Adam, AdamW, Algorithm, Checkpoint, CpuOptimizer, Error, GpuContext, GpuOptimizer,
-    Lamb, Lars, Lion, RAdam, RmsProp, Schedule, Sgd,
+    Adagrad, Adam, AdamW, Adamax, Algorithm, Checkpoint, CpuOptimizer, Error, GpuContext,
+    GpuOptimizer, Lamb, Lars, Lion, RAdam, RmsProp, Schedule, Sgd,
 };
 
 const LENS: [usize; 3] = [3, 1757, 64];
@@ -174,6 +174,18 @@ fn cpu_resume_is_bit_identical_for_every_optimizer() {
             &dir,
         );
         cpu_round_trip(&[Lion::default()], sched, &dir);
+        cpu_round_trip(
+            &[
+                Adamax::default(),
+                Adamax {
+                    weight_decay: 0.1,
+                    maximize: true,
+                    ..Default::default()
+                },
+            ],
+            sched,
+            &dir,
+        );
         cpu_round_trip(
             &[
                 Lamb::default(),
@@ -357,6 +369,15 @@ fn gpu_resume_is_bit_identical_and_crosses_to_the_cpu() {
         &ctx,
         &[RAdam {
             lr: 0.01,
+            ..Default::default()
+        }],
+        &dir,
+    );
+    gpu_round_trip(
+        &ctx,
+        &[Adamax {
+            lr: 0.01,
+            weight_decay: 0.1,
             ..Default::default()
         }],
         &dir,

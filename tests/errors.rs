@@ -11,8 +11,8 @@ use common::{cases_dir, gpu, scratch_dir};
 use safetensors::SafeTensors;
 use wgpu_optim::case::{self, Backend, Case};
 use wgpu_optim::{
-    Adagrad, Adam, AdamW, Algorithm, CpuOptimizer, Error, GpuOptimizer, Lamb, Lars, Lion, RAdam,
-    RmsProp, Sgd,
+    Adagrad, Adam, AdamW, Adamax, Algorithm, CpuOptimizer, Error, GpuOptimizer, Lamb, Lars, Lion,
+    RAdam, RmsProp, Sgd,
 };
 
 fn rejects<O: Algorithm>(config: O, needle: &str) {
@@ -136,6 +136,20 @@ fn hyperparameters_outside_pytorch_ranges() {
         "initial_accumulator_value",
     );
     rejects(
+        Adamax {
+            betas: (0.9, 1.0),
+            ..Default::default()
+        },
+        "betas[1]",
+    );
+    rejects(
+        Adamax {
+            eps: -1e-8,
+            ..Default::default()
+        },
+        "eps",
+    );
+    rejects(
         RAdam {
             betas: (0.9, 1.5),
             ..Default::default()
@@ -170,6 +184,7 @@ fn hyperparameters_outside_pytorch_ranges() {
     RmsProp::default().validate().unwrap();
     Adagrad::default().validate().unwrap();
     RAdam::default().validate().unwrap();
+    Adamax::default().validate().unwrap();
 }
 
 #[test]
@@ -190,6 +205,11 @@ fn defaults_are_pytorchs() {
     );
     let d = RAdam::default();
     assert_eq!((d.lr, d.betas, d.eps), (1e-3, (0.9, 0.999), 1e-8));
+    let x = Adamax::default();
+    assert_eq!(
+        (x.lr, x.betas, x.eps, x.weight_decay, x.maximize),
+        (2e-3, (0.9, 0.999), 1e-8, 0.0, false)
+    );
 }
 
 #[test]

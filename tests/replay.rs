@@ -6,7 +6,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{cases_dir, gpu, scratch_dir};
+use common::{cases_dir, gpu, optimizer_cases_dir, scratch_dir};
 use safetensors::SafeTensors;
 use wgpu_optim::case::{self, Backend, Case, IMPLEMENTED};
 
@@ -53,6 +53,57 @@ fn replay_all(backend: Backend) {
         }
     }
     assert_eq!(replayed, 28, "every recorded case replays");
+}
+
+/// Optimizers of `optimizers/` implemented so far; each of their cases must replay.
+const IMPLEMENTED_FROM_OPTIMIZERS: &[&str] = &["adamax"];
+
+/// Replays every case in `optimizers/` whose optimizer this crate implements, and checks that
+/// those are exactly the optimizers listed above (so none is skipped by mistake).
+fn replay_new_optimizers(backend: Backend) {
+    let ctx = match backend {
+        Backend::Gpu => match gpu() {
+            Some(c) => Some(c),
+            None => return,
+        },
+        Backend::Cpu => None,
+    };
+    let dir = optimizer_cases_dir();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    paths.sort();
+    let mut replayed = Vec::new();
+    for path in paths {
+        let case = Case::load(&path).unwrap();
+        let name = case.optimizer_name().to_string();
+        if !IMPLEMENTED.contains(&name.as_str()) {
+            continue;
+        }
+        let ours = case::replay(&case, backend, ctx.as_ref())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let report = case::compare(&case, &ours);
+        assert!(
+            report.within_tolerance(),
+            "{} on {backend:?}: {report:?}",
+            path.display()
+        );
+        replayed.push(name);
+    }
+    replayed.dedup();
+    assert_eq!(replayed, IMPLEMENTED_FROM_OPTIMIZERS, "on {backend:?}");
+}
+
+#[test]
+fn implemented_optimizer_cases_replay_on_cpu() {
+    replay_new_optimizers(Backend::Cpu);
+}
+
+#[test]
+fn implemented_optimizer_cases_replay_on_gpu() {
+    replay_new_optimizers(Backend::Gpu);
 }
 
 #[test]

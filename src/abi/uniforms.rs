@@ -4,6 +4,24 @@
 //! Each optimizer's `*Scalars` holds the per-step scalars its kernel reads, computed in f64 by
 //! [`crate::Algorithm::scalars`] and rounded to f32 once.
 
+/// Per-step scalars of [`Adamax`](crate::Adamax), as `AdamaxScalars` in `shaders/adamax.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AdamaxScalars {
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f32,
+    /// `1 - β₁`.
+    pub one_minus_beta1: f32,
+    /// `β₂`.
+    pub beta2: f32,
+    /// Added to |g|.
+    pub eps: f32,
+    /// `-lr / (1 - β₁ᵗ)`.
+    pub neg_clr: f32,
+    #[doc(hidden)]
+    pub _pad: [f32; 3],
+}
+
 /// Per-step scalars of [`Adagrad`](crate::Adagrad), as `AdagradScalars` in `shaders/adagrad.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]

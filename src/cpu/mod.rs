@@ -13,6 +13,7 @@
 
 mod adagrad;
 mod adam;
+mod adamax;
 pub mod grad_norm;
 mod lamb;
 mod lars;
@@ -23,6 +24,7 @@ mod sgd;
 
 pub use adagrad::adagrad;
 pub use adam::adam;
+pub use adamax::adamax;
 pub use lamb::{lamb, lamb_norms};
 pub use lars::{lars, lars_norms};
 pub use lion::lion;

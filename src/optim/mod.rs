@@ -10,6 +10,7 @@ use crate::kernel::Kernel;
 
 mod adagrad;
 mod adam;
+mod adamax;
 mod lamb;
 mod lars;
 mod lion;
@@ -18,11 +19,12 @@ mod rmsprop;
 mod sgd;
 
 pub use crate::abi::uniforms::{
-    AdagradScalars, AdamScalars, LambScalars, LarsScalars, LionScalars, RAdamScalars,
-    RmsPropScalars, SgdScalars,
+    AdagradScalars, AdamScalars, AdamaxScalars, LambScalars, LarsScalars, LionScalars,
+    RAdamScalars, RmsPropScalars, SgdScalars,
 };
 pub use adagrad::Adagrad;
 pub use adam::{Adam, AdamW};
+pub use adamax::Adamax;
 pub use lamb::Lamb;
 pub use lars::Lars;
 pub use lion::Lion;
@@ -65,6 +67,7 @@ mod sealed {
     impl Sealed for super::Sgd {}
     impl Sealed for super::Adam {}
     impl Sealed for super::AdamW {}
+    impl Sealed for super::Adamax {}
     impl Sealed for super::RmsProp {}
     impl Sealed for super::Adagrad {}
     impl Sealed for super::RAdam {}
@@ -103,8 +106,8 @@ pub(crate) fn norms_step<O: Algorithm>(
 
 /// What the CPU reference, the GPU optimizer and the replay harness need from an optimizer.
 ///
-/// Implemented by [`Sgd`], [`Adam`], [`AdamW`], [`RmsProp`], [`Adagrad`], [`RAdam`], [`Lion`],
-/// [`Lamb`] and [`Lars`]; sealed, since its kernel runs without runtime bounds checks.
+/// Implemented by [`Sgd`], [`Adam`], [`AdamW`], [`Adamax`], [`RmsProp`], [`Adagrad`], [`RAdam`],
+/// [`Lion`], [`Lamb`] and [`Lars`]; sealed, since its kernel runs without runtime bounds checks.
 pub trait Algorithm:
     sealed::Sealed
     + Clone

@@ -7,7 +7,9 @@ use std::path::Path;
 use crate::case::{self, Backend, Case};
 use crate::cpu_optimizer::CpuOptimizer;
 use crate::host::checkpoint::{Checkpoint, SavedParam};
-use crate::optim::{Adagrad, Adam, AdamW, Algorithm, Lamb, Lars, Lion, RAdam, RmsProp, Sgd};
+use crate::optim::{
+    Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, RAdam, RmsProp, Sgd,
+};
 use crate::schedule::Schedule;
 
 /// Cases and checkpoints no larger than this many values are also run through the optimizer.
@@ -49,6 +51,7 @@ pub fn checkpoint(data: &[u8]) {
         "sgd" => restore_and_step::<Sgd>(&loaded),
         "adam" => restore_and_step::<Adam>(&loaded),
         "adamw" => restore_and_step::<AdamW>(&loaded),
+        "adamax" => restore_and_step::<Adamax>(&loaded),
         "rmsprop" => restore_and_step::<RmsProp>(&loaded),
         "adagrad" => restore_and_step::<Adagrad>(&loaded),
         "radam" => restore_and_step::<RAdam>(&loaded),

@@ -34,6 +34,11 @@ pub fn cases_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/parity/cases")
 }
 
+/// The recorded cases of the optimizers beyond the first nine (`optimizers/`).
+pub fn optimizer_cases_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/parity/optimizers")
+}
+
 /// A fresh, empty directory for one test's files.
 pub fn scratch_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wgpu-optim-{test}-{}", std::process::id()));

@@ -14,7 +14,9 @@ use crate::cpu_optimizer::CpuOptimizer;
 use crate::error::{Error, Result};
 use crate::gpu::GpuOptimizer;
 use crate::host::grad_stage::LossScale;
-use crate::optim::{Adagrad, Adam, AdamW, Algorithm, Lamb, Lars, Lion, RAdam, RmsProp, Sgd};
+use crate::optim::{
+    Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, RAdam, RmsProp, Sgd,
+};
 use crate::rng::SplitMix;
 
 mod roofline;
@@ -31,6 +33,7 @@ pub const VARIANTS: &[&str] = &[
     "adam",
     "adamw",
     "adamw-amsgrad",
+    "adamax",
     "rmsprop",
     "rmsprop-centered",
     "adagrad",
@@ -47,6 +50,7 @@ pub const DEFAULT_VARIANTS: &[&str] = &[
     "sgd-momentum",
     "adam",
     "adamw",
+    "adamax",
     "rmsprop",
     "adagrad",
     "radam",
@@ -64,6 +68,8 @@ pub enum AnyConfig {
     Adam(Adam),
     /// [`AdamW`].
     AdamW(AdamW),
+    /// [`Adamax`].
+    Adamax(Adamax),
     /// [`RmsProp`].
     RmsProp(RmsProp),
     /// [`Adagrad`].
@@ -85,6 +91,7 @@ macro_rules! with_config {
             $crate::tooling::bench::AnyConfig::Sgd($c) => $body,
             $crate::tooling::bench::AnyConfig::Adam($c) => $body,
             $crate::tooling::bench::AnyConfig::AdamW($c) => $body,
+            $crate::tooling::bench::AnyConfig::Adamax($c) => $body,
             $crate::tooling::bench::AnyConfig::RmsProp($c) => $body,
             $crate::tooling::bench::AnyConfig::Adagrad($c) => $body,
             $crate::tooling::bench::AnyConfig::RAdam($c) => $body,
@@ -111,6 +118,7 @@ pub fn variant(name: &str) -> Result<AnyConfig> {
             amsgrad: true,
             ..Default::default()
         }),
+        "adamax" => AnyConfig::Adamax(Adamax::default()),
         "rmsprop" => AnyConfig::RmsProp(RmsProp::default()),
         "rmsprop-centered" => AnyConfig::RmsProp(RmsProp {
             centered: true,
@@ -822,6 +830,7 @@ mod tests {
         assert_eq!(b("adamw-amsgrad"), 36);
         assert_eq!(b("rmsprop-centered"), 28);
         assert_eq!(b("lion"), 20);
+        assert_eq!(b("adamax"), 28);
         assert_eq!(b("lamb"), 28);
         assert_eq!(b("lars"), 20);
         assert!(variant("nadam").is_err());

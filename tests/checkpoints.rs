@@ -9,7 +9,7 @@ use std::process::Command;
 use common::{Rng, cases_dir, gpu, scratch_dir};
 use wgpu_optim::{
     Adagrad, Adam, AdamW, Adamax, Algorithm, Checkpoint, CpuOptimizer, Error, GpuContext,
-    GpuOptimizer, Lamb, Lars, Lion, RAdam, RmsProp, Schedule, Sgd,
+    GpuOptimizer, Lamb, Lars, Lion, NAdam, RAdam, RmsProp, Schedule, Sgd,
 };
 
 const LENS: [usize; 3] = [3, 1757, 64];
@@ -174,6 +174,18 @@ fn cpu_resume_is_bit_identical_for_every_optimizer() {
             &dir,
         );
         cpu_round_trip(&[Lion::default()], sched, &dir);
+        cpu_round_trip(
+            &[
+                NAdam::default(),
+                NAdam {
+                    weight_decay: 0.1,
+                    decoupled_weight_decay: true,
+                    ..Default::default()
+                },
+            ],
+            sched,
+            &dir,
+        );
         cpu_round_trip(
             &[
                 Adamax::default(),
@@ -369,6 +381,15 @@ fn gpu_resume_is_bit_identical_and_crosses_to_the_cpu() {
         &ctx,
         &[RAdam {
             lr: 0.01,
+            ..Default::default()
+        }],
+        &dir,
+    );
+    gpu_round_trip(
+        &ctx,
+        &[NAdam {
+            lr: 0.01,
+            weight_decay: 0.1,
             ..Default::default()
         }],
         &dir,

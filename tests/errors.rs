@@ -12,7 +12,7 @@ use safetensors::SafeTensors;
 use wgpu_optim::case::{self, Backend, Case};
 use wgpu_optim::{
     Adagrad, Adam, AdamW, Adamax, Algorithm, CpuOptimizer, Error, GpuOptimizer, Lamb, Lars, Lion,
-    RAdam, RmsProp, Sgd,
+    NAdam, RAdam, RmsProp, Sgd,
 };
 
 fn rejects<O: Algorithm>(config: O, needle: &str) {
@@ -136,6 +136,13 @@ fn hyperparameters_outside_pytorch_ranges() {
         "initial_accumulator_value",
     );
     rejects(
+        NAdam {
+            momentum_decay: -1e-3,
+            ..Default::default()
+        },
+        "momentum_decay",
+    );
+    rejects(
         Adamax {
             betas: (0.9, 1.0),
             ..Default::default()
@@ -185,6 +192,7 @@ fn hyperparameters_outside_pytorch_ranges() {
     Adagrad::default().validate().unwrap();
     RAdam::default().validate().unwrap();
     Adamax::default().validate().unwrap();
+    NAdam::default().validate().unwrap();
 }
 
 #[test]
@@ -205,6 +213,12 @@ fn defaults_are_pytorchs() {
     );
     let d = RAdam::default();
     assert_eq!((d.lr, d.betas, d.eps), (1e-3, (0.9, 0.999), 1e-8));
+    let n = NAdam::default();
+    assert_eq!(
+        (n.lr, n.betas, n.eps, n.weight_decay, n.momentum_decay),
+        (2e-3, (0.9, 0.999), 1e-8, 0.0, 4e-3)
+    );
+    assert!(!n.decoupled_weight_decay && !n.maximize);
     let x = Adamax::default();
     assert_eq!(
         (x.lr, x.betas, x.eps, x.weight_decay, x.maximize),

@@ -21,7 +21,7 @@ mod common;
 use common::{Rng, gpu};
 use wgpu_optim::{
     Adagrad, Adam, AdamW, Adamax, Algorithm, CpuOptimizer, GpuContext, GpuOptimizer, Lamb, Lars,
-    Lion, ParamId, RAdam, RmsProp, Sgd,
+    Lion, NAdam, ParamId, RAdam, RmsProp, Sgd,
 };
 
 const LENS: [usize; 5] = [1, 3, 4, 1757, 1_000_003];
@@ -311,6 +311,31 @@ fn adamax_every_option() {
 }
 
 #[test]
+fn nadam_every_option() {
+    let Some(ctx) = gpu() else { return };
+    let mut configs = Vec::new();
+    for maximize in [false, true] {
+        for decoupled_weight_decay in [false, true] {
+            configs.push(NAdam {
+                lr: 0.01,
+                weight_decay: 0.1,
+                decoupled_weight_decay,
+                maximize,
+                ..Default::default()
+            });
+        }
+        configs.push(NAdam {
+            betas: (0.8, 0.99),
+            eps: 1e-3,
+            momentum_decay: 0.01,
+            maximize,
+            ..Default::default()
+        });
+    }
+    all(&ctx, configs);
+}
+
+#[test]
 fn lion_lamb_lars() {
     // LAMB and LARS take per-tensor norms: the GPU sums in f32 by a fixed tree, the CPU in f64,
     // a relative difference of ~1e-6 in the trust ratio, well inside the tolerance above.
@@ -444,6 +469,7 @@ fn scalar_kernels_every_optimizer() {
         check_with(&ctx, "rmsprop", &[(centered, lens)], kernels);
         check_with(&ctx, "adagrad", &[(Adagrad::default(), lens)], kernels);
         check_with(&ctx, "adamax", &[(Adamax::default(), lens)], kernels);
+        check_with(&ctx, "nadam", &[(NAdam::default(), lens)], kernels);
         check_with(&ctx, "radam", &[(RAdam::default(), lens)], kernels);
         check_with(&ctx, "lion", &[(Lion::default(), lens)], kernels);
         let lamb = Lamb {

@@ -22,6 +22,32 @@ pub struct AdamaxScalars {
     pub _pad: [f32; 3],
 }
 
+/// Per-step scalars of [`NAdam`](crate::NAdam), as `NAdamScalars` in `shaders/nadam.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct NAdamScalars {
+    /// L2 penalty added to the gradient (0 when decoupled).
+    pub weight_decay: f32,
+    /// `1 - lr · weight_decay` when decoupled, else 1.
+    pub param_decay: f32,
+    /// `1 - β₁`.
+    pub one_minus_beta1: f32,
+    /// `β₂`.
+    pub beta2: f32,
+    /// `1 - β₂`.
+    pub one_minus_beta2: f32,
+    /// `1 - β₂ᵗ`.
+    pub bias_correction2: f32,
+    /// Added after the square root.
+    pub eps: f32,
+    /// `-lr · (1 - μₜ) / (1 - Πₜ)`, the gradient's coefficient.
+    pub grad_coef: f32,
+    /// `-lr · μₜ₊₁ / (1 - Πₜ · μₜ₊₁)`, the first moment's coefficient.
+    pub avg_coef: f32,
+    #[doc(hidden)]
+    pub _pad: [f32; 3],
+}
+
 /// Per-step scalars of [`Adagrad`](crate::Adagrad), as `AdagradScalars` in `shaders/adagrad.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]

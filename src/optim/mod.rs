@@ -14,13 +14,14 @@ mod adamax;
 mod lamb;
 mod lars;
 mod lion;
+mod nadam;
 mod radam;
 mod rmsprop;
 mod sgd;
 
 pub use crate::abi::uniforms::{
     AdagradScalars, AdamScalars, AdamaxScalars, LambScalars, LarsScalars, LionScalars,
-    RAdamScalars, RmsPropScalars, SgdScalars,
+    NAdamScalars, RAdamScalars, RmsPropScalars, SgdScalars,
 };
 pub use adagrad::Adagrad;
 pub use adam::{Adam, AdamW};
@@ -28,6 +29,7 @@ pub use adamax::Adamax;
 pub use lamb::Lamb;
 pub use lars::Lars;
 pub use lion::Lion;
+pub use nadam::NAdam;
 pub use radam::RAdam;
 pub use rmsprop::RmsProp;
 pub use sgd::Sgd;
@@ -68,6 +70,7 @@ mod sealed {
     impl Sealed for super::Adam {}
     impl Sealed for super::AdamW {}
     impl Sealed for super::Adamax {}
+    impl Sealed for super::NAdam {}
     impl Sealed for super::RmsProp {}
     impl Sealed for super::Adagrad {}
     impl Sealed for super::RAdam {}
@@ -106,8 +109,8 @@ pub(crate) fn norms_step<O: Algorithm>(
 
 /// What the CPU reference, the GPU optimizer and the replay harness need from an optimizer.
 ///
-/// Implemented by [`Sgd`], [`Adam`], [`AdamW`], [`Adamax`], [`RmsProp`], [`Adagrad`], [`RAdam`],
-/// [`Lion`], [`Lamb`] and [`Lars`]; sealed, since its kernel runs without runtime bounds checks.
+/// Implemented by [`Sgd`], [`Adam`], [`AdamW`], [`Adamax`], [`NAdam`], [`RmsProp`], [`Adagrad`],
+/// [`RAdam`], [`Lion`], [`Lamb`] and [`Lars`]; sealed, since its kernel runs without runtime bounds checks.
 pub trait Algorithm:
     sealed::Sealed
     + Clone

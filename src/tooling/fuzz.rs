@@ -8,7 +8,7 @@ use crate::case::{self, Backend, Case};
 use crate::cpu_optimizer::CpuOptimizer;
 use crate::host::checkpoint::{Checkpoint, SavedParam};
 use crate::optim::{
-    Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, RAdam, RmsProp, Sgd,
+    Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, NAdam, RAdam, RmsProp, Sgd,
 };
 use crate::schedule::Schedule;
 
@@ -52,6 +52,7 @@ pub fn checkpoint(data: &[u8]) {
         "adam" => restore_and_step::<Adam>(&loaded),
         "adamw" => restore_and_step::<AdamW>(&loaded),
         "adamax" => restore_and_step::<Adamax>(&loaded),
+        "nadam" => restore_and_step::<NAdam>(&loaded),
         "rmsprop" => restore_and_step::<RmsProp>(&loaded),
         "adagrad" => restore_and_step::<Adagrad>(&loaded),
         "radam" => restore_and_step::<RAdam>(&loaded),

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::gpu::GpuOptimizer;
 use crate::host::grad_stage::LossScale;
 use crate::optim::{
-    Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, RAdam, RmsProp, Sgd,
+    Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, NAdam, RAdam, RmsProp, Sgd,
 };
 use crate::rng::SplitMix;
 
@@ -34,6 +34,7 @@ pub const VARIANTS: &[&str] = &[
     "adamw",
     "adamw-amsgrad",
     "adamax",
+    "nadam",
     "rmsprop",
     "rmsprop-centered",
     "adagrad",
@@ -51,6 +52,7 @@ pub const DEFAULT_VARIANTS: &[&str] = &[
     "adam",
     "adamw",
     "adamax",
+    "nadam",
     "rmsprop",
     "adagrad",
     "radam",
@@ -70,6 +72,8 @@ pub enum AnyConfig {
     AdamW(AdamW),
     /// [`Adamax`].
     Adamax(Adamax),
+    /// [`NAdam`].
+    NAdam(NAdam),
     /// [`RmsProp`].
     RmsProp(RmsProp),
     /// [`Adagrad`].
@@ -92,6 +96,7 @@ macro_rules! with_config {
             $crate::tooling::bench::AnyConfig::Adam($c) => $body,
             $crate::tooling::bench::AnyConfig::AdamW($c) => $body,
             $crate::tooling::bench::AnyConfig::Adamax($c) => $body,
+            $crate::tooling::bench::AnyConfig::NAdam($c) => $body,
             $crate::tooling::bench::AnyConfig::RmsProp($c) => $body,
             $crate::tooling::bench::AnyConfig::Adagrad($c) => $body,
             $crate::tooling::bench::AnyConfig::RAdam($c) => $body,
@@ -119,6 +124,7 @@ pub fn variant(name: &str) -> Result<AnyConfig> {
             ..Default::default()
         }),
         "adamax" => AnyConfig::Adamax(Adamax::default()),
+        "nadam" => AnyConfig::NAdam(NAdam::default()),
         "rmsprop" => AnyConfig::RmsProp(RmsProp::default()),
         "rmsprop-centered" => AnyConfig::RmsProp(RmsProp {
             centered: true,
@@ -831,8 +837,9 @@ mod tests {
         assert_eq!(b("rmsprop-centered"), 28);
         assert_eq!(b("lion"), 20);
         assert_eq!(b("adamax"), 28);
+        assert_eq!(b("nadam"), 28);
         assert_eq!(b("lamb"), 28);
         assert_eq!(b("lars"), 20);
-        assert!(variant("nadam").is_err());
+        assert!(variant("adadelta").is_err());
     }
 }

@@ -1,0 +1,71 @@
+// nadam.wgsl: one step of torch.optim.NAdam over one parameter buffer.
+//
+// Bindings: group 1: 0 NAdamScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad (common.wgsl), 3 exp_avg, 4 exp_avg_sq (read_write).
+// Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
+// Mirror: src/cpu/nadam.rs.
+
+// PyTorch's single-tensor path: grad (negated if maximize), then either param *= 1 - lr * wd
+// (decoupled_weight_decay: param_decay) or grad += wd * param (weight_decay); the moments as
+// Adam's; denom = sqrt(exp_avg_sq / bias_correction2) + eps (the division before the root);
+// then two separate updates, param.addcdiv_(grad, denom, grad_coef) and
+// param.addcdiv_(exp_avg, denom, avg_coef). The coefficients come from the momentum schedule
+// μₜ and its running product, which the host keeps in f32 as PyTorch does.
+struct NAdamScalars {
+    weight_decay: f32,
+    param_decay: f32,
+    one_minus_beta1: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    bias_correction2: f32,
+    eps: f32,
+    grad_coef: f32,
+    avg_coef: f32,
+    _pad0: f32,
+    _pad1: f32,
+    _pad2: f32,
+}
+
+override MAXIMIZE: bool = false;
+
+@group(1) @binding(0) var<uniform> scalars: array<NAdamScalars, SCALAR_CANDIDATES>;
+@group(0) @binding(3) var<storage, read_write> exp_avg: array<V>;
+@group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<V>;
+
+// One element (one V) of the update.
+fn update_at(s: NAdamScalars, i: u32) {
+    let p0 = param[i];
+    var g = load_grad(i);
+    if (MAXIMIZE) {
+        g = -g;
+    }
+    g = g + s.weight_decay * p0;
+    let p = p0 * s.param_decay;
+    let m = torch_lerp(exp_avg[i], g, s.one_minus_beta1);
+    let v = exp_avg_sq[i] * s.beta2 + s.one_minus_beta2 * g * g;
+    exp_avg[i] = m;
+    exp_avg_sq[i] = v;
+    let denom = sqrt(v / s.bias_correction2) + s.eps;
+    let p1 = p + s.grad_coef * (g / denom);
+    param[i] = p1 + s.avg_coef * (m / denom);
+}
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    if (step_skipped()) {
+        return;
+    }
+    let s = scalars[candidate()];
+    let base = invocation_base(wid, nwg, lid, VPI);
+    for (var k = 0u; k < VPI; k = k + 1u) {
+        let i = base + k * WG;
+        if (i >= arrayLength(&param)) {
+            return;
+        }
+        update_at(s, i);
+    }
+}

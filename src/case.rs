@@ -16,7 +16,7 @@ use crate::host::GroupId;
 use crate::host::checkpoint::Checkpoint;
 use crate::io::{parse_safetensors, read_f32, read_file, write_atomically};
 use crate::optim::{
-    Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, NAdam, RAdam, RmsProp, Sgd,
+    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, NAdam, RAdam, RmsProp, Sgd,
 };
 use crate::schedule::Schedule;
 
@@ -25,8 +25,8 @@ pub const FORMAT: &str = "optim-trajectory/1";
 
 /// Optimizers implemented here, by their case name.
 pub const IMPLEMENTED: &[&str] = &[
-    "sgd", "adam", "adamw", "adamax", "nadam", "rmsprop", "adagrad", "radam", "lion", "lamb",
-    "lars",
+    "sgd", "adam", "adamw", "adamax", "nadam", "rmsprop", "adagrad", "adadelta", "radam", "lion",
+    "lamb", "lars",
 ];
 
 /// One recorded parameter of a case.
@@ -586,6 +586,7 @@ pub fn replay_resuming(
         "nadam" => replay_as::<NAdam>(case, backend, ctx, resume_at),
         "rmsprop" => replay_as::<RmsProp>(case, backend, ctx, resume_at),
         "adagrad" => replay_as::<Adagrad>(case, backend, ctx, resume_at),
+        "adadelta" => replay_as::<Adadelta>(case, backend, ctx, resume_at),
         "radam" => replay_as::<RAdam>(case, backend, ctx, resume_at),
         "lion" => replay_as::<Lion>(case, backend, ctx, resume_at),
         "lamb" => replay_as::<Lamb>(case, backend, ctx, resume_at),

@@ -3,7 +3,8 @@
 //! GPU optimizer kernels for deep learning on wgpu (Vulkan, Metal, DX12, GL, WebGPU), with
 //! PyTorch's numerics and a CPU reference that proves every number.
 //!
-//! - [`Sgd`], [`Adam`], [`AdamW`], [`Adamax`], [`NAdam`], [`RmsProp`], [`Adagrad`], [`RAdam`]: config structs with
+//! - [`Sgd`], [`Adam`], [`AdamW`], [`Adamax`], [`NAdam`], [`RmsProp`], [`Adagrad`],
+//!   [`Adadelta`], [`RAdam`]: config structs with
 //!   PyTorch's hyperparameter names and defaults; [`Lion`], [`Lamb`], [`Lars`] with optax's;
 //!   see each for its update rule and paper.
 //! - [`GpuOptimizer`]: one fused WGSL dispatch per parameter buffer per step, recorded into the
@@ -63,6 +64,6 @@ pub use host::grad_stage::{LossScale, LossScaleState};
 pub use host::scheduler::StepScheduler;
 pub use host::{GroupId, ParamId};
 pub use optim::{
-    Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, NAdam, RAdam, RmsProp, Sgd,
+    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, NAdam, RAdam, RmsProp, Sgd,
 };
 pub use schedule::Schedule;

@@ -11,8 +11,8 @@ use common::{cases_dir, gpu, scratch_dir};
 use safetensors::SafeTensors;
 use wgpu_optim::case::{self, Backend, Case};
 use wgpu_optim::{
-    Adagrad, Adam, AdamW, Adamax, Algorithm, CpuOptimizer, Error, GpuOptimizer, Lamb, Lars, Lion,
-    NAdam, RAdam, RmsProp, Sgd,
+    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, CpuOptimizer, Error, GpuOptimizer, Lamb,
+    Lars, Lion, NAdam, RAdam, RmsProp, Sgd,
 };
 
 fn rejects<O: Algorithm>(config: O, needle: &str) {
@@ -136,6 +136,13 @@ fn hyperparameters_outside_pytorch_ranges() {
         "initial_accumulator_value",
     );
     rejects(
+        Adadelta {
+            rho: 1.5,
+            ..Default::default()
+        },
+        "rho",
+    );
+    rejects(
         NAdam {
             momentum_decay: -1e-3,
             ..Default::default()
@@ -193,6 +200,14 @@ fn hyperparameters_outside_pytorch_ranges() {
     RAdam::default().validate().unwrap();
     Adamax::default().validate().unwrap();
     NAdam::default().validate().unwrap();
+    Adadelta::default().validate().unwrap();
+    // PyTorch's range for rho is [0, 1], both ends included.
+    Adadelta {
+        rho: 1.0,
+        ..Default::default()
+    }
+    .validate()
+    .unwrap();
 }
 
 #[test]
@@ -213,6 +228,11 @@ fn defaults_are_pytorchs() {
     );
     let d = RAdam::default();
     assert_eq!((d.lr, d.betas, d.eps), (1e-3, (0.9, 0.999), 1e-8));
+    let a = Adadelta::default();
+    assert_eq!(
+        (a.lr, a.rho, a.eps, a.weight_decay, a.maximize),
+        (1.0, 0.9, 1e-6, 0.0, false)
+    );
     let n = NAdam::default();
     assert_eq!(
         (n.lr, n.betas, n.eps, n.weight_decay, n.momentum_decay),

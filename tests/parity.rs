@@ -20,8 +20,8 @@ mod common;
 
 use common::{Rng, gpu};
 use wgpu_optim::{
-    Adagrad, Adam, AdamW, Adamax, Algorithm, CpuOptimizer, GpuContext, GpuOptimizer, Lamb, Lars,
-    Lion, NAdam, ParamId, RAdam, RmsProp, Sgd,
+    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, CpuOptimizer, GpuContext, GpuOptimizer,
+    Lamb, Lars, Lion, NAdam, ParamId, RAdam, RmsProp, Sgd,
 };
 
 const LENS: [usize; 5] = [1, 3, 4, 1757, 1_000_003];
@@ -336,6 +336,26 @@ fn nadam_every_option() {
 }
 
 #[test]
+fn adadelta_every_option() {
+    let Some(ctx) = gpu() else { return };
+    let mut configs = Vec::new();
+    for maximize in [false, true] {
+        configs.push(Adadelta {
+            maximize,
+            ..Default::default()
+        });
+        configs.push(Adadelta {
+            lr: 0.5,
+            rho: 0.95,
+            eps: 1e-4,
+            weight_decay: 0.1,
+            maximize,
+        });
+    }
+    all(&ctx, configs);
+}
+
+#[test]
 fn lion_lamb_lars() {
     // LAMB and LARS take per-tensor norms: the GPU sums in f32 by a fixed tree, the CPU in f64,
     // a relative difference of ~1e-6 in the trust ratio, well inside the tolerance above.
@@ -470,6 +490,7 @@ fn scalar_kernels_every_optimizer() {
         check_with(&ctx, "adagrad", &[(Adagrad::default(), lens)], kernels);
         check_with(&ctx, "adamax", &[(Adamax::default(), lens)], kernels);
         check_with(&ctx, "nadam", &[(NAdam::default(), lens)], kernels);
+        check_with(&ctx, "adadelta", &[(Adadelta::default(), lens)], kernels);
         check_with(&ctx, "radam", &[(RAdam::default(), lens)], kernels);
         check_with(&ctx, "lion", &[(Lion::default(), lens)], kernels);
         let lamb = Lamb {

@@ -48,6 +48,25 @@ pub struct NAdamScalars {
     pub _pad: [f32; 3],
 }
 
+/// Per-step scalars of [`Adadelta`](crate::Adadelta), as `AdadeltaScalars` in
+/// `shaders/adadelta.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AdadeltaScalars {
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f32,
+    /// `ρ`.
+    pub rho: f32,
+    /// `1 - ρ`.
+    pub one_minus_rho: f32,
+    /// Added inside both square roots.
+    pub eps: f32,
+    /// `-lr`.
+    pub neg_lr: f32,
+    #[doc(hidden)]
+    pub _pad: [f32; 3],
+}
+
 /// Per-step scalars of [`Adagrad`](crate::Adagrad), as `AdagradScalars` in `shaders/adagrad.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]

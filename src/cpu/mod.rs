@@ -11,6 +11,7 @@
 //! gradient shorter than the parameter panics. [`crate::CpuOptimizer`] checks every length
 //! before calling them, and returns an error instead.
 
+mod adadelta;
 mod adagrad;
 mod adam;
 mod adamax;
@@ -23,6 +24,7 @@ mod radam;
 mod rmsprop;
 mod sgd;
 
+pub use adadelta::adadelta;
 pub use adagrad::adagrad;
 pub use adam::adam;
 pub use adamax::adamax;

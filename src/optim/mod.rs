@@ -8,6 +8,7 @@
 use crate::error::Result;
 use crate::kernel::Kernel;
 
+mod adadelta;
 mod adagrad;
 mod adam;
 mod adamax;
@@ -20,9 +21,10 @@ mod rmsprop;
 mod sgd;
 
 pub use crate::abi::uniforms::{
-    AdagradScalars, AdamScalars, AdamaxScalars, LambScalars, LarsScalars, LionScalars,
-    NAdamScalars, RAdamScalars, RmsPropScalars, SgdScalars,
+    AdadeltaScalars, AdagradScalars, AdamScalars, AdamaxScalars, LambScalars, LarsScalars,
+    LionScalars, NAdamScalars, RAdamScalars, RmsPropScalars, SgdScalars,
 };
+pub use adadelta::Adadelta;
 pub use adagrad::Adagrad;
 pub use adam::{Adam, AdamW};
 pub use adamax::Adamax;
@@ -71,6 +73,7 @@ mod sealed {
     impl Sealed for super::AdamW {}
     impl Sealed for super::Adamax {}
     impl Sealed for super::NAdam {}
+    impl Sealed for super::Adadelta {}
     impl Sealed for super::RmsProp {}
     impl Sealed for super::Adagrad {}
     impl Sealed for super::RAdam {}
@@ -110,7 +113,7 @@ pub(crate) fn norms_step<O: Algorithm>(
 /// What the CPU reference, the GPU optimizer and the replay harness need from an optimizer.
 ///
 /// Implemented by [`Sgd`], [`Adam`], [`AdamW`], [`Adamax`], [`NAdam`], [`RmsProp`], [`Adagrad`],
-/// [`RAdam`], [`Lion`], [`Lamb`] and [`Lars`]; sealed, since its kernel runs without runtime bounds checks.
+/// [`Adadelta`], [`RAdam`], [`Lion`], [`Lamb`] and [`Lars`]; sealed, since its kernel runs without runtime bounds checks.
 pub trait Algorithm:
     sealed::Sealed
     + Clone

@@ -8,7 +8,7 @@ use crate::case::{self, Backend, Case};
 use crate::cpu_optimizer::CpuOptimizer;
 use crate::host::checkpoint::{Checkpoint, SavedParam};
 use crate::optim::{
-    Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, NAdam, RAdam, RmsProp, Sgd,
+    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, NAdam, RAdam, RmsProp, Sgd,
 };
 use crate::schedule::Schedule;
 
@@ -55,6 +55,7 @@ pub fn checkpoint(data: &[u8]) {
         "nadam" => restore_and_step::<NAdam>(&loaded),
         "rmsprop" => restore_and_step::<RmsProp>(&loaded),
         "adagrad" => restore_and_step::<Adagrad>(&loaded),
+        "adadelta" => restore_and_step::<Adadelta>(&loaded),
         "radam" => restore_and_step::<RAdam>(&loaded),
         "lion" => restore_and_step::<Lion>(&loaded),
         "lamb" => restore_and_step::<Lamb>(&loaded),

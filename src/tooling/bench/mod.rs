@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::gpu::GpuOptimizer;
 use crate::host::grad_stage::LossScale;
 use crate::optim::{
-    Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, NAdam, RAdam, RmsProp, Sgd,
+    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, NAdam, RAdam, RmsProp, Sgd,
 };
 use crate::rng::SplitMix;
 
@@ -38,6 +38,7 @@ pub const VARIANTS: &[&str] = &[
     "rmsprop",
     "rmsprop-centered",
     "adagrad",
+    "adadelta",
     "radam",
     "lion",
     "lamb",
@@ -55,6 +56,7 @@ pub const DEFAULT_VARIANTS: &[&str] = &[
     "nadam",
     "rmsprop",
     "adagrad",
+    "adadelta",
     "radam",
     "lion",
     "lamb",
@@ -78,6 +80,8 @@ pub enum AnyConfig {
     RmsProp(RmsProp),
     /// [`Adagrad`].
     Adagrad(Adagrad),
+    /// [`Adadelta`].
+    Adadelta(Adadelta),
     /// [`RAdam`].
     RAdam(RAdam),
     /// [`Lion`].
@@ -99,6 +103,7 @@ macro_rules! with_config {
             $crate::tooling::bench::AnyConfig::NAdam($c) => $body,
             $crate::tooling::bench::AnyConfig::RmsProp($c) => $body,
             $crate::tooling::bench::AnyConfig::Adagrad($c) => $body,
+            $crate::tooling::bench::AnyConfig::Adadelta($c) => $body,
             $crate::tooling::bench::AnyConfig::RAdam($c) => $body,
             $crate::tooling::bench::AnyConfig::Lion($c) => $body,
             $crate::tooling::bench::AnyConfig::Lamb($c) => $body,
@@ -131,6 +136,7 @@ pub fn variant(name: &str) -> Result<AnyConfig> {
             ..Default::default()
         }),
         "adagrad" => AnyConfig::Adagrad(Adagrad::default()),
+        "adadelta" => AnyConfig::Adadelta(Adadelta::default()),
         "radam" => AnyConfig::RAdam(RAdam::default()),
         "lion" => AnyConfig::Lion(Lion::default()),
         "lamb" => AnyConfig::Lamb(Lamb::default()),
@@ -838,8 +844,9 @@ mod tests {
         assert_eq!(b("lion"), 20);
         assert_eq!(b("adamax"), 28);
         assert_eq!(b("nadam"), 28);
+        assert_eq!(b("adadelta"), 28);
         assert_eq!(b("lamb"), 28);
         assert_eq!(b("lars"), 20);
-        assert!(variant("adadelta").is_err());
+        assert!(variant("asgd").is_err());
     }
 }

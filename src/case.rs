@@ -16,7 +16,8 @@ use crate::host::GroupId;
 use crate::host::checkpoint::Checkpoint;
 use crate::io::{parse_safetensors, read_f32, read_file, write_atomically};
 use crate::optim::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, NAdam, RAdam, RmsProp, Sgd,
+    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, NAdam, RAdam, RmsProp,
+    Rprop, Sgd,
 };
 use crate::schedule::Schedule;
 
@@ -25,8 +26,8 @@ pub const FORMAT: &str = "optim-trajectory/1";
 
 /// Optimizers implemented here, by their case name.
 pub const IMPLEMENTED: &[&str] = &[
-    "sgd", "adam", "adamw", "adamax", "nadam", "rmsprop", "adagrad", "adadelta", "radam", "lion",
-    "lamb", "lars",
+    "sgd", "adam", "adamw", "adamax", "nadam", "rmsprop", "adagrad", "adadelta", "rprop", "radam",
+    "lion", "lamb", "lars",
 ];
 
 /// One recorded parameter of a case.
@@ -587,6 +588,7 @@ pub fn replay_resuming(
         "rmsprop" => replay_as::<RmsProp>(case, backend, ctx, resume_at),
         "adagrad" => replay_as::<Adagrad>(case, backend, ctx, resume_at),
         "adadelta" => replay_as::<Adadelta>(case, backend, ctx, resume_at),
+        "rprop" => replay_as::<Rprop>(case, backend, ctx, resume_at),
         "radam" => replay_as::<RAdam>(case, backend, ctx, resume_at),
         "lion" => replay_as::<Lion>(case, backend, ctx, resume_at),
         "lamb" => replay_as::<Lamb>(case, backend, ctx, resume_at),

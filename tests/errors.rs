@@ -12,7 +12,7 @@ use safetensors::SafeTensors;
 use wgpu_optim::case::{self, Backend, Case};
 use wgpu_optim::{
     Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, CpuOptimizer, Error, GpuOptimizer, Lamb,
-    Lars, Lion, NAdam, RAdam, RmsProp, Sgd,
+    Lars, Lion, NAdam, RAdam, RmsProp, Rprop, Sgd,
 };
 
 fn rejects<O: Algorithm>(config: O, needle: &str) {
@@ -136,6 +136,20 @@ fn hyperparameters_outside_pytorch_ranges() {
         "initial_accumulator_value",
     );
     rejects(
+        Rprop {
+            etas: (1.5, 1.2),
+            ..Default::default()
+        },
+        "etas[0]",
+    );
+    rejects(
+        Rprop {
+            etas: (0.5, 1.0),
+            ..Default::default()
+        },
+        "etas[1]",
+    );
+    rejects(
         Adadelta {
             rho: 1.5,
             ..Default::default()
@@ -201,6 +215,7 @@ fn hyperparameters_outside_pytorch_ranges() {
     Adamax::default().validate().unwrap();
     NAdam::default().validate().unwrap();
     Adadelta::default().validate().unwrap();
+    Rprop::default().validate().unwrap();
     // PyTorch's range for rho is [0, 1], both ends included.
     Adadelta {
         rho: 1.0,
@@ -228,6 +243,11 @@ fn defaults_are_pytorchs() {
     );
     let d = RAdam::default();
     assert_eq!((d.lr, d.betas, d.eps), (1e-3, (0.9, 0.999), 1e-8));
+    let r = Rprop::default();
+    assert_eq!(
+        (r.lr, r.etas, r.step_sizes, r.maximize),
+        (1e-2, (0.5, 1.2), (1e-6, 50.0), false)
+    );
     let a = Adadelta::default();
     assert_eq!(
         (a.lr, a.rho, a.eps, a.weight_decay, a.maximize),

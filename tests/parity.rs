@@ -21,7 +21,7 @@ mod common;
 use common::{Rng, gpu};
 use wgpu_optim::{
     Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, CpuOptimizer, GpuContext, GpuOptimizer,
-    Lamb, Lars, Lion, NAdam, ParamId, RAdam, RmsProp, Sgd,
+    Lamb, Lars, Lion, NAdam, ParamId, RAdam, RmsProp, Rprop, Sgd,
 };
 
 const LENS: [usize; 5] = [1, 3, 4, 1757, 1_000_003];
@@ -356,6 +356,25 @@ fn adadelta_every_option() {
 }
 
 #[test]
+fn rprop_every_option() {
+    let Some(ctx) = gpu() else { return };
+    let mut configs = Vec::new();
+    for maximize in [false, true] {
+        configs.push(Rprop {
+            maximize,
+            ..Default::default()
+        });
+        configs.push(Rprop {
+            lr: 0.1,
+            etas: (0.3, 1.5),
+            step_sizes: (1e-3, 0.2),
+            maximize,
+        });
+    }
+    all(&ctx, configs);
+}
+
+#[test]
 fn lion_lamb_lars() {
     // LAMB and LARS take per-tensor norms: the GPU sums in f32 by a fixed tree, the CPU in f64,
     // a relative difference of ~1e-6 in the trust ratio, well inside the tolerance above.
@@ -491,6 +510,7 @@ fn scalar_kernels_every_optimizer() {
         check_with(&ctx, "adamax", &[(Adamax::default(), lens)], kernels);
         check_with(&ctx, "nadam", &[(NAdam::default(), lens)], kernels);
         check_with(&ctx, "adadelta", &[(Adadelta::default(), lens)], kernels);
+        check_with(&ctx, "rprop", &[(Rprop::default(), lens)], kernels);
         check_with(&ctx, "radam", &[(RAdam::default(), lens)], kernels);
         check_with(&ctx, "lion", &[(Lion::default(), lens)], kernels);
         let lamb = Lamb {

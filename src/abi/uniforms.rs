@@ -67,6 +67,20 @@ pub struct AdadeltaScalars {
     pub _pad: [f32; 3],
 }
 
+/// Per-step scalars of [`Rprop`](crate::Rprop), as `RpropScalars` in `shaders/rprop.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RpropScalars {
+    /// Factor where the gradient changed sign.
+    pub etaminus: f32,
+    /// Factor where it kept its sign.
+    pub etaplus: f32,
+    /// Smallest step size.
+    pub step_size_min: f32,
+    /// Largest step size.
+    pub step_size_max: f32,
+}
+
 /// Per-step scalars of [`Adagrad`](crate::Adagrad), as `AdagradScalars` in `shaders/adagrad.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]

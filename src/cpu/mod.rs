@@ -22,6 +22,7 @@ mod lion;
 mod nadam;
 mod radam;
 mod rmsprop;
+mod rprop;
 mod sgd;
 
 pub use adadelta::adadelta;
@@ -34,6 +35,7 @@ pub use lion::lion;
 pub use nadam::nadam;
 pub use radam::radam;
 pub use rmsprop::rmsprop;
+pub use rprop::rprop;
 pub use sgd::sgd;
 
 /// `torch.lerp`'s formula, as `torch_lerp` in `shaders/common.wgsl`.

@@ -18,11 +18,12 @@ mod lion;
 mod nadam;
 mod radam;
 mod rmsprop;
+mod rprop;
 mod sgd;
 
 pub use crate::abi::uniforms::{
     AdadeltaScalars, AdagradScalars, AdamScalars, AdamaxScalars, LambScalars, LarsScalars,
-    LionScalars, NAdamScalars, RAdamScalars, RmsPropScalars, SgdScalars,
+    LionScalars, NAdamScalars, RAdamScalars, RmsPropScalars, RpropScalars, SgdScalars,
 };
 pub use adadelta::Adadelta;
 pub use adagrad::Adagrad;
@@ -34,6 +35,7 @@ pub use lion::Lion;
 pub use nadam::NAdam;
 pub use radam::RAdam;
 pub use rmsprop::RmsProp;
+pub use rprop::Rprop;
 pub use sgd::Sgd;
 
 /// Checks the hyperparameters the Adam family shares: lr, eps and weight decay finite and ≥ 0,
@@ -74,6 +76,7 @@ mod sealed {
     impl Sealed for super::Adamax {}
     impl Sealed for super::NAdam {}
     impl Sealed for super::Adadelta {}
+    impl Sealed for super::Rprop {}
     impl Sealed for super::RmsProp {}
     impl Sealed for super::Adagrad {}
     impl Sealed for super::RAdam {}
@@ -113,7 +116,7 @@ pub(crate) fn norms_step<O: Algorithm>(
 /// What the CPU reference, the GPU optimizer and the replay harness need from an optimizer.
 ///
 /// Implemented by [`Sgd`], [`Adam`], [`AdamW`], [`Adamax`], [`NAdam`], [`RmsProp`], [`Adagrad`],
-/// [`Adadelta`], [`RAdam`], [`Lion`], [`Lamb`] and [`Lars`]; sealed, since its kernel runs without runtime bounds checks.
+/// [`Adadelta`], [`Rprop`], [`RAdam`], [`Lion`], [`Lamb`] and [`Lars`]; sealed, since its kernel runs without runtime bounds checks.
 pub trait Algorithm:
     sealed::Sealed
     + Clone

@@ -15,7 +15,8 @@ use crate::error::{Error, Result};
 use crate::gpu::GpuOptimizer;
 use crate::host::grad_stage::LossScale;
 use crate::optim::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, NAdam, RAdam, RmsProp, Sgd,
+    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, NAdam, RAdam, RmsProp,
+    Rprop, Sgd,
 };
 use crate::rng::SplitMix;
 
@@ -39,6 +40,7 @@ pub const VARIANTS: &[&str] = &[
     "rmsprop-centered",
     "adagrad",
     "adadelta",
+    "rprop",
     "radam",
     "lion",
     "lamb",
@@ -57,6 +59,7 @@ pub const DEFAULT_VARIANTS: &[&str] = &[
     "rmsprop",
     "adagrad",
     "adadelta",
+    "rprop",
     "radam",
     "lion",
     "lamb",
@@ -82,6 +85,8 @@ pub enum AnyConfig {
     Adagrad(Adagrad),
     /// [`Adadelta`].
     Adadelta(Adadelta),
+    /// [`Rprop`].
+    Rprop(Rprop),
     /// [`RAdam`].
     RAdam(RAdam),
     /// [`Lion`].
@@ -104,6 +109,7 @@ macro_rules! with_config {
             $crate::tooling::bench::AnyConfig::RmsProp($c) => $body,
             $crate::tooling::bench::AnyConfig::Adagrad($c) => $body,
             $crate::tooling::bench::AnyConfig::Adadelta($c) => $body,
+            $crate::tooling::bench::AnyConfig::Rprop($c) => $body,
             $crate::tooling::bench::AnyConfig::RAdam($c) => $body,
             $crate::tooling::bench::AnyConfig::Lion($c) => $body,
             $crate::tooling::bench::AnyConfig::Lamb($c) => $body,
@@ -137,6 +143,7 @@ pub fn variant(name: &str) -> Result<AnyConfig> {
         }),
         "adagrad" => AnyConfig::Adagrad(Adagrad::default()),
         "adadelta" => AnyConfig::Adadelta(Adadelta::default()),
+        "rprop" => AnyConfig::Rprop(Rprop::default()),
         "radam" => AnyConfig::RAdam(RAdam::default()),
         "lion" => AnyConfig::Lion(Lion::default()),
         "lamb" => AnyConfig::Lamb(Lamb::default()),
@@ -845,6 +852,7 @@ mod tests {
         assert_eq!(b("adamax"), 28);
         assert_eq!(b("nadam"), 28);
         assert_eq!(b("adadelta"), 28);
+        assert_eq!(b("rprop"), 28);
         assert_eq!(b("lamb"), 28);
         assert_eq!(b("lars"), 20);
         assert!(variant("asgd").is_err());

@@ -1,0 +1,60 @@
+// rprop.wgsl: one step of torch.optim.Rprop over one parameter buffer.
+//
+// Bindings: group 1: 0 RpropScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad (common.wgsl), 3 prev, 4 step_size (read_write).
+// Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
+// Mirror: src/cpu/rprop.rs.
+
+// PyTorch's single-tensor path: the sign of grad · prev picks a factor (etaplus where
+// positive, etaminus where negative, 1 where zero); step_size = clamp(step_size · factor,
+// step_size_min, step_size_max); where the sign was negative the gradient is taken as 0; then
+// param -= sign(grad) · step_size and prev = grad. (PyTorch tests factor == etaminus; with
+// 0 < etaminus < 1 < etaplus, which it requires, that is the negative sign.)
+struct RpropScalars {
+    etaminus: f32,
+    etaplus: f32,
+    step_size_min: f32,
+    step_size_max: f32,
+}
+
+override MAXIMIZE: bool = false;
+
+@group(1) @binding(0) var<uniform> scalars: array<RpropScalars, SCALAR_CANDIDATES>;
+@group(0) @binding(3) var<storage, read_write> prev: array<V>;
+@group(0) @binding(4) var<storage, read_write> step_size: array<V>;
+
+// One element (one V) of the update.
+fn update_at(s: RpropScalars, i: u32) {
+    let p = param[i];
+    var g = load_grad(i);
+    if (MAXIMIZE) {
+        g = -g;
+    }
+    let direction = sign(g * prev[i]);
+    let factor = select(select(V(1.0), V(s.etaminus), direction < V(0.0)), V(s.etaplus), direction > V(0.0));
+    let step = clamp(step_size[i] * factor, V(s.step_size_min), V(s.step_size_max));
+    step_size[i] = step;
+    let kept = select(g, V(0.0), direction < V(0.0));
+    prev[i] = kept;
+    param[i] = p + -sign(kept) * step;
+}
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    if (step_skipped()) {
+        return;
+    }
+    let s = scalars[candidate()];
+    let base = invocation_base(wid, nwg, lid, VPI);
+    for (var k = 0u; k < VPI; k = k + 1u) {
+        let i = base + k * WG;
+        if (i >= arrayLength(&param)) {
+            return;
+        }
+        update_at(s, i);
+    }
+}

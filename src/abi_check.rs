@@ -10,8 +10,8 @@ use crate::abi::uniforms::{Dims, GradParams};
 use crate::gpu::{group0, scalars_size};
 use crate::kernel::{GradAccess, Kernel, Width, compose_with};
 use crate::optim::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, NAdam, RAdam, RmsProp,
-    Rprop, Sgd,
+    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Asgd, Lamb, Lars, Lion, NAdam, RAdam,
+    RmsProp, Rprop, Sgd,
 };
 
 /// What one WGSL global declares: name, kind, and bytes (the element stride of a runtime-sized
@@ -139,6 +139,7 @@ fn every_optimizer_kernel_matches_its_bindings_and_scalars() {
     check_update::<NAdam>();
     check_update::<Adadelta>();
     check_update::<Rprop>();
+    check_update::<Asgd>();
     check_update::<RmsProp>();
     check_update::<Adagrad>();
     check_update::<RAdam>();

@@ -16,8 +16,8 @@ use crate::host::GroupId;
 use crate::host::checkpoint::Checkpoint;
 use crate::io::{parse_safetensors, read_f32, read_file, write_atomically};
 use crate::optim::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, NAdam, RAdam, RmsProp,
-    Rprop, Sgd,
+    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Asgd, Lamb, Lars, Lion, NAdam, RAdam,
+    RmsProp, Rprop, Sgd,
 };
 use crate::schedule::Schedule;
 
@@ -26,8 +26,8 @@ pub const FORMAT: &str = "optim-trajectory/1";
 
 /// Optimizers implemented here, by their case name.
 pub const IMPLEMENTED: &[&str] = &[
-    "sgd", "adam", "adamw", "adamax", "nadam", "rmsprop", "adagrad", "adadelta", "rprop", "radam",
-    "lion", "lamb", "lars",
+    "sgd", "adam", "adamw", "adamax", "nadam", "rmsprop", "adagrad", "adadelta", "rprop", "asgd",
+    "radam", "lion", "lamb", "lars",
 ];
 
 /// One recorded parameter of a case.
@@ -589,6 +589,7 @@ pub fn replay_resuming(
         "adagrad" => replay_as::<Adagrad>(case, backend, ctx, resume_at),
         "adadelta" => replay_as::<Adadelta>(case, backend, ctx, resume_at),
         "rprop" => replay_as::<Rprop>(case, backend, ctx, resume_at),
+        "asgd" => replay_as::<Asgd>(case, backend, ctx, resume_at),
         "radam" => replay_as::<RAdam>(case, backend, ctx, resume_at),
         "lion" => replay_as::<Lion>(case, backend, ctx, resume_at),
         "lamb" => replay_as::<Lamb>(case, backend, ctx, resume_at),

@@ -4,7 +4,7 @@
 //! PyTorch's numerics and a CPU reference that proves every number.
 //!
 //! - [`Sgd`], [`Adam`], [`AdamW`], [`Adamax`], [`NAdam`], [`RmsProp`], [`Adagrad`],
-//!   [`Adadelta`], [`Rprop`], [`RAdam`]: config structs with
+//!   [`Adadelta`], [`Rprop`], [`Asgd`], [`RAdam`]: config structs with
 //!   PyTorch's hyperparameter names and defaults; [`Lion`], [`Lamb`], [`Lars`] with optax's;
 //!   see each for its update rule and paper.
 //! - [`GpuOptimizer`]: one fused WGSL dispatch per parameter buffer per step, recorded into the
@@ -64,7 +64,7 @@ pub use host::grad_stage::{LossScale, LossScaleState};
 pub use host::scheduler::StepScheduler;
 pub use host::{GroupId, ParamId};
 pub use optim::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, NAdam, RAdam, RmsProp,
-    Rprop, Sgd,
+    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Asgd, Lamb, Lars, Lion, NAdam, RAdam,
+    RmsProp, Rprop, Sgd,
 };
 pub use schedule::Schedule;

@@ -78,7 +78,7 @@ fn bad_sizes_and_names_are_rejected_before_any_work() {
     for args in [
         &["--params", "1.5"][..],
         &["--params", "0"],
-        &["--optimizer", "asgd"],
+        &["--optimizer", "adafactor"],
         &["--params", "2G", "--backend", "gpu"],
     ] {
         let out = bench(args);

@@ -8,8 +8,8 @@ use std::process::Command;
 
 use common::{Rng, cases_dir, gpu, scratch_dir};
 use wgpu_optim::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Checkpoint, CpuOptimizer, Error, GpuContext,
-    GpuOptimizer, Lamb, Lars, Lion, NAdam, RAdam, RmsProp, Rprop, Schedule, Sgd,
+    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Asgd, Checkpoint, CpuOptimizer, Error,
+    GpuContext, GpuOptimizer, Lamb, Lars, Lion, NAdam, RAdam, RmsProp, Rprop, Schedule, Sgd,
 };
 
 const LENS: [usize; 3] = [3, 1757, 64];
@@ -174,6 +174,14 @@ fn cpu_resume_is_bit_identical_for_every_optimizer() {
             &dir,
         );
         cpu_round_trip(&[Lion::default()], sched, &dir);
+        cpu_round_trip(
+            &[Asgd {
+                t0: 2.0,
+                ..Default::default()
+            }],
+            sched,
+            &dir,
+        );
         cpu_round_trip(
             &[Rprop {
                 lr: 0.1,
@@ -403,6 +411,14 @@ fn gpu_resume_is_bit_identical_and_crosses_to_the_cpu() {
     );
     gpu_round_trip(&ctx, &[Adadelta::default()], &dir);
     gpu_round_trip(&ctx, &[Rprop::default()], &dir);
+    gpu_round_trip(
+        &ctx,
+        &[Asgd {
+            t0: 2.0,
+            ..Default::default()
+        }],
+        &dir,
+    );
     gpu_round_trip(
         &ctx,
         &[NAdam {

@@ -11,8 +11,8 @@ use common::{cases_dir, gpu, scratch_dir};
 use safetensors::SafeTensors;
 use wgpu_optim::case::{self, Backend, Case};
 use wgpu_optim::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, CpuOptimizer, Error, GpuOptimizer, Lamb,
-    Lars, Lion, NAdam, RAdam, RmsProp, Rprop, Sgd,
+    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Asgd, CpuOptimizer, Error, GpuOptimizer,
+    Lamb, Lars, Lion, NAdam, RAdam, RmsProp, Rprop, Sgd,
 };
 
 fn rejects<O: Algorithm>(config: O, needle: &str) {
@@ -136,6 +136,13 @@ fn hyperparameters_outside_pytorch_ranges() {
         "initial_accumulator_value",
     );
     rejects(
+        Asgd {
+            t0: f64::NAN,
+            ..Default::default()
+        },
+        "t0",
+    );
+    rejects(
         Rprop {
             etas: (1.5, 1.2),
             ..Default::default()
@@ -216,6 +223,7 @@ fn hyperparameters_outside_pytorch_ranges() {
     NAdam::default().validate().unwrap();
     Adadelta::default().validate().unwrap();
     Rprop::default().validate().unwrap();
+    Asgd::default().validate().unwrap();
     // PyTorch's range for rho is [0, 1], both ends included.
     Adadelta {
         rho: 1.0,
@@ -243,6 +251,11 @@ fn defaults_are_pytorchs() {
     );
     let d = RAdam::default();
     assert_eq!((d.lr, d.betas, d.eps), (1e-3, (0.9, 0.999), 1e-8));
+    let g = Asgd::default();
+    assert_eq!(
+        (g.lr, g.lambd, g.alpha, g.t0, g.weight_decay, g.maximize),
+        (1e-2, 1e-4, 0.75, 1e6, 0.0, false)
+    );
     let r = Rprop::default();
     assert_eq!(
         (r.lr, r.etas, r.step_sizes, r.maximize),

@@ -20,8 +20,8 @@ mod common;
 
 use common::{Rng, gpu};
 use wgpu_optim::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, CpuOptimizer, GpuContext, GpuOptimizer,
-    Lamb, Lars, Lion, NAdam, ParamId, RAdam, RmsProp, Rprop, Sgd,
+    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Asgd, CpuOptimizer, GpuContext,
+    GpuOptimizer, Lamb, Lars, Lion, NAdam, ParamId, RAdam, RmsProp, Rprop, Sgd,
 };
 
 const LENS: [usize; 5] = [1, 3, 4, 1757, 1_000_003];
@@ -375,6 +375,28 @@ fn rprop_every_option() {
 }
 
 #[test]
+fn asgd_every_option() {
+    // t0 = 5 of 20 steps: the average is a copy for the first steps, then a running mean.
+    let Some(ctx) = gpu() else { return };
+    let mut configs = Vec::new();
+    for maximize in [false, true] {
+        configs.push(Asgd {
+            maximize,
+            ..Default::default()
+        });
+        configs.push(Asgd {
+            lr: 0.05,
+            lambd: 1e-2,
+            alpha: 0.5,
+            t0: 5.0,
+            weight_decay: 0.1,
+            maximize,
+        });
+    }
+    all(&ctx, configs);
+}
+
+#[test]
 fn lion_lamb_lars() {
     // LAMB and LARS take per-tensor norms: the GPU sums in f32 by a fixed tree, the CPU in f64,
     // a relative difference of ~1e-6 in the trust ratio, well inside the tolerance above.
@@ -511,6 +533,11 @@ fn scalar_kernels_every_optimizer() {
         check_with(&ctx, "nadam", &[(NAdam::default(), lens)], kernels);
         check_with(&ctx, "adadelta", &[(Adadelta::default(), lens)], kernels);
         check_with(&ctx, "rprop", &[(Rprop::default(), lens)], kernels);
+        let averaging = Asgd {
+            t0: 5.0,
+            ..Default::default()
+        };
+        check_with(&ctx, "asgd", &[(averaging, lens)], kernels);
         check_with(&ctx, "radam", &[(RAdam::default(), lens)], kernels);
         check_with(&ctx, "lion", &[(Lion::default(), lens)], kernels);
         let lamb = Lamb {

@@ -81,6 +81,24 @@ pub struct RpropScalars {
     pub step_size_max: f32,
 }
 
+/// Per-step scalars of [`Asgd`](crate::Asgd), as `AsgdScalars` in `shaders/asgd.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AsgdScalars {
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f32,
+    /// `1 - lambd · η`.
+    pub param_decay: f32,
+    /// `-η`.
+    pub neg_eta: f32,
+    /// `μ`, the averaging weight.
+    pub mu: f32,
+    /// 1 while `μ` is 1 (the average is a copy), else 0.
+    pub copy_avg: f32,
+    #[doc(hidden)]
+    pub _pad: [f32; 3],
+}
+
 /// Per-step scalars of [`Adagrad`](crate::Adagrad), as `AdagradScalars` in `shaders/adagrad.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]

@@ -12,6 +12,7 @@ mod adadelta;
 mod adagrad;
 mod adam;
 mod adamax;
+mod asgd;
 mod lamb;
 mod lars;
 mod lion;
@@ -22,13 +23,14 @@ mod rprop;
 mod sgd;
 
 pub use crate::abi::uniforms::{
-    AdadeltaScalars, AdagradScalars, AdamScalars, AdamaxScalars, LambScalars, LarsScalars,
-    LionScalars, NAdamScalars, RAdamScalars, RmsPropScalars, RpropScalars, SgdScalars,
+    AdadeltaScalars, AdagradScalars, AdamScalars, AdamaxScalars, AsgdScalars, LambScalars,
+    LarsScalars, LionScalars, NAdamScalars, RAdamScalars, RmsPropScalars, RpropScalars, SgdScalars,
 };
 pub use adadelta::Adadelta;
 pub use adagrad::Adagrad;
 pub use adam::{Adam, AdamW};
 pub use adamax::Adamax;
+pub use asgd::Asgd;
 pub use lamb::Lamb;
 pub use lars::Lars;
 pub use lion::Lion;
@@ -77,6 +79,7 @@ mod sealed {
     impl Sealed for super::NAdam {}
     impl Sealed for super::Adadelta {}
     impl Sealed for super::Rprop {}
+    impl Sealed for super::Asgd {}
     impl Sealed for super::RmsProp {}
     impl Sealed for super::Adagrad {}
     impl Sealed for super::RAdam {}
@@ -116,7 +119,7 @@ pub(crate) fn norms_step<O: Algorithm>(
 /// What the CPU reference, the GPU optimizer and the replay harness need from an optimizer.
 ///
 /// Implemented by [`Sgd`], [`Adam`], [`AdamW`], [`Adamax`], [`NAdam`], [`RmsProp`], [`Adagrad`],
-/// [`Adadelta`], [`Rprop`], [`RAdam`], [`Lion`], [`Lamb`] and [`Lars`]; sealed, since its kernel runs without runtime bounds checks.
+/// [`Adadelta`], [`Rprop`], [`Asgd`], [`RAdam`], [`Lion`], [`Lamb`] and [`Lars`]; sealed, since its kernel runs without runtime bounds checks.
 pub trait Algorithm:
     sealed::Sealed
     + Clone

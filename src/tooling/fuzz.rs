@@ -8,8 +8,8 @@ use crate::case::{self, Backend, Case};
 use crate::cpu_optimizer::CpuOptimizer;
 use crate::host::checkpoint::{Checkpoint, SavedParam};
 use crate::optim::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, NAdam, RAdam, RmsProp,
-    Rprop, Sgd,
+    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Asgd, Lamb, Lars, Lion, NAdam, RAdam,
+    RmsProp, Rprop, Sgd,
 };
 use crate::schedule::Schedule;
 
@@ -58,6 +58,7 @@ pub fn checkpoint(data: &[u8]) {
         "adagrad" => restore_and_step::<Adagrad>(&loaded),
         "adadelta" => restore_and_step::<Adadelta>(&loaded),
         "rprop" => restore_and_step::<Rprop>(&loaded),
+        "asgd" => restore_and_step::<Asgd>(&loaded),
         "radam" => restore_and_step::<RAdam>(&loaded),
         "lion" => restore_and_step::<Lion>(&loaded),
         "lamb" => restore_and_step::<Lamb>(&loaded),

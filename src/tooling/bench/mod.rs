@@ -15,8 +15,8 @@ use crate::error::{Error, Result};
 use crate::gpu::GpuOptimizer;
 use crate::host::grad_stage::LossScale;
 use crate::optim::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Lamb, Lars, Lion, NAdam, RAdam, RmsProp,
-    Rprop, Sgd,
+    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Asgd, Lamb, Lars, Lion, NAdam, RAdam,
+    RmsProp, Rprop, Sgd,
 };
 use crate::rng::SplitMix;
 
@@ -41,6 +41,7 @@ pub const VARIANTS: &[&str] = &[
     "adagrad",
     "adadelta",
     "rprop",
+    "asgd",
     "radam",
     "lion",
     "lamb",
@@ -60,6 +61,7 @@ pub const DEFAULT_VARIANTS: &[&str] = &[
     "adagrad",
     "adadelta",
     "rprop",
+    "asgd",
     "radam",
     "lion",
     "lamb",
@@ -87,6 +89,8 @@ pub enum AnyConfig {
     Adadelta(Adadelta),
     /// [`Rprop`].
     Rprop(Rprop),
+    /// [`Asgd`].
+    Asgd(Asgd),
     /// [`RAdam`].
     RAdam(RAdam),
     /// [`Lion`].
@@ -110,6 +114,7 @@ macro_rules! with_config {
             $crate::tooling::bench::AnyConfig::Adagrad($c) => $body,
             $crate::tooling::bench::AnyConfig::Adadelta($c) => $body,
             $crate::tooling::bench::AnyConfig::Rprop($c) => $body,
+            $crate::tooling::bench::AnyConfig::Asgd($c) => $body,
             $crate::tooling::bench::AnyConfig::RAdam($c) => $body,
             $crate::tooling::bench::AnyConfig::Lion($c) => $body,
             $crate::tooling::bench::AnyConfig::Lamb($c) => $body,
@@ -144,6 +149,7 @@ pub fn variant(name: &str) -> Result<AnyConfig> {
         "adagrad" => AnyConfig::Adagrad(Adagrad::default()),
         "adadelta" => AnyConfig::Adadelta(Adadelta::default()),
         "rprop" => AnyConfig::Rprop(Rprop::default()),
+        "asgd" => AnyConfig::Asgd(Asgd::default()),
         "radam" => AnyConfig::RAdam(RAdam::default()),
         "lion" => AnyConfig::Lion(Lion::default()),
         "lamb" => AnyConfig::Lamb(Lamb::default()),
@@ -853,8 +859,9 @@ mod tests {
         assert_eq!(b("nadam"), 28);
         assert_eq!(b("adadelta"), 28);
         assert_eq!(b("rprop"), 28);
+        assert_eq!(b("asgd"), 20);
         assert_eq!(b("lamb"), 28);
         assert_eq!(b("lars"), 20);
-        assert!(variant("asgd").is_err());
+        assert!(variant("adafactor").is_err());
     }
 }

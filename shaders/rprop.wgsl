@@ -8,7 +8,8 @@
 // PyTorch's single-tensor path: the sign of grad · prev picks a factor (etaplus where
 // positive, etaminus where negative, 1 where zero); step_size = clamp(step_size · factor,
 // step_size_min, step_size_max); where the sign was negative the gradient is taken as 0; then
-// param -= sign(grad) · step_size and prev = grad. (PyTorch tests factor == etaminus; with
+// param -= sign(grad) · step_size and prev = grad. A NaN gradient has sign 0 (torch.sign), so
+// it leaves its parameter and step size as they were and is kept in prev. (PyTorch tests factor == etaminus; with
 // 0 < etaminus < 1 < etaplus, which it requires, that is the negative sign.)
 struct RpropScalars {
     etaminus: f32,
@@ -23,6 +24,12 @@ override MAXIMIZE: bool = false;
 @group(0) @binding(3) var<storage, read_write> prev: array<V>;
 @group(0) @binding(4) var<storage, read_write> step_size: array<V>;
 
+// torch.sign: (0 < x) - (x < 0), so 0 for a zero or NaN (WGSL's own sign of NaN is
+// implementation-defined).
+fn torch_sign(x: V) -> V {
+    return select(V(0.0), V(1.0), x > V(0.0)) - select(V(0.0), V(1.0), x < V(0.0));
+}
+
 // One element (one V) of the update.
 fn update_at(s: RpropScalars, i: u32) {
     let p = param[i];
@@ -30,13 +37,15 @@ fn update_at(s: RpropScalars, i: u32) {
     if (MAXIMIZE) {
         g = -g;
     }
-    let direction = sign(g * prev[i]);
+    let direction = torch_sign(g * prev[i]);
     let factor = select(select(V(1.0), V(s.etaminus), direction < V(0.0)), V(s.etaplus), direction > V(0.0));
-    let step = clamp(step_size[i] * factor, V(s.step_size_min), V(s.step_size_max));
+    // torch.clamp's order, min(max(x, lo), hi), also when lo > hi (WGSL's clamp may then
+    // take the median instead).
+    let step = min(max(step_size[i] * factor, V(s.step_size_min)), V(s.step_size_max));
     step_size[i] = step;
     let kept = select(g, V(0.0), direction < V(0.0));
     prev[i] = kept;
-    param[i] = p + -sign(kept) * step;
+    param[i] = p + -torch_sign(kept) * step;
 }
 
 @compute @workgroup_size(WG)

@@ -554,3 +554,45 @@ fn scalar_kernels_every_optimizer() {
         check_with(&ctx, "lars", &[(lars, lens)], kernels);
     }
 }
+
+#[test]
+fn rprop_follows_torch_on_nan_gradients_and_crossed_step_bounds() {
+    // torch.sign(NaN) is 0: a NaN gradient leaves its parameter where it was (in the vec4 body
+    // and in the scalar tail alike); and torch.clamp(x, lo, hi) with lo > hi is hi.
+    let Some(ctx) = gpu() else { return };
+    let init = vec![0.5f32, -0.25, 1.0, 2.0, -3.0];
+    let grad = vec![0.1f32, f32::NAN, -0.2, 0.3, f32::NAN];
+    for config in [
+        Rprop::default(),
+        Rprop {
+            step_sizes: (0.5, 0.1),
+            ..Default::default()
+        },
+    ] {
+        let mut cpu = CpuOptimizer::new(config).unwrap();
+        let id = cpu.register(cpu.default_group(), init.len()).unwrap();
+        let mut want = init.clone();
+        let mut gpu_opt = GpuOptimizer::new(&ctx.device, &ctx.queue, config).unwrap();
+        let (p, g) = (ctx.upload("p", &init), ctx.upload("g", &grad));
+        gpu_opt.register(gpu_opt.default_group(), &p, &g).unwrap();
+        for _ in 0..3 {
+            cpu.step(&mut [&mut want], &[&grad]).unwrap();
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            gpu_opt.step(&mut encoder);
+            ctx.queue.submit([encoder.finish()]);
+        }
+        let got = ctx.read(&p).unwrap();
+        assert_eq!(got, want, "{config:?}");
+        assert_eq!((got[1], got[4]), (init[1], init[4]), "{config:?}");
+        assert!(got[0] != init[0] && got[2] != init[2], "{config:?}");
+        let steps = cpu.state(id, "step_size").unwrap();
+        if config.step_sizes.0 > config.step_sizes.1 {
+            // Every step size is clamped to the maximum, even the NaN gradients' (factor 1).
+            assert!(steps.iter().all(|&s| s == 0.1f32), "{steps:?}");
+        } else {
+            assert_eq!((steps[1], steps[4]), (0.01, 0.01), "{steps:?}");
+        }
+        let gpu_steps = gpu_opt.read_state(id, "step_size").unwrap().unwrap();
+        assert_eq!(&gpu_steps, steps);
+    }
+}

@@ -1,14 +1,9 @@
 use crate::abi::uniforms::RpropScalars;
 
-/// WGSL's and torch's `sign`: 0 at zero (Rust's `signum(0.0)` is 1).
+/// torch's `sign`, `(0 < x) - (x < 0)`: +0 at either zero and at NaN (Rust's `signum(0.0)`
+/// is 1, and its `signum(NaN)` is NaN).
 fn sign(x: f32) -> f32 {
-    if x > 0.0 {
-        1.0
-    } else if x < 0.0 {
-        -1.0
-    } else {
-        x
-    }
+    f32::from(u8::from(x > 0.0)) - f32::from(u8::from(x < 0.0))
 }
 
 /// One Rprop step; mirrors `shaders/rprop.wgsl`.
@@ -34,7 +29,7 @@ pub fn rprop(
         } else {
             1.0
         };
-        // WGSL's clamp(e, lo, hi) is min(max(e, lo), hi), as torch.clamp.
+        // torch.clamp's order, as the kernel writes it out: min(max(x, lo), hi).
         let step = (step_size[i] * factor)
             .max(s.step_size_min)
             .min(s.step_size_max);

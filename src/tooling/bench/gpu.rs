@@ -1,0 +1,343 @@
+//! The GPU measurement: an optimizer over parameters held flat, in an arena or in separate
+//! buffers, timed against the streaming kernels; its recording cost against the same wgpu calls
+//! made directly; and its result against the CPU reference.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::roofline::{PassTimer, wait};
+use super::{
+    ALLOC_SAMPLES, BenchOptions, BenchResult, RECORD_SAMPLES, Stream, StreamBuffers, StreamShape,
+    check_fits, copy_bandwidth, median, random, sweep, variant, with_config,
+};
+use crate::arena::ArenaLayout;
+use crate::context::GpuContext;
+use crate::cpu_optimizer::CpuOptimizer;
+use crate::error::Result;
+use crate::gpu::GpuOptimizer;
+use crate::host::grad_stage::LossScale;
+use crate::kernel::Width;
+use crate::optim::Algorithm;
+
+/// How the benchmarked parameters are held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// One flat buffer.
+    Flat,
+    /// `tensors` tensors in one [`ArenaLayout`] buffer.
+    Arena,
+    /// `tensors` separately registered buffers.
+    Separate,
+}
+
+/// Lengths of `tensors` tensors adding up to `params`.
+fn split(params: u64, tensors: usize) -> Vec<u64> {
+    let k = tensors as u64;
+    (0..k)
+        .map(|i| params / k + u64::from(i < params % k))
+        .collect()
+}
+
+/// The benchmarked optimizer over `init` held in `layout`, and how to read the parameters
+/// back as one flat vector.
+struct Subject<O: Algorithm> {
+    opt: GpuOptimizer<O>,
+    params: Vec<wgpu::Buffer>,
+    arena: Option<ArenaLayout>,
+    _grads: Vec<wgpu::Buffer>,
+}
+
+impl<O: Algorithm> Subject<O> {
+    fn new(
+        ctx: &GpuContext,
+        config: &O,
+        layout: Layout,
+        tensors: usize,
+        init: &[f32],
+        grads: &[f32],
+        opts: &BenchOptions<'_>,
+    ) -> Result<Self> {
+        let mut opt = GpuOptimizer::new(&ctx.device, &ctx.queue, config.clone())?;
+        opt.set_scalar_only(opts.scalar_kernels);
+        opt.set_max_grad_norm(opts.max_grad_norm)?;
+        if opts.loss_scale {
+            opt.set_loss_scale(Some(LossScale::default()))?;
+        }
+        let lens = split(init.len() as u64, tensors);
+        let pieces = |data: &'_ [f32]| -> Vec<Vec<f32>> {
+            let mut at = 0;
+            lens.iter()
+                .map(|&n| {
+                    let piece = data[at..at + n as usize].to_vec();
+                    at += n as usize;
+                    piece
+                })
+                .collect()
+        };
+        let (params, grad_bufs, arena) = match layout {
+            Layout::Flat => (
+                vec![ctx.upload("param", init)],
+                vec![ctx.upload("grad", grads)],
+                None,
+            ),
+            Layout::Arena => {
+                let arena = ArenaLayout::for_device(&ctx.device, &lens)?;
+                let pack = |data| {
+                    let owned = pieces(data);
+                    let views: Vec<&[f32]> = owned.iter().map(Vec::as_slice).collect();
+                    arena.pack(&views)
+                };
+                check_fits(ctx, arena.len())?;
+                (
+                    vec![ctx.upload("param", &pack(init)?)],
+                    vec![ctx.upload("grad", &pack(grads)?)],
+                    Some(arena),
+                )
+            }
+            Layout::Separate => (
+                pieces(init)
+                    .iter()
+                    .map(|p| ctx.upload("param", p))
+                    .collect(),
+                pieces(grads)
+                    .iter()
+                    .map(|g| ctx.upload("grad", g))
+                    .collect(),
+                None,
+            ),
+        };
+        for (p, g) in params.iter().zip(&grad_bufs) {
+            opt.register(opt.default_group(), p, g)?;
+        }
+        Ok(Self {
+            opt,
+            params,
+            arena,
+            _grads: grad_bufs,
+        })
+    }
+
+    fn read_flat(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        for p in &self.params {
+            let data = ctx.read(p)?;
+            match &self.arena {
+                Some(a) => {
+                    for i in 0..a.tensors() {
+                        out.extend_from_slice(a.tensor(&data, i)?);
+                    }
+                }
+                None => out.extend(data),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn gpu_typed<O: Algorithm>(
+    ctx: &GpuContext,
+    name: &str,
+    config: &O,
+    params: u64,
+    layout: Layout,
+    opts: &BenchOptions<'_>,
+) -> Result<BenchResult> {
+    check_fits(ctx, params)?;
+    let n = params as usize;
+    let tensors = if layout == Layout::Flat {
+        1
+    } else {
+        opts.tensors.max(1)
+    };
+    let init = random(n, 1);
+    let grads = random(n, 2);
+    let subject = Subject::new(ctx, config, layout, tensors, &init, &grads, opts)?;
+    let mut opt = subject.opt;
+    let dispatches_per_step = opt.dispatches_per_step();
+
+    let bytes_per_param = config.bytes_per_param();
+    let buffers = StreamBuffers::new(ctx, ((bytes_per_param - 12) / 8) as u32, &init);
+    let shape = match opts.stream {
+        Some(shape) => shape,
+        None => sweep(ctx, &buffers, 3)?.0,
+    };
+    let stream = Stream::new(ctx, &buffers, shape);
+    let scalar_stream = Stream::new(ctx, &buffers, StreamShape::SCALAR);
+    // Warm up, then alternate optimizer and streaming passes so all see the same conditions.
+    for _ in 0..opts.warmup {
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        opt.step(&mut encoder);
+        stream.record(&mut encoder.begin_compute_pass(&Default::default()));
+        scalar_stream.record(&mut encoder.begin_compute_pass(&Default::default()));
+        ctx.queue.submit([encoder.finish()]);
+        wait(ctx)?;
+    }
+    let timer = || PassTimer::new(ctx, opts.steps as u32);
+    let (mut opt_timer, mut stream_timer, mut scalar_timer) = (timer(), timer(), timer());
+    for _ in 0..opts.steps {
+        opt_timer.time(ctx, |pass| opt.record(pass))?;
+        stream_timer.time(ctx, |pass| stream.record(pass))?;
+        scalar_timer.time(ctx, |pass| scalar_stream.record(pass))?;
+    }
+    let (mut ms, timing) = opt_timer.finish(ctx)?;
+    let (mut stream_ms, _) = stream_timer.finish(ctx)?;
+    let (mut scalar_stream_ms, _) = scalar_timer.finish(ctx)?;
+
+    // What wgpu itself allocates for a compute pass with one pipeline, one bind group and one
+    // dispatch, with none of this crate's code in between. (A step also sets its scalars' bind
+    // group, at a dynamic offset.)
+    let mut wgpu_allocs = 0u64;
+    if let Some(count) = opts.alloc_count {
+        for _ in 0..ALLOC_SAMPLES {
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            let before = count();
+            stream.record(&mut encoder.begin_compute_pass(&Default::default()));
+            wgpu_allocs += count() - before;
+            ctx.queue.submit([encoder.finish()]);
+            wait(ctx)?;
+        }
+    }
+    drop((stream, scalar_stream, buffers));
+
+    // Host cost: record and submit, no wait, as a training loop would.
+    let host_steps = ALLOC_SAMPLES;
+    let (mut host_secs, mut allocs) = (0.0, 0u64);
+    for _ in 0..host_steps {
+        let t0 = Instant::now();
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        let before = opts.alloc_count.map(|f| f());
+        opt.step(&mut encoder);
+        if let (Some(f), Some(b)) = (opts.alloc_count, before) {
+            allocs += f() - b;
+        }
+        ctx.queue.submit([encoder.finish()]);
+        host_secs += t0.elapsed().as_secs_f64();
+    }
+    wait(ctx)?;
+
+    let subject = Subject { opt, ..subject };
+    let max_abs_err_vs_cpu = if opts.verify {
+        let got = subject.read_flat(ctx)?;
+        let mut cpu = CpuOptimizer::new(config.clone())?;
+        cpu.set_threads(opts.threads);
+        cpu.set_max_grad_norm(opts.max_grad_norm)?;
+        if opts.loss_scale {
+            cpu.set_loss_scale(Some(LossScale::default()))?;
+        }
+        cpu.register(cpu.default_group(), n)?;
+        let mut want = init.clone();
+        for _ in 0..subject.opt.scheduler().steps_taken() {
+            cpu.step(&mut [&mut want], &[&grads])?;
+        }
+        Some(
+            got.iter()
+                .zip(&want)
+                .map(|(&a, &b)| f64::from((a - b).abs()))
+                .fold(0.0, f64::max),
+        )
+    } else {
+        None
+    };
+    let mut opt = subject.opt;
+    let (record_us, wgpu_record_us) = record_cost(ctx, &mut opt);
+    drop(opt);
+    drop(subject.params);
+    let copy_gb_per_s = copy_bandwidth(ctx, params * 4)?;
+
+    let ms_per_step = median(&mut ms);
+    let stream_ms = median(&mut stream_ms);
+    let scalar_stream_ms = median(&mut scalar_stream_ms);
+    let info = ctx.adapter.get_info();
+    let grad_stage = match (opts.max_grad_norm.is_some(), opts.loss_scale) {
+        (false, false) => "none",
+        (true, false) => "clip",
+        (false, true) => "scale",
+        (true, true) => "clip+scale",
+    };
+    Ok(BenchResult {
+        optimizer: name.to_string(),
+        params,
+        layout,
+        tensors,
+        dispatches_per_step,
+        state_bytes_per_param: config.bytes_per_param() / 2 - 6,
+        backend: "gpu",
+        adapter: format!("{} ({:?})", info.name, info.backend),
+        timing,
+        steps: opts.steps,
+        ms_per_step,
+        bytes_per_param,
+        gb_per_s: (bytes_per_param * params) as f64 / ms_per_step / 1e6,
+        stream_ms,
+        stream_shape: shape.to_string(),
+        roofline: stream_ms / ms_per_step,
+        scalar_stream_ms,
+        scalar_roofline: scalar_stream_ms / ms_per_step,
+        kernels: Some(if opts.scalar_kernels {
+            Width::Scalar
+        } else {
+            Width::Vec4
+        }),
+        grad_stage,
+        copy_gb_per_s,
+        host_us_per_step: Some(host_secs / host_steps as f64 * 1e6),
+        record_us_per_step: Some(record_us),
+        wgpu_record_us_per_step: Some(wgpu_record_us),
+        allocs_per_step: opts.alloc_count.map(|_| allocs as f64 / host_steps as f64),
+        wgpu_allocs_per_step: opts
+            .alloc_count
+            .map(|_| wgpu_allocs as f64 / ALLOC_SAMPLES as f64),
+        max_abs_err_vs_cpu,
+    })
+}
+
+/// Median microseconds to record one step (encoder, `GpuOptimizer::step`, finish) and to make
+/// the same wgpu calls directly, in a warm loop that alternates the two. Nothing is submitted:
+/// this is recording cost alone, so it runs after verification (the steps count as taken).
+fn record_cost<O: Algorithm>(ctx: &GpuContext, opt: &mut GpuOptimizer<O>) -> (f64, f64) {
+    let direct = opt.capture_step();
+    let (mut ours, mut theirs) = (
+        Vec::with_capacity(RECORD_SAMPLES),
+        Vec::with_capacity(RECORD_SAMPLES),
+    );
+    for k in 0..RECORD_SAMPLES + RECORD_SAMPLES / 10 {
+        let t0 = Instant::now();
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        opt.step(&mut encoder);
+        drop(encoder.finish());
+        let t1 = Instant::now();
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        direct.record(&mut encoder.begin_compute_pass(&Default::default()));
+        drop(encoder.finish());
+        let t2 = Instant::now();
+        // The first tenth warms caches and allocators up.
+        if k >= RECORD_SAMPLES / 10 {
+            ours.push((t1 - t0).as_secs_f64() * 1e6);
+            theirs.push((t2 - t1).as_secs_f64() * 1e6);
+        }
+    }
+    (median(&mut ours), median(&mut theirs))
+}
+
+/// Benchmarks variant `name` at `params` parameters on the GPU of `ctx`: a flat buffer, and,
+/// with `opts.tensors` > 1, an arena and separate buffers of that many tensors.
+pub fn gpu(
+    ctx: &GpuContext,
+    name: &str,
+    params: u64,
+    opts: &BenchOptions<'_>,
+) -> Result<Vec<BenchResult>> {
+    opts.validate()?;
+    let config = variant(name)?;
+    let layouts: &[Layout] = if opts.tensors > 1 {
+        &[Layout::Flat, Layout::Arena, Layout::Separate]
+    } else {
+        &[Layout::Flat]
+    };
+    layouts
+        .iter()
+        .map(|&l| with_config!(&config, c => gpu_typed(ctx, name, c, params, l, opts)))
+        .collect()
+}

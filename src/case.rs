@@ -12,23 +12,17 @@ use crate::context::GpuContext;
 use crate::cpu_optimizer::CpuOptimizer;
 use crate::error::{Error, Result};
 use crate::gpu::GpuOptimizer;
-use crate::host::GroupId;
 use crate::host::checkpoint::Checkpoint;
+use crate::host::{GroupId, ParamId};
 use crate::io::{parse_safetensors, read_f32, read_file, write_atomically};
-use crate::optim::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Asgd, Lamb, Lars, Lion, NAdam, RAdam,
-    RmsProp, Rprop, Sgd,
-};
+use crate::optim::{Algorithm, MAX_STATES, Pass, by_name};
 use crate::schedule::Schedule;
 
 /// The `format` metadata value this crate reads.
 pub const FORMAT: &str = "optim-trajectory/1";
 
 /// Optimizers implemented here, by their case name.
-pub const IMPLEMENTED: &[&str] = &[
-    "sgd", "adam", "adamw", "adamax", "nadam", "rmsprop", "adagrad", "adadelta", "rprop", "asgd",
-    "radam", "lion", "lamb", "lars",
-];
+pub const IMPLEMENTED: &[&str] = crate::optim::NAMES;
 
 /// One recorded parameter of a case.
 #[derive(Debug, Clone)]
@@ -43,6 +37,8 @@ pub struct CaseParam {
     pub grads: Vec<f32>,
     /// The reference's value after each step, `[steps, numel]` row-major.
     pub expect: Vec<f32>,
+    /// Schedule-Free's evaluation point x after each step (`expect_eval.NAME`), when recorded.
+    pub expect_eval: Option<Vec<f32>>,
 }
 
 impl CaseParam {
@@ -159,6 +155,11 @@ impl Case {
                 init: f32_tensor(path, &st, &format!("param.{name}"), &[numel])?,
                 grads: f32_tensor(path, &st, &format!("grad.{name}"), &[steps, numel])?,
                 expect: f32_tensor(path, &st, &format!("expect.{name}"), &[steps, numel])?,
+                expect_eval: st
+                    .names()
+                    .contains(&format!("expect_eval.{name}").as_str())
+                    .then(|| f32_tensor(path, &st, &format!("expect_eval.{name}"), &[steps, numel]))
+                    .transpose()?,
                 name,
                 shape,
             });
@@ -200,12 +201,15 @@ pub struct Trajectory {
     pub results: Vec<Vec<f32>>,
     /// The learning rate of the first group during each step.
     pub lr: Vec<f32>,
+    /// Per parameter, the evaluation point after each step, where the case records one
+    /// (`expect_eval`); empty otherwise.
+    pub results_eval: Vec<Vec<f32>>,
 }
 
 /// How one parameter's replay compares with the recording.
 #[derive(Debug, Clone)]
 pub struct ParamReport {
-    /// The parameter's name.
+    /// The parameter's name (`eval.NAME` for its evaluation point).
     pub name: String,
     /// The largest |ours - reference| over all steps and elements.
     pub max_abs_err: f64,
@@ -240,37 +244,18 @@ impl Report {
 /// Compares a computed trajectory with the recording: at each step,
 /// `max |ours - ref| ≤ DISPLACEMENT_RTOL · max |ref - init| + ATOL`.
 pub fn compare(case: &Case, ours: &Trajectory) -> Report {
-    let params = case
+    let mut params: Vec<ParamReport> = case
         .params
         .iter()
         .zip(&ours.results)
-        .map(|(p, result)| {
-            let (mut max_abs_err, mut worst_ratio) = (0.0f64, 0.0f64);
-            for t in 0..case.steps {
-                let (want, got) = (p.row(&p.expect, t), p.row(result, t));
-                let displacement = want
-                    .iter()
-                    .zip(&p.init)
-                    .map(|(&w, &i)| (f64::from(w) - f64::from(i)).abs())
-                    .fold(0.0, f64::max);
-                let err = want
-                    .iter()
-                    .zip(got)
-                    .map(|(&w, &g)| (f64::from(w) - f64::from(g)).abs())
-                    .fold(
-                        0.0,
-                        |a: f64, e| if e.is_nan() { f64::INFINITY } else { a.max(e) },
-                    );
-                max_abs_err = max_abs_err.max(err);
-                worst_ratio = worst_ratio.max(err / (DISPLACEMENT_RTOL * displacement + ATOL));
-            }
-            ParamReport {
-                name: p.name.clone(),
-                max_abs_err,
-                worst_ratio,
-            }
-        })
+        .map(|(p, result)| judge(case, p, p.name.clone(), &p.expect, result))
         .collect();
+    for (i, p) in case.params.iter().enumerate() {
+        if let Some(want) = &p.expect_eval {
+            let got = ours.results_eval.get(i).map_or(&[][..], Vec::as_slice);
+            params.push(judge(case, p, format!("eval.{}", p.name), want, got));
+        }
+    }
     let max_lr_rel_err = case
         .lr
         .iter()
@@ -287,6 +272,38 @@ pub fn compare(case: &Case, ours: &Trajectory) -> Report {
     Report {
         params,
         max_lr_rel_err,
+    }
+}
+
+/// One parameter's `got` against `want` (both `[steps, numel]`) by the rule of [`compare`]; a
+/// missing or short `got` is an infinite error.
+fn judge(case: &Case, p: &CaseParam, name: String, want: &[f32], got: &[f32]) -> ParamReport {
+    let (mut max_abs_err, mut worst_ratio) = (0.0f64, 0.0f64);
+    for t in 0..case.steps {
+        let want = p.row(want, t);
+        let displacement = want
+            .iter()
+            .zip(&p.init)
+            .map(|(&w, &i)| (f64::from(w) - f64::from(i)).abs())
+            .fold(0.0, f64::max);
+        let err = if got.len() < want.len() * case.steps {
+            f64::INFINITY
+        } else {
+            want.iter()
+                .zip(p.row(got, t))
+                .map(|(&w, &g)| (f64::from(w) - f64::from(g)).abs())
+                .fold(
+                    0.0,
+                    |a: f64, e| if e.is_nan() { f64::INFINITY } else { a.max(e) },
+                )
+        };
+        max_abs_err = max_abs_err.max(err);
+        worst_ratio = worst_ratio.max(err / (DISPLACEMENT_RTOL * displacement + ATOL));
+    }
+    ParamReport {
+        name,
+        max_abs_err,
+        worst_ratio,
     }
 }
 
@@ -361,6 +378,8 @@ trait Runner<O: Algorithm> {
     fn lr_next(&self) -> f64;
     fn step(&mut self, grads: &[&[f32]]) -> Result<()>;
     fn params(&self) -> Result<Vec<Vec<f32>>>;
+    /// State `name` of parameter `i`, if kept.
+    fn state(&self, i: usize, name: &str) -> Result<Option<Vec<f32>>>;
     fn save_checkpoint(&self, path: &Path) -> Result<()>;
     fn restore(&mut self, checkpoint: &Checkpoint) -> Result<()>;
 }
@@ -392,6 +411,9 @@ impl<O: Algorithm> Runner<O> for CpuRunner<O> {
     }
     fn params(&self) -> Result<Vec<Vec<f32>>> {
         Ok(self.params.clone())
+    }
+    fn state(&self, i: usize, name: &str) -> Result<Option<Vec<f32>>> {
+        Ok(self.opt.state(ParamId(i), name).map(<[f32]>::to_vec))
     }
     fn save_checkpoint(&self, path: &Path) -> Result<()> {
         self.opt.save_checkpoint(path)
@@ -438,6 +460,9 @@ impl<O: Algorithm> Runner<O> for GpuRunner<'_, O> {
     }
     fn params(&self) -> Result<Vec<Vec<f32>>> {
         self.params.iter().map(|b| self.ctx.read(b)).collect()
+    }
+    fn state(&self, i: usize, name: &str) -> Result<Option<Vec<f32>>> {
+        self.opt.read_state(ParamId(i), name)
     }
     fn save_checkpoint(&self, path: &Path) -> Result<()> {
         self.opt.save_checkpoint(path)
@@ -538,6 +563,15 @@ fn replay_as<O: Algorithm>(
         .map(|p| Vec::with_capacity(case.steps * p.numel()))
         .collect();
     let mut lr = Vec::with_capacity(case.steps);
+    let with_eval = case.params.iter().any(|p| p.expect_eval.is_some());
+    let mut results_eval: Vec<Vec<f32>> = if with_eval {
+        results
+            .iter()
+            .map(|r| Vec::with_capacity(r.capacity()))
+            .collect()
+    } else {
+        Vec::new()
+    };
     for t in 0..case.steps {
         if resume_at == Some(t) {
             // Save, drop the optimizer, and continue with one built from the file alone (and the
@@ -557,11 +591,54 @@ fn replay_as<O: Algorithm>(
         lr.push(runner.lr_next() as f32);
         let grads: Vec<&[f32]> = case.params.iter().map(|p| p.row(&p.grads, t)).collect();
         runner.step(&grads)?;
-        for (r, now) in results.iter_mut().zip(runner.params()?) {
+        let now = runner.params()?;
+        if with_eval {
+            for (i, x) in eval_points(runner.as_ref(), &configs, &group_of, &now, t as u64 + 1)?
+                .into_iter()
+                .enumerate()
+            {
+                results_eval[i].extend_from_slice(&x);
+            }
+        }
+        for (r, now) in results.iter_mut().zip(now) {
             r.extend_from_slice(&now);
         }
     }
-    Ok(Trajectory { results, lr })
+    Ok(Trajectory {
+        results,
+        lr,
+        results_eval,
+    })
+}
+
+/// Each parameter's evaluation point after step `t`, as `optimizer.eval()` would set it, from
+/// its training point in `params` and its state read back: the CPU mirror of the kernel's
+/// [`Pass::ToEval`] on copies, so the run's parameters are not switched back and forth.
+fn eval_points<O: Algorithm>(
+    runner: &dyn Runner<O>,
+    configs: &[O],
+    group_of: &[usize],
+    params: &[Vec<f32>],
+    t: u64,
+) -> Result<Vec<Vec<f32>>> {
+    let mut out = Vec::with_capacity(params.len());
+    for (i, y) in params.iter().enumerate() {
+        let config = &configs[group_of[i]];
+        let mut states: [Vec<f32>; MAX_STATES] = Default::default();
+        for &slot in &config.kept_states().collect::<Vec<_>>() {
+            states[slot] = runner.state(i, O::STATE_NAMES[slot])?.unwrap_or_default();
+        }
+        let mut x = y.clone();
+        let s = config.scalars(config.lr(), t);
+        config.cpu_pass(
+            Pass::ToEval,
+            &s,
+            &mut x,
+            states.each_mut().map(|v| v.as_mut_slice()),
+        );
+        out.push(x);
+    }
+    Ok(out)
 }
 
 /// Replays `case` through the public API on `backend`. On the GPU, uses `ctx` or, without one,
@@ -579,26 +656,10 @@ pub fn replay_resuming(
     resume_at: Option<usize>,
 ) -> Result<Trajectory> {
     let name = case.optimizer_name();
-    match name {
-        "sgd" => replay_as::<Sgd>(case, backend, ctx, resume_at),
-        "adam" => replay_as::<Adam>(case, backend, ctx, resume_at),
-        "adamw" => replay_as::<AdamW>(case, backend, ctx, resume_at),
-        "adamax" => replay_as::<Adamax>(case, backend, ctx, resume_at),
-        "nadam" => replay_as::<NAdam>(case, backend, ctx, resume_at),
-        "rmsprop" => replay_as::<RmsProp>(case, backend, ctx, resume_at),
-        "adagrad" => replay_as::<Adagrad>(case, backend, ctx, resume_at),
-        "adadelta" => replay_as::<Adadelta>(case, backend, ctx, resume_at),
-        "rprop" => replay_as::<Rprop>(case, backend, ctx, resume_at),
-        "asgd" => replay_as::<Asgd>(case, backend, ctx, resume_at),
-        "radam" => replay_as::<RAdam>(case, backend, ctx, resume_at),
-        "lion" => replay_as::<Lion>(case, backend, ctx, resume_at),
-        "lamb" => replay_as::<Lamb>(case, backend, ctx, resume_at),
-        "lars" => replay_as::<Lars>(case, backend, ctx, resume_at),
-        n => Err(Error::Unknown {
-            kind: "optimizer",
-            name: n.to_string(),
-        }),
-    }
+    by_name!(name, O => replay_as::<O>(case, backend, ctx, resume_at), _ => Err(Error::Unknown {
+        kind: "optimizer",
+        name: name.to_string(),
+    }))
 }
 
 /// Writes a trajectory as safetensors: `result.NAME` (`[steps, numel]` f32) and `lr` (`[steps]`).
@@ -622,6 +683,15 @@ pub fn write_trajectory(case: &Case, ours: &Trajectory, out: &Path) -> Result<()
             source: std::io::Error::other(e.to_string()),
         })?;
         views.push((format!("result.{}", p.name), view));
+    }
+    for (p, r) in case.params.iter().zip(&ours.results_eval) {
+        let view = safetensors::tensor::TensorView::new(
+            Dtype::F32,
+            vec![case.steps, p.numel()],
+            bytemuck::cast_slice(r),
+        )
+        .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+        views.push((format!("result_eval.{}", p.name), view));
     }
     let lr = safetensors::tensor::TensorView::new(
         Dtype::F32,

@@ -7,7 +7,7 @@ use crate::host::grad_stage::{LossScale, LossScaleState, state_step};
 use crate::host::registry::Registry;
 use crate::host::scheduler::StepScheduler;
 use crate::host::{GroupId, ParamId};
-use crate::optim::{Algorithm, MAX_STATES, States, sub_states};
+use crate::optim::{Algorithm, MAX_STATES, Pass, States, sub_states};
 use crate::schedule::Schedule;
 
 /// An optimizer running the CPU reference ([`crate::cpu`]) on host slices.
@@ -182,24 +182,17 @@ impl<O: Algorithm> CpuOptimizer<O> {
     /// `params[i]` and `grads[i]` belong to the `i`-th registered parameter. Shapes are checked
     /// before anything is written, so a bad call changes nothing.
     pub fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]]) -> Result<()> {
-        let registered = self.registry.params();
-        if params.len() != registered.len() || grads.len() != registered.len() {
-            return Err(Error::StepShape(format!(
-                "{} parameters are registered, got {} parameters and {} gradients",
-                registered.len(),
-                params.len(),
-                grads.len()
-            )));
-        }
-        for (i, r) in registered.iter().enumerate() {
-            let len = r.len as usize;
-            if params[i].len() != len || grads[i].len() != len {
-                return Err(Error::StepShape(format!(
-                    "parameter {i} has {len} elements, got a parameter of {} and a gradient of {}",
-                    params[i].len(),
-                    grads[i].len()
-                )));
+        self.check_shapes(params, Some(grads))?;
+        let t = self.registry.scheduler.advance();
+        if O::EVAL_MODE {
+            // As the GPU optimizer: back to the training point first, then the state of the
+            // parameters not stepped yet from themselves; whether or not the step is skipped.
+            if self.registry.eval_mode {
+                self.run_pass(Pass::ToTrain, params, t);
+                self.registry.eval_mode = false;
             }
+            self.run_pass(Pass::Init, params, t);
+            self.registry.mark_stepped();
         }
         // The gradient stage, as grad_norm.wgsl: unscale by 1 / scale, skip the step on any inf
         // or NaN, then clip every gradient by the global norm's coefficient.
@@ -223,7 +216,6 @@ impl<O: Algorithm> CpuOptimizer<O> {
                 grad_norm::clip_coefficient(max_norm, total),
             ));
         }
-        let t = self.registry.scheduler.advance();
         let mut skipped = 0;
         if let (Some(config), Some(st)) = (&stage.loss_scale, &mut self.scaler) {
             st.update(config, found_inf);
@@ -241,6 +233,84 @@ impl<O: Algorithm> CpuOptimizer<O> {
             let grad = adjusted.as_ref().map_or(grads[i], |c| c[i].as_slice());
             let config = &scheduler.groups()[r.group];
             step_chunked(config, &s, params[i], grad, states, self.threads);
+        }
+        Ok(())
+    }
+
+    /// Switches the parameters to the evaluation point, as `optimizer.eval()` does for
+    /// Schedule-Free (see [`crate::GpuOptimizer::eval`]); nothing when already in evaluation
+    /// mode. Lengths are checked first.
+    pub fn eval(&mut self, params: &mut [&mut [f32]]) -> Result<()> {
+        self.registry.check_eval_mode()?;
+        self.check_shapes(params, None)?;
+        if !self.registry.eval_mode {
+            let t = self.registry.scheduler.steps_taken();
+            self.run_pass(Pass::ToEval, params, t);
+            self.registry.eval_mode = true;
+        }
+        Ok(())
+    }
+
+    /// Switches the parameters back to the training point, as `optimizer.train()` does.
+    pub fn train(&mut self, params: &mut [&mut [f32]]) -> Result<()> {
+        self.registry.check_eval_mode()?;
+        self.check_shapes(params, None)?;
+        if self.registry.eval_mode {
+            let t = self.registry.scheduler.steps_taken();
+            self.run_pass(Pass::ToTrain, params, t);
+            self.registry.eval_mode = false;
+        }
+        Ok(())
+    }
+
+    /// Whether the parameters hold the evaluation point ([`CpuOptimizer::eval`]).
+    pub fn is_eval_mode(&self) -> bool {
+        self.registry.eval_mode
+    }
+
+    /// `pass` over the fresh parameters ([`Pass::Init`]) or the stepped ones (the others), with
+    /// the scalars of step `t` (none before the first step: nothing is stepped then).
+    fn run_pass(&mut self, pass: Pass, params: &mut [&mut [f32]], t: u64) {
+        if t == 0 {
+            return;
+        }
+        let scheduler = &self.registry.scheduler;
+        for (i, (r, states)) in self
+            .registry
+            .params()
+            .iter()
+            .zip(&mut self.states)
+            .enumerate()
+        {
+            if r.fresh != (pass == Pass::Init) {
+                continue;
+            }
+            let s = scheduler.scalars_at(r.group, t, t);
+            let states = states.each_mut().map(|v| v.as_mut_slice());
+            scheduler.groups()[r.group].cpu_pass(pass, &s, params[i], states);
+        }
+    }
+
+    /// Checks one parameter (and gradient) per registered parameter, each of its length.
+    fn check_shapes(&self, params: &[&mut [f32]], grads: Option<&[&[f32]]>) -> Result<()> {
+        let registered = self.registry.params();
+        let grads_len = grads.map_or(registered.len(), <[_]>::len);
+        if params.len() != registered.len() || grads_len != registered.len() {
+            return Err(Error::StepShape(format!(
+                "{} parameters are registered, got {} parameters and {grads_len} gradients",
+                registered.len(),
+                params.len(),
+            )));
+        }
+        for (i, r) in registered.iter().enumerate() {
+            let len = r.len as usize;
+            let grad_len = grads.map_or(len, |g| g[i].len());
+            if params[i].len() != len || grad_len != len {
+                return Err(Error::StepShape(format!(
+                    "parameter {i} has {len} elements, got a parameter of {} and a gradient of {grad_len}",
+                    params[i].len(),
+                )));
+            }
         }
         Ok(())
     }

@@ -5,7 +5,8 @@
 //!
 //! - [`Sgd`], [`Adam`], [`AdamW`], [`Adamax`], [`NAdam`], [`RmsProp`], [`Adagrad`],
 //!   [`Adadelta`], [`Rprop`], [`Asgd`], [`RAdam`]: config structs with
-//!   PyTorch's hyperparameter names and defaults; [`Lion`], [`Lamb`], [`Lars`] with optax's;
+//!   PyTorch's hyperparameter names and defaults; [`Lion`], [`Lamb`], [`Lars`], [`Adopt`],
+//!   [`Ademamix`] with optax's; [`ScheduleFreeAdamW`] with schedulefree's;
 //!   see each for its update rule and paper.
 //! - [`GpuOptimizer`]: one fused WGSL dispatch per parameter buffer per step, recorded into the
 //!   caller's `CommandEncoder` from the caller's `Device` and `Queue`; parameter groups as
@@ -64,7 +65,7 @@ pub use host::grad_stage::{LossScale, LossScaleState};
 pub use host::scheduler::StepScheduler;
 pub use host::{GroupId, ParamId};
 pub use optim::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Asgd, Lamb, Lars, Lion, NAdam, RAdam,
-    RmsProp, Rprop, Sgd,
+    Adadelta, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd, Lamb, Lars, Lion,
+    NAdam, Pass, RAdam, RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
 };
 pub use schedule::Schedule;

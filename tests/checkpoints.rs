@@ -8,8 +8,9 @@ use std::process::Command;
 
 use common::{Rng, cases_dir, gpu, scratch_dir};
 use wgpu_optim::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Asgd, Checkpoint, CpuOptimizer, Error,
-    GpuContext, GpuOptimizer, Lamb, Lars, Lion, NAdam, RAdam, RmsProp, Rprop, Schedule, Sgd,
+    Adadelta, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd, Checkpoint,
+    CpuOptimizer, Error, GpuContext, GpuOptimizer, Lamb, Lars, Lion, NAdam, RAdam, RmsProp, Rprop,
+    Schedule, Sgd,
 };
 
 const LENS: [usize; 3] = [3, 1757, 64];
@@ -174,6 +175,26 @@ fn cpu_resume_is_bit_identical_for_every_optimizer() {
             &dir,
         );
         cpu_round_trip(&[Lion::default()], sched, &dir);
+        cpu_round_trip(
+            &[
+                Adopt::default(),
+                Adopt {
+                    nesterov: true,
+                    use_clipping: false,
+                    ..Default::default()
+                },
+            ],
+            sched,
+            &dir,
+        );
+        cpu_round_trip(
+            &[Ademamix {
+                weight_decay: 0.1,
+                ..Default::default()
+            }],
+            sched,
+            &dir,
+        );
         cpu_round_trip(
             &[Asgd {
                 t0: 2.0,
@@ -410,6 +431,24 @@ fn gpu_resume_is_bit_identical_and_crosses_to_the_cpu() {
         &dir,
     );
     gpu_round_trip(&ctx, &[Adadelta::default()], &dir);
+    gpu_round_trip(
+        &ctx,
+        &[Adopt {
+            lr: 0.01,
+            nesterov: true,
+            ..Default::default()
+        }],
+        &dir,
+    );
+    gpu_round_trip(
+        &ctx,
+        &[Ademamix {
+            lr: 0.01,
+            weight_decay: 0.1,
+            ..Default::default()
+        }],
+        &dir,
+    );
     gpu_round_trip(&ctx, &[Rprop::default()], &dir);
     gpu_round_trip(
         &ctx,

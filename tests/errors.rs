@@ -11,8 +11,8 @@ use common::{cases_dir, gpu, scratch_dir};
 use safetensors::SafeTensors;
 use wgpu_optim::case::{self, Backend, Case};
 use wgpu_optim::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Asgd, CpuOptimizer, Error, GpuOptimizer,
-    Lamb, Lars, Lion, NAdam, RAdam, RmsProp, Rprop, Sgd,
+    Adadelta, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd, CpuOptimizer, Error,
+    GpuOptimizer, Lamb, Lars, Lion, NAdam, RAdam, RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
 };
 
 fn rejects<O: Algorithm>(config: O, needle: &str) {
@@ -136,6 +136,34 @@ fn hyperparameters_outside_pytorch_ranges() {
         "initial_accumulator_value",
     );
     rejects(
+        Adopt {
+            betas: (0.9, 1.0),
+            ..Default::default()
+        },
+        "betas[1]",
+    );
+    rejects(
+        Adopt {
+            eps: -1.0,
+            ..Default::default()
+        },
+        "eps",
+    );
+    rejects(
+        Ademamix {
+            betas: (0.9, 0.999, 1.0),
+            ..Default::default()
+        },
+        "betas[2]",
+    );
+    rejects(
+        Ademamix {
+            alpha: f64::NAN,
+            ..Default::default()
+        },
+        "alpha",
+    );
+    rejects(
         Asgd {
             t0: f64::NAN,
             ..Default::default()
@@ -224,6 +252,9 @@ fn hyperparameters_outside_pytorch_ranges() {
     Adadelta::default().validate().unwrap();
     Rprop::default().validate().unwrap();
     Asgd::default().validate().unwrap();
+    Adopt::default().validate().unwrap();
+    Ademamix::default().validate().unwrap();
+    ScheduleFreeAdamW::default().validate().unwrap();
     // PyTorch's range for rho is [0, 1], both ends included.
     Adadelta {
         rho: 1.0,
@@ -251,6 +282,22 @@ fn defaults_are_pytorchs() {
     );
     let d = RAdam::default();
     assert_eq!((d.lr, d.betas, d.eps), (1e-3, (0.9, 0.999), 1e-8));
+    let o = Adopt::default();
+    assert_eq!(
+        (o.lr, o.betas, o.eps, o.nesterov, o.use_clipping),
+        (1e-3, (0.9, 0.9999), 1e-6, false, true)
+    );
+    let x = Ademamix::default();
+    assert_eq!(
+        (x.lr, x.betas, x.alpha, x.eps, x.eps_root, x.weight_decay),
+        (1e-3, (0.9, 0.999, 0.9999), 5.0, 1e-8, 0.0, 0.0)
+    );
+    let s = ScheduleFreeAdamW::default();
+    assert_eq!(
+        (s.lr, s.betas, s.eps, s.weight_decay),
+        (2.5e-3, (0.9, 0.999), 1e-8, 0.0)
+    );
+    assert_eq!((s.warmup_steps, s.r, s.weight_lr_power), (0, 0.0, 2.0));
     let g = Asgd::default();
     assert_eq!(
         (g.lr, g.lambd, g.alpha, g.t0, g.weight_decay, g.maximize),

@@ -20,8 +20,9 @@ mod common;
 
 use common::{Rng, gpu};
 use wgpu_optim::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Asgd, CpuOptimizer, GpuContext,
-    GpuOptimizer, Lamb, Lars, Lion, NAdam, ParamId, RAdam, RmsProp, Rprop, Sgd,
+    Adadelta, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd, CpuOptimizer,
+    GpuContext, GpuOptimizer, Lamb, Lars, Lion, NAdam, ParamId, RAdam, RmsProp, Rprop,
+    ScheduleFreeAdamW, Sgd,
 };
 
 const LENS: [usize; 5] = [1, 3, 4, 1757, 1_000_003];
@@ -397,6 +398,71 @@ fn asgd_every_option() {
 }
 
 #[test]
+fn adopt_every_option() {
+    // 20 steps: the first only initializes the second moment; the clipping bound (t - 1)^¼
+    // binds on the early steps.
+    let Some(ctx) = gpu() else { return };
+    let mut configs = Vec::new();
+    for nesterov in [false, true] {
+        for use_clipping in [false, true] {
+            configs.push(Adopt {
+                nesterov,
+                use_clipping,
+                ..Default::default()
+            });
+        }
+    }
+    configs.push(Adopt {
+        lr: 0.01,
+        betas: (0.5, 0.99),
+        eps: 1e-3,
+        nesterov: true,
+        use_clipping: true,
+    });
+    all(&ctx, configs);
+}
+
+#[test]
+fn ademamix_every_option() {
+    let Some(ctx) = gpu() else { return };
+    all(
+        &ctx,
+        vec![
+            Ademamix::default(),
+            Ademamix {
+                lr: 0.01,
+                betas: (0.8, 0.99, 0.999),
+                alpha: 8.0,
+                eps: 1e-6,
+                eps_root: 1e-8,
+                weight_decay: 0.1,
+            },
+        ],
+    );
+}
+
+#[test]
+fn schedule_free_adamw_every_option() {
+    // Warm-up within the 20 steps, the step's power in the weights, weight decay at y.
+    let Some(ctx) = gpu() else { return };
+    all(
+        &ctx,
+        vec![
+            ScheduleFreeAdamW::default(),
+            ScheduleFreeAdamW {
+                lr: 0.01,
+                betas: (0.95, 0.99),
+                eps: 1e-6,
+                weight_decay: 0.1,
+                warmup_steps: 5,
+                r: 1.0,
+                weight_lr_power: 1.0,
+            },
+        ],
+    );
+}
+
+#[test]
 fn lion_lamb_lars() {
     // LAMB and LARS take per-tensor norms: the GPU sums in f32 by a fixed tree, the CPU in f64,
     // a relative difference of ~1e-6 in the trust ratio, well inside the tolerance above.
@@ -540,6 +606,22 @@ fn scalar_kernels_every_optimizer() {
         check_with(&ctx, "asgd", &[(averaging, lens)], kernels);
         check_with(&ctx, "radam", &[(RAdam::default(), lens)], kernels);
         check_with(&ctx, "lion", &[(Lion::default(), lens)], kernels);
+        let adopt = Adopt {
+            nesterov: true,
+            ..Default::default()
+        };
+        check_with(&ctx, "adopt", &[(adopt, lens)], kernels);
+        let ademamix = Ademamix {
+            weight_decay: 0.1,
+            ..Default::default()
+        };
+        check_with(&ctx, "ademamix", &[(ademamix, lens)], kernels);
+        let schedule_free = ScheduleFreeAdamW {
+            warmup_steps: 4,
+            weight_decay: 0.01,
+            ..Default::default()
+        };
+        check_with(&ctx, "schedule-free", &[(schedule_free, lens)], kernels);
         let lamb = Lamb {
             lr: 1e-2,
             weight_decay: 0.01,

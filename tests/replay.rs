@@ -56,7 +56,16 @@ fn replay_all(backend: Backend) {
 }
 
 /// Optimizers of `optimizers/` implemented so far; each of their cases must replay.
-const IMPLEMENTED_FROM_OPTIMIZERS: &[&str] = &["adadelta", "adamax", "asgd", "nadam", "rprop"];
+const IMPLEMENTED_FROM_OPTIMIZERS: &[&str] = &[
+    "adadelta",
+    "adamax",
+    "ademamix",
+    "adopt",
+    "asgd",
+    "nadam",
+    "rprop",
+    "schedule_free_adamw",
+];
 
 /// Replays every case in `optimizers/` whose optimizer this crate implements, and checks that
 /// those are exactly the optimizers listed above (so none is skipped by mistake).

@@ -22,6 +22,92 @@ pub struct AdamaxScalars {
     pub _pad: [f32; 3],
 }
 
+/// Per-step scalars of [`Adopt`](crate::Adopt), as `AdoptScalars` in `shaders/adopt.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AdoptScalars {
+    /// `1 - β₁`, in f32 as optax computes it (0 on the first step).
+    pub one_minus_beta1: f32,
+    /// `β₁` (1 on the first step).
+    pub beta1: f32,
+    /// `1 - β₂`, in f32 as optax computes it (1 on the first step).
+    pub one_minus_beta2: f32,
+    /// `β₂` (0 on the first step).
+    pub beta2: f32,
+    /// Floor of the gradient's normalizer `√ν`.
+    pub eps: f32,
+    /// The clipping bound `(t - 1)^¼` (0 on the first step).
+    pub clip: f32,
+    /// `-lr`.
+    pub neg_lr: f32,
+    #[doc(hidden)]
+    pub _pad: f32,
+}
+
+/// Per-step scalars of [`Ademamix`](crate::Ademamix), as `AdemamixScalars` in
+/// `shaders/ademamix.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AdemamixScalars {
+    /// `1 - β₁`.
+    pub one_minus_beta1: f32,
+    /// `β₁`.
+    pub beta1: f32,
+    /// `1 - β₂`.
+    pub one_minus_beta2: f32,
+    /// `β₂`.
+    pub beta2: f32,
+    /// `1 - β₃`.
+    pub one_minus_beta3: f32,
+    /// `β₃`, the slow average's decay.
+    pub beta3: f32,
+    /// `1 - β₁ᵗ`, in f32 as optax computes it.
+    pub bias_correction1: f32,
+    /// `1 - β₂ᵗ`, in f32 as optax computes it.
+    pub bias_correction2: f32,
+    /// Weight of the slow average.
+    pub alpha: f32,
+    /// Added to the denominator after the square root.
+    pub eps: f32,
+    /// Added to the corrected second moment under the square root.
+    pub eps_root: f32,
+    /// Decoupled weight decay, scaled by lr with the update.
+    pub weight_decay: f32,
+    /// `-lr`.
+    pub neg_lr: f32,
+    #[doc(hidden)]
+    pub _pad: [f32; 3],
+}
+
+/// Per-step scalars of [`ScheduleFreeAdamW`](crate::ScheduleFreeAdamW), as
+/// `ScheduleFreeScalars` in `shaders/schedule_free_adamw.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ScheduleFreeScalars {
+    /// `β₂`.
+    pub beta2: f32,
+    /// `1 - β₂`.
+    pub one_minus_beta2: f32,
+    /// `1 - β₂ᵏ⁺¹`.
+    pub bias_correction2: f32,
+    /// Added to the denominator after the square root.
+    pub eps: f32,
+    /// Weight decay, added to the normalized gradient times y.
+    pub weight_decay: f32,
+    /// `cₖ₊₁ = wₖ / Σw`, the weight of z in the new average.
+    pub ckp1: f32,
+    /// `lr · (β₁ · (1 - cₖ₊₁) - 1)`, the step of y.
+    pub y_coef: f32,
+    /// The warmed-up learning rate, the step of z.
+    pub lr: f32,
+    /// `1 - 1/β₁`: `optimizer.eval()`'s lerp from y to x.
+    pub eval_weight: f32,
+    /// `1 - β₁`: `optimizer.train()`'s lerp from x to y.
+    pub train_weight: f32,
+    #[doc(hidden)]
+    pub _pad: [f32; 2],
+}
+
 /// Per-step scalars of [`NAdam`](crate::NAdam), as `NAdamScalars` in `shaders/nadam.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]

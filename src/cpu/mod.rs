@@ -15,6 +15,8 @@ mod adadelta;
 mod adagrad;
 mod adam;
 mod adamax;
+mod ademamix;
+mod adopt;
 mod asgd;
 pub mod grad_norm;
 mod lamb;
@@ -24,12 +26,15 @@ mod nadam;
 mod radam;
 mod rmsprop;
 mod rprop;
+mod schedule_free;
 mod sgd;
 
 pub use adadelta::adadelta;
 pub use adagrad::adagrad;
 pub use adam::adam;
 pub use adamax::adamax;
+pub use ademamix::ademamix;
+pub use adopt::adopt;
 pub use asgd::asgd;
 pub use lamb::{lamb, lamb_norms};
 pub use lars::{lars, lars_norms};
@@ -38,6 +43,7 @@ pub use nadam::nadam;
 pub use radam::radam;
 pub use rmsprop::rmsprop;
 pub use rprop::rprop;
+pub use schedule_free::{schedule_free_adamw, schedule_free_pass};
 pub use sgd::sgd;
 
 /// `torch.lerp`'s formula, as `torch_lerp` in `shaders/common.wgsl`.

@@ -30,7 +30,7 @@ use crate::host::registry::Registry;
 use crate::host::scheduler::StepScheduler;
 use crate::host::{GroupId, ParamId};
 use crate::kernel::{GradAccess, Width};
-use crate::optim::{Algorithm, MAX_STATES};
+use crate::optim::{Algorithm, MAX_STATES, Pass};
 use crate::schedule::Schedule;
 
 use commands::Commands;
@@ -275,16 +275,101 @@ impl<O: Algorithm> GpuOptimizer<O> {
             candidates,
             t,
         );
+        let registered = self.registry.params();
+        let (params, kernels) = (&self.params, &self.kernels);
+        if O::EVAL_MODE {
+            // A step in evaluation mode first brings the training point back, as train()
+            // would; then the parameters not stepped yet start their state from themselves.
+            if self.registry.eval_mode {
+                let stepped = |i: usize| !registered[i].fresh;
+                let entry = Entry::Pass(Pass::ToTrain);
+                dispatch_all(params, kernels, pass, scalars, &offset, entry, stepped);
+            }
+            let fresh = |i: usize| registered[i].fresh;
+            let entry = Entry::Pass(Pass::Init);
+            dispatch_all(params, kernels, pass, scalars, &offset, entry, fresh);
+        }
         if let (Some(passes), Some(built)) = (&self.grad_passes, &self.grad_buffers) {
             passes.record(pass, built);
         }
+        let every = |_: usize| true;
         if let (Some(stage), Some(norms)) = (&self.norm_stage, &self.norm_buffers) {
             // Per-workgroup partial sums of every tensor, then every tensor's norms in one
             // dispatch, then the updates that read them.
-            dispatch_all(&self.params, &self.kernels, pass, scalars, &offset, true);
+            dispatch_all(params, kernels, pass, scalars, &offset, Entry::Norms, every);
             norms.record(pass, stage);
         }
-        dispatch_all(&self.params, &self.kernels, pass, scalars, &offset, false);
+        dispatch_all(params, kernels, pass, scalars, &offset, Entry::Main, every);
+        if O::EVAL_MODE {
+            self.registry.eval_mode = false;
+            self.registry.mark_stepped();
+        }
+    }
+
+    /// Switches the parameters to the evaluation point, recorded into `encoder`, as
+    /// `optimizer.eval()` does for Schedule-Free (x = lerp(y, z, 1 - 1/β₁)); nothing when
+    /// already in evaluation mode. Parameters not stepped yet are left as they are (they have
+    /// no z yet, as in schedulefree). The next [`GpuOptimizer::step`] switches back first.
+    ///
+    /// An [`Error::InvalidOptions`](crate::Error::InvalidOptions) for optimizers without an
+    /// evaluation mode ([`Algorithm::EVAL_MODE`]).
+    pub fn eval(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        self.registry.check_eval_mode()?;
+        if !self.registry.eval_mode {
+            self.switch(encoder, Pass::ToEval);
+            self.registry.eval_mode = true;
+        }
+        Ok(())
+    }
+
+    /// Switches the parameters back to the training point, recorded into `encoder`, as
+    /// `optimizer.train()` does (y = lerp(x, z, 1 - β₁)); nothing when already in training
+    /// mode.
+    pub fn train(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        self.registry.check_eval_mode()?;
+        if self.registry.eval_mode {
+            self.switch(encoder, Pass::ToTrain);
+            self.registry.eval_mode = false;
+        }
+        Ok(())
+    }
+
+    /// Whether the parameters hold the evaluation point ([`GpuOptimizer::eval`]).
+    pub fn is_eval_mode(&self) -> bool {
+        self.registry.eval_mode
+    }
+
+    /// Records `pass` over every stepped parameter.
+    fn switch(&mut self, encoder: &mut wgpu::CommandEncoder, which: Pass) {
+        let t = self.registry.scheduler.steps_taken();
+        if t == 0 {
+            // Nothing has been stepped: no parameter has a z.
+            return;
+        }
+        let candidates = self.registry.grad_stage.candidates();
+        let (scalars, offset) = self.tables.at(
+            &self.device,
+            &self.kernels.scalars_layout,
+            &self.registry.scheduler,
+            candidates,
+            t,
+        );
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: None,
+            timestamp_writes: None,
+        });
+        let registered = self.registry.params();
+        let stepped = |i: usize| !registered[i].fresh;
+        let entry = Entry::Pass(which);
+        dispatch_all(
+            &self.params,
+            &self.kernels,
+            &mut pass,
+            scalars,
+            &offset,
+            entry,
+            stepped,
+        );
     }
 
     /// Dispatches one step records: one per registered parameter, or one per window for
@@ -387,30 +472,43 @@ impl<O: Algorithm> GpuOptimizer<O> {
     }
 }
 
-/// One dispatch per window of every parameter with its body pipelines' `main` entry point (or
-/// its `norms` entry point over the `norms` grid when `norms`), then one per window with a
-/// tail, with its tail pipelines. Bodies and tails touch disjoint elements, so all the bodies
-/// go first and pipelines change as seldom as possible.
+/// Which entry point of the kernel a dispatch runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// The update.
+    Main,
+    /// The per-tensor partial sums of [`Algorithm::NORMS`] optimizers, over the `norms` grid.
+    Norms,
+    /// A [`Pass`] of [`Algorithm::EVAL_MODE`] optimizers, over the update's grid.
+    Pass(Pass),
+}
+
+/// One dispatch per window of every parameter `select`ed (by index) with its body pipelines'
+/// `entry` point, then one per window with a tail, with its tail pipelines. Bodies and tails
+/// touch disjoint elements, so all the bodies go first and pipelines change as seldom as
+/// possible.
 fn dispatch_all<O: Algorithm>(
     params: &[GpuParam],
     kernels: &Kernels<O>,
     pass: &mut impl Commands,
     scalars: &wgpu::BindGroup,
     offset: &impl Fn(usize) -> u32,
-    norms: bool,
+    entry: Entry,
+    select: impl Fn(usize) -> bool,
 ) {
     let (mut pipeline, mut group) = (usize::MAX, usize::MAX);
+    let norms = entry == Entry::Norms;
     for tail in [false, true] {
-        for p in params {
+        for (i, p) in params.iter().enumerate() {
             let index = if tail { p.tail } else { Some(p.pipeline) };
-            let Some(index) = index else {
+            let Some(index) = index.filter(|_| select(i)) else {
                 continue;
             };
             let pipelines = kernels.get(index);
-            let entry = if norms {
-                pipelines.norms.as_ref()
-            } else {
-                Some(&pipelines.main)
+            let entry = match entry {
+                Entry::Main => Some(&pipelines.main),
+                Entry::Norms => pipelines.norms.as_ref(),
+                Entry::Pass(which) => pipelines.pass(which),
             };
             let Some(entry) = entry else {
                 continue;

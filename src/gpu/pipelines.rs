@@ -8,7 +8,7 @@ use crate::kernel::{
     GradAccess, NORM_ELEMS, SCALAR_CANDIDATES, VEC_PER_INVOCATION, Width, compute_pipeline,
     create_module, pipeline_layout,
 };
-use crate::optim::Algorithm;
+use crate::optim::{Algorithm, Pass};
 
 /// Bytes of one step's scalars as the kernel binds them: every candidate.
 pub(crate) fn scalars_size<O: Algorithm>() -> u64 {
@@ -75,8 +75,8 @@ struct Variant {
     pipeline_layout: wgpu::PipelineLayout,
 }
 
-/// The pipelines for one set of flags, gradient access and form: `main`, and `norms` for
-/// [`Algorithm::NORMS`].
+/// The pipelines for one set of flags, gradient access and form: `main`, `norms` for
+/// [`Algorithm::NORMS`], and one per [`Pass`] for [`Algorithm::EVAL_MODE`].
 #[derive(Debug)]
 pub(super) struct Pipelines {
     flags: Vec<(&'static str, bool)>,
@@ -84,6 +84,16 @@ pub(super) struct Pipelines {
     form: Form,
     pub main: wgpu::ComputePipeline,
     pub norms: Option<wgpu::ComputePipeline>,
+    /// In [`Pass::ALL`] order; empty without [`Algorithm::EVAL_MODE`].
+    passes: Vec<wgpu::ComputePipeline>,
+}
+
+impl Pipelines {
+    /// The pipeline of `pass`, for [`Algorithm::EVAL_MODE`] optimizers.
+    pub fn pass(&self, pass: Pass) -> Option<&wgpu::ComputePipeline> {
+        let index = Pass::ALL.iter().position(|&p| p == pass)?;
+        self.passes.get(index)
+    }
 }
 
 /// Every module, layout and pipeline of `O`'s kernel this optimizer has needed.
@@ -184,6 +194,11 @@ impl<O: Algorithm> Kernels<O> {
         let pipelines = Pipelines {
             main: entry("main"),
             norms: O::NORMS.then(|| entry("norms")),
+            passes: if O::EVAL_MODE {
+                Pass::ALL.iter().map(|p| entry(p.entry())).collect()
+            } else {
+                Vec::new()
+            },
             flags,
             access,
             form,

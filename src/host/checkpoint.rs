@@ -13,7 +13,10 @@
 //! `params`: the indices of its parameters), `schedule` (JSON, when one is set), `lengths` (a
 //! JSON list of each parameter's length), `max_grad_norm` (when clipping is on) and
 //! `loss_scale` (when loss scaling is on: JSON `{"config": GradScaler's settings, "state":
-//! scale, growth tracker, skipped steps, whether the last step was skipped}`).
+//! scale, growth tracker, skipped steps, whether the last step was skipped}`), and for
+//! Schedule-Free `eval_mode` (`true` when saved in evaluation mode: the parameters held x) and
+//! `fresh` (a JSON list of the parameters registered but not stepped yet, whose z is still to
+//! be copied from them).
 //!
 //! Saving writes a temporary file and renames it into place. Loading checks everything (format
 //! version, optimizer, groups, options, shapes) before changing anything, so a failed load leaves
@@ -75,6 +78,11 @@ pub struct Checkpoint {
     pub max_grad_norm: Option<f32>,
     /// Loss scaling, when it was on.
     pub loss_scale: Option<SavedLossScale>,
+    /// Saved in evaluation mode ([`crate::Algorithm::EVAL_MODE`] optimizers only).
+    pub eval_mode: bool,
+    /// Indices of the parameters not stepped yet ([`crate::Algorithm::EVAL_MODE`] optimizers:
+    /// their state starts from the parameter at their first step).
+    pub fresh: Vec<usize>,
 }
 
 /// FNV-1a (64-bit) over each tensor's name and bytes, tensors in name order.
@@ -134,6 +142,14 @@ impl Checkpoint {
         let saved = self.configs::<O>()?;
         if self.step > MAX_STEP {
             return Err(mismatch(format!("step {} is past {MAX_STEP}", self.step)));
+        }
+        if !O::EVAL_MODE && (self.eval_mode || !self.fresh.is_empty()) {
+            return Err(mismatch(format!(
+                "{} has no evaluation mode, the checkpoint has eval_mode {} and fresh {:?}",
+                O::NAME,
+                self.eval_mode,
+                self.fresh
+            )));
         }
         if saved.len() != current.len() {
             return Err(mismatch(format!(
@@ -234,6 +250,12 @@ impl Checkpoint {
         if let Some(ls) = &self.loss_scale {
             let v = serde_json::to_value(ls).map_err(|e| e.to_string())?;
             meta.insert("loss_scale".into(), v.to_string());
+        }
+        if self.eval_mode {
+            meta.insert("eval_mode".into(), "true".into());
+        }
+        if !self.fresh.is_empty() {
+            meta.insert("fresh".into(), Value::from(self.fresh.clone()).to_string());
         }
         let step_bytes = (self.step as i64).to_le_bytes();
         let mut views = Vec::new();
@@ -346,6 +368,25 @@ impl Checkpoint {
                     .map_err(|e| bad(path, format!("loss_scale: {e}")))
             })
             .transpose()?;
+        let eval_mode = match meta.get("eval_mode").map(String::as_str) {
+            None => false,
+            Some("true") => true,
+            Some(other) => return Err(bad(path, format!("eval_mode is {other:?}, not true"))),
+        };
+        let fresh: Vec<usize> = match meta.get("fresh") {
+            None => Vec::new(),
+            Some(_) => serde_json::from_value(parse_json("fresh")?)
+                .map_err(|e| bad(path, format!("fresh is not a list of indices: {e}")))?,
+        };
+        if let Some(&i) = fresh.iter().find(|&&i| i >= lengths.len()) {
+            return Err(bad(
+                path,
+                format!("fresh names parameter {i} of {}", lengths.len()),
+            ));
+        }
+        if fresh.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(bad(path, "fresh is not in increasing order"));
+        }
         let names = st.names();
         let mut params = Vec::new();
         for (i, &len) in lengths.iter().enumerate() {
@@ -395,6 +436,8 @@ impl Checkpoint {
             params,
             max_grad_norm,
             loss_scale,
+            eval_mode,
+            fresh,
         })
     }
 

@@ -17,6 +17,9 @@ pub(crate) struct Registered {
     pub group: usize,
     /// Its length in elements.
     pub len: u64,
+    /// Not stepped yet, for [`Algorithm::EVAL_MODE`] optimizers: its first step starts its
+    /// state from it ([`crate::Pass::Init`]).
+    pub fresh: bool,
 }
 
 /// Groups, schedule, step, parameters and the gradient stage, host side.
@@ -25,6 +28,8 @@ pub(crate) struct Registry<O: Algorithm> {
     pub scheduler: StepScheduler<O>,
     params: Vec<Registered>,
     pub grad_stage: GradStage,
+    /// The parameters hold the evaluation point ([`Algorithm::EVAL_MODE`] optimizers).
+    pub eval_mode: bool,
 }
 
 /// A checked restore, ready to apply: nothing is changed until [`Registry::commit`].
@@ -39,6 +44,8 @@ pub(crate) struct Restore<O: Algorithm> {
     pub loss_scale: Option<LossScaleState>,
     /// Per parameter, each state slot's saved values (empty where the options keep none).
     pub states: Vec<[Vec<f32>; MAX_STATES]>,
+    eval_mode: bool,
+    fresh: Vec<usize>,
 }
 
 impl<O: Algorithm> Registry<O> {
@@ -48,6 +55,7 @@ impl<O: Algorithm> Registry<O> {
             scheduler: StepScheduler::new(config)?,
             params: Vec::new(),
             grad_stage: GradStage::default(),
+            eval_mode: false,
         })
     }
 
@@ -73,8 +81,29 @@ impl<O: Algorithm> Registry<O> {
         self.params.push(Registered {
             group: group.0,
             len,
+            fresh: O::EVAL_MODE,
         });
         ParamId(self.params.len() - 1)
+    }
+
+    /// Marks every parameter stepped (after a step has run [`crate::Pass::Init`] over the fresh
+    /// ones).
+    pub fn mark_stepped(&mut self) {
+        for p in &mut self.params {
+            p.fresh = false;
+        }
+    }
+
+    /// Checks that these optimizers have an evaluation mode.
+    pub fn check_eval_mode(&self) -> Result<()> {
+        if O::EVAL_MODE {
+            Ok(())
+        } else {
+            Err(Error::InvalidOptions(format!(
+                "{} has no evaluation mode: its parameters are the point to evaluate",
+                O::NAME
+            )))
+        }
     }
 
     /// Which state slots parameter `index`'s options keep.
@@ -146,6 +175,10 @@ impl<O: Algorithm> Registry<O> {
                 .loss_scale
                 .zip(loss_scale)
                 .map(|(config, state)| SavedLossScale { config, state }),
+            eval_mode: self.eval_mode,
+            fresh: (0..self.params.len())
+                .filter(|&i| self.params[i].fresh)
+                .collect(),
         })
     }
 
@@ -182,6 +215,8 @@ impl<O: Algorithm> Registry<O> {
             },
             loss_scale: checkpoint.loss_scale.map(|l| l.state),
             states,
+            eval_mode: checkpoint.eval_mode,
+            fresh: checkpoint.fresh,
         })
     }
 
@@ -190,5 +225,9 @@ impl<O: Algorithm> Registry<O> {
         self.scheduler
             .restore(restore.groups, restore.schedule, restore.step);
         self.grad_stage = restore.grad_stage;
+        self.eval_mode = restore.eval_mode;
+        for (i, p) in self.params.iter_mut().enumerate() {
+            p.fresh = restore.fresh.contains(&i);
+        }
     }
 }

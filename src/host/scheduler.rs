@@ -45,6 +45,13 @@ impl<O: Algorithm> StepScheduler<O> {
     /// Sets (or, with `None`, removes) the learning-rate schedule applied to every group's base rate.
     pub fn set_schedule(&mut self, schedule: Option<Schedule>) -> Result<()> {
         if let Some(s) = &schedule {
+            if !O::TAKES_SCHEDULE {
+                return Err(Error::InvalidOptions(format!(
+                    "{} takes no learning-rate schedule: it replaces one (its warm-up is \
+                     `warmup_steps`)",
+                    O::NAME
+                )));
+            }
             s.validate()?;
         }
         self.schedule = schedule;

@@ -12,24 +12,31 @@ mod adadelta;
 mod adagrad;
 mod adam;
 mod adamax;
+mod ademamix;
+mod adopt;
 mod asgd;
 mod lamb;
 mod lars;
 mod lion;
+pub(crate) mod memo;
 mod nadam;
 mod radam;
 mod rmsprop;
 mod rprop;
+mod schedule_free;
 mod sgd;
 
 pub use crate::abi::uniforms::{
-    AdadeltaScalars, AdagradScalars, AdamScalars, AdamaxScalars, AsgdScalars, LambScalars,
-    LarsScalars, LionScalars, NAdamScalars, RAdamScalars, RmsPropScalars, RpropScalars, SgdScalars,
+    AdadeltaScalars, AdagradScalars, AdamScalars, AdamaxScalars, AdemamixScalars, AdoptScalars,
+    AsgdScalars, LambScalars, LarsScalars, LionScalars, NAdamScalars, RAdamScalars, RmsPropScalars,
+    RpropScalars, ScheduleFreeScalars, SgdScalars,
 };
 pub use adadelta::Adadelta;
 pub use adagrad::Adagrad;
 pub use adam::{Adam, AdamW};
 pub use adamax::Adamax;
+pub use ademamix::Ademamix;
+pub use adopt::Adopt;
 pub use asgd::Asgd;
 pub use lamb::Lamb;
 pub use lars::Lars;
@@ -38,7 +45,109 @@ pub use nadam::NAdam;
 pub use radam::RAdam;
 pub use rmsprop::RmsProp;
 pub use rprop::Rprop;
+pub use schedule_free::ScheduleFreeAdamW;
 pub use sgd::Sgd;
+
+/// Every optimizer's name (its [`Algorithm::NAME`], as parity cases and checkpoints spell it).
+pub const NAMES: &[&str] = &[
+    "sgd",
+    "adam",
+    "adamw",
+    "adamax",
+    "nadam",
+    "rmsprop",
+    "adagrad",
+    "adadelta",
+    "rprop",
+    "asgd",
+    "radam",
+    "lion",
+    "lamb",
+    "lars",
+    "adopt",
+    "ademamix",
+    "schedule_free_adamw",
+];
+
+/// Runs `$body` with the type alias `$O` set to the optimizer named `$name` (one of [`NAMES`]),
+/// or evaluates `$other` for any other name: the one place a name picks a type.
+macro_rules! by_name {
+    ($name:expr, $O:ident => $body:expr, _ => $other:expr) => {
+        match $name {
+            "sgd" => {
+                type $O = $crate::optim::Sgd;
+                $body
+            }
+            "adam" => {
+                type $O = $crate::optim::Adam;
+                $body
+            }
+            "adamw" => {
+                type $O = $crate::optim::AdamW;
+                $body
+            }
+            "adamax" => {
+                type $O = $crate::optim::Adamax;
+                $body
+            }
+            "nadam" => {
+                type $O = $crate::optim::NAdam;
+                $body
+            }
+            "rmsprop" => {
+                type $O = $crate::optim::RmsProp;
+                $body
+            }
+            "adagrad" => {
+                type $O = $crate::optim::Adagrad;
+                $body
+            }
+            "adadelta" => {
+                type $O = $crate::optim::Adadelta;
+                $body
+            }
+            "rprop" => {
+                type $O = $crate::optim::Rprop;
+                $body
+            }
+            "asgd" => {
+                type $O = $crate::optim::Asgd;
+                $body
+            }
+            "radam" => {
+                type $O = $crate::optim::RAdam;
+                $body
+            }
+            "lion" => {
+                type $O = $crate::optim::Lion;
+                $body
+            }
+            "lamb" => {
+                type $O = $crate::optim::Lamb;
+                $body
+            }
+            "lars" => {
+                type $O = $crate::optim::Lars;
+                $body
+            }
+            "adopt" => {
+                type $O = $crate::optim::Adopt;
+                $body
+            }
+            "ademamix" => {
+                type $O = $crate::optim::Ademamix;
+                $body
+            }
+            "schedule_free_adamw" => {
+                type $O = $crate::optim::ScheduleFreeAdamW;
+                $body
+            }
+            _ => $other,
+        }
+    };
+}
+
+pub(crate) use by_name;
 
 /// Checks the hyperparameters the Adam family shares: lr, eps and weight decay finite and ≥ 0,
 /// each beta in [0, 1).
@@ -86,6 +195,36 @@ mod sealed {
     impl Sealed for super::Lion {}
     impl Sealed for super::Lamb {}
     impl Sealed for super::Lars {}
+    impl Sealed for super::Adopt {}
+    impl Sealed for super::Ademamix {}
+    impl Sealed for super::ScheduleFreeAdamW {}
+}
+
+/// A pass over a parameter outside a step, for optimizers with [`Algorithm::EVAL_MODE`]: each
+/// is an entry point of the kernel (named by [`Pass::entry`]) and a case of
+/// [`Algorithm::cpu_pass`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pass {
+    /// Before a parameter's first step: state from the parameter (Schedule-Free's z = y).
+    Init,
+    /// Training point to evaluation point (`optimizer.eval()`).
+    ToEval,
+    /// Evaluation point back to training point (`optimizer.train()`).
+    ToTrain,
+}
+
+impl Pass {
+    /// Every pass, in the order pipelines keep them.
+    pub const ALL: [Pass; 3] = [Pass::Init, Pass::ToEval, Pass::ToTrain];
+
+    /// The kernel's entry point.
+    pub const fn entry(self) -> &'static str {
+        match self {
+            Pass::Init => "init",
+            Pass::ToEval => "to_eval",
+            Pass::ToTrain => "to_train",
+        }
+    }
 }
 
 /// The range `r` of each state kept (an empty state stays empty).
@@ -119,7 +258,9 @@ pub(crate) fn norms_step<O: Algorithm>(
 /// What the CPU reference, the GPU optimizer and the replay harness need from an optimizer.
 ///
 /// Implemented by [`Sgd`], [`Adam`], [`AdamW`], [`Adamax`], [`NAdam`], [`RmsProp`], [`Adagrad`],
-/// [`Adadelta`], [`Rprop`], [`Asgd`], [`RAdam`], [`Lion`], [`Lamb`] and [`Lars`]; sealed, since its kernel runs without runtime bounds checks.
+/// [`Adadelta`], [`Rprop`], [`Asgd`], [`RAdam`], [`Lion`], [`Lamb`], [`Lars`], [`Adopt`],
+/// [`Ademamix`] and [`ScheduleFreeAdamW`]; sealed, since its kernel runs without runtime
+/// bounds checks.
 pub trait Algorithm:
     sealed::Sealed
     + Clone
@@ -141,6 +282,14 @@ pub trait Algorithm:
     /// tensor, one reduction dispatch for all of them (`shaders/reduce.wgsl`), then `main`; and
     /// [`Algorithm::cpu_step`] must see the whole tensor.
     const NORMS: bool = false;
+    /// Whether the parameters hold a training point apart from the point to evaluate
+    /// (Schedule-Free). Then the kernel has the entry points of every [`Pass`]:
+    /// [`Pass::Init`] runs over a parameter before its first step, and `eval()`/`train()` on
+    /// either optimizer switch the parameters between the two points.
+    const EVAL_MODE: bool = false;
+    /// Whether a learning-rate [`crate::Schedule`] may be set (not for Schedule-Free, which
+    /// replaces one).
+    const TAKES_SCHEDULE: bool = true;
     /// The per-step scalars uploaded as the kernel's uniform, mirrored field for field in WGSL.
     type Scalars: bytemuck::Pod + std::fmt::Debug + Send + Sync;
 
@@ -166,6 +315,10 @@ pub trait Algorithm:
     /// If `grad` or a state these options keep is shorter than `param` (see [`crate::cpu`]);
     /// [`crate::CpuOptimizer::step`] checks lengths first.
     fn cpu_step(&self, s: &Self::Scalars, param: &mut [f32], grad: &[f32], state: States<'_>);
+
+    /// For [`Algorithm::EVAL_MODE`] optimizers, `pass` over one parameter, as the kernel's
+    /// entry point of that name does. Others have no passes.
+    fn cpu_pass(&self, _pass: Pass, _s: &Self::Scalars, _param: &mut [f32], _state: States<'_>) {}
 
     /// For [`Algorithm::NORMS`] optimizers, the `norms` stage over one chunk of a tensor: its
     /// (Σp², Σu²) in f64, updating the state as the kernel's `norms` entry point does. Others

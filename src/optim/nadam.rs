@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::abi::uniforms::NAdamScalars;
 use crate::error::{Result, non_negative, unit_interval};
 use crate::kernel::Kernel;
+use crate::optim::memo::{Memo, running};
 use crate::optim::{Algorithm, States, bias_correction};
 
 /// NAdam (Adam with Nesterov momentum), as `torch.optim.NAdam`.
@@ -73,41 +74,15 @@ impl NAdam {
     }
 }
 
-/// Steps between the `mu_product` values memoized per schedule.
-const MU_BLOCK: u64 = 64;
-
-/// For each `(β₁, momentum_decay)` seen (as bits): `mu_product` after every `MU_BLOCK`-th step.
-type MuMemo = Vec<((u64, u64), Vec<f32>)>;
-
-static MU_PRODUCTS: Mutex<MuMemo> = Mutex::new(Vec::new());
+static MU_PRODUCTS: Memo<f32> = Mutex::new(Vec::new());
 
 /// PyTorch's `mu_product` after `step` steps: starting at 1, `mu_product *= μₜ` on an f32
-/// tensor each step (μₜ rounded to f32, the product rounded to f32). Memoized every
-/// `MU_BLOCK` steps, so the cost is at most `MU_BLOCK` products past the first call's.
+/// tensor each step (μₜ rounded to f32, the product rounded to f32), memoized.
 fn mu_product(config: &NAdam, step: u64) -> f32 {
-    let key = (config.betas.0.to_bits(), config.momentum_decay.to_bits());
-    let advance = |mut product: f32, from: u64, to: u64| {
-        for t in from + 1..=to {
-            product *= config.mu(t as f64) as f32;
-        }
-        product
-    };
-    let mut memo = MU_PRODUCTS.lock().unwrap_or_else(|e| e.into_inner());
-    let at = match memo.iter().position(|(k, _)| *k == key) {
-        Some(i) => i,
-        None => {
-            memo.push((key, vec![1.0]));
-            memo.len() - 1
-        }
-    };
-    let blocks = &mut memo[at].1;
-    let block = (step / MU_BLOCK) as usize;
-    while blocks.len() <= block {
-        let k = blocks.len() as u64;
-        let last = blocks[blocks.len() - 1];
-        blocks.push(advance(last, (k - 1) * MU_BLOCK, k * MU_BLOCK));
-    }
-    advance(blocks[block], block as u64 * MU_BLOCK, step)
+    let key = vec![config.betas.0.to_bits(), config.momentum_decay.to_bits()];
+    running(&MU_PRODUCTS, key, 1.0, step, |product, t| {
+        product * config.mu(t as f64) as f32
+    })
 }
 
 impl Algorithm for NAdam {

@@ -7,10 +7,7 @@ use std::path::Path;
 use crate::case::{self, Backend, Case};
 use crate::cpu_optimizer::CpuOptimizer;
 use crate::host::checkpoint::{Checkpoint, SavedParam};
-use crate::optim::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Asgd, Lamb, Lars, Lion, NAdam, RAdam,
-    RmsProp, Rprop, Sgd,
-};
+use crate::optim::{Algorithm, by_name};
 use crate::schedule::Schedule;
 
 /// Cases and checkpoints no larger than this many values are also run through the optimizer.
@@ -48,23 +45,7 @@ pub fn checkpoint(data: &[u8]) {
     if values > RUN_LIMIT {
         return;
     }
-    match loaded.optimizer.as_str() {
-        "sgd" => restore_and_step::<Sgd>(&loaded),
-        "adam" => restore_and_step::<Adam>(&loaded),
-        "adamw" => restore_and_step::<AdamW>(&loaded),
-        "adamax" => restore_and_step::<Adamax>(&loaded),
-        "nadam" => restore_and_step::<NAdam>(&loaded),
-        "rmsprop" => restore_and_step::<RmsProp>(&loaded),
-        "adagrad" => restore_and_step::<Adagrad>(&loaded),
-        "adadelta" => restore_and_step::<Adadelta>(&loaded),
-        "rprop" => restore_and_step::<Rprop>(&loaded),
-        "asgd" => restore_and_step::<Asgd>(&loaded),
-        "radam" => restore_and_step::<RAdam>(&loaded),
-        "lion" => restore_and_step::<Lion>(&loaded),
-        "lamb" => restore_and_step::<Lamb>(&loaded),
-        "lars" => restore_and_step::<Lars>(&loaded),
-        _ => {}
-    }
+    by_name!(loaded.optimizer.as_str(), O => restore_and_step::<O>(&loaded), _ => {});
 }
 
 /// Equal, with f32 states compared bit for bit (a NaN state round-trips as itself).

@@ -13,8 +13,8 @@ use crate::context::GpuContext;
 use crate::error::{Error, Result};
 use crate::kernel::Width;
 use crate::optim::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Algorithm, Asgd, Lamb, Lars, Lion, NAdam, RAdam,
-    RmsProp, Rprop, Sgd,
+    Adadelta, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd, Lamb, Lars, Lion,
+    NAdam, RAdam, RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
 };
 use crate::rng::SplitMix;
 
@@ -45,6 +45,9 @@ pub const VARIANTS: &[&str] = &[
     "lion",
     "lamb",
     "lars",
+    "adopt",
+    "ademamix",
+    "schedule-free-adamw",
 ];
 
 /// The variants `--optimizer all` runs: each optimizer with PyTorch's default options, plus SGD
@@ -65,6 +68,9 @@ pub const DEFAULT_VARIANTS: &[&str] = &[
     "lion",
     "lamb",
     "lars",
+    "adopt",
+    "ademamix",
+    "schedule-free-adamw",
 ];
 
 /// Any optimizer's configuration, for choosing one at run time.
@@ -98,6 +104,12 @@ pub enum AnyConfig {
     Lamb(Lamb),
     /// [`Lars`].
     Lars(Lars),
+    /// [`Adopt`].
+    Adopt(Adopt),
+    /// [`Ademamix`].
+    Ademamix(Ademamix),
+    /// [`ScheduleFreeAdamW`].
+    ScheduleFreeAdamW(ScheduleFreeAdamW),
 }
 
 /// Calls a generic expression with the concrete configuration inside an [`AnyConfig`].
@@ -118,6 +130,9 @@ macro_rules! with_config {
             $crate::tooling::bench::AnyConfig::Lion($c) => $body,
             $crate::tooling::bench::AnyConfig::Lamb($c) => $body,
             $crate::tooling::bench::AnyConfig::Lars($c) => $body,
+            $crate::tooling::bench::AnyConfig::Adopt($c) => $body,
+            $crate::tooling::bench::AnyConfig::Ademamix($c) => $body,
+            $crate::tooling::bench::AnyConfig::ScheduleFreeAdamW($c) => $body,
         }
     };
 }
@@ -153,6 +168,9 @@ pub fn variant(name: &str) -> Result<AnyConfig> {
         "lion" => AnyConfig::Lion(Lion::default()),
         "lamb" => AnyConfig::Lamb(Lamb::default()),
         "lars" => AnyConfig::Lars(Lars::default()),
+        "adopt" => AnyConfig::Adopt(Adopt::default()),
+        "ademamix" => AnyConfig::Ademamix(Ademamix::default()),
+        "schedule-free-adamw" => AnyConfig::ScheduleFreeAdamW(ScheduleFreeAdamW::default()),
         other => {
             return Err(Error::Unknown {
                 kind: "benchmark optimizer",
@@ -384,6 +402,9 @@ mod tests {
         assert_eq!(b("asgd"), 20);
         assert_eq!(b("lamb"), 28);
         assert_eq!(b("lars"), 20);
+        assert_eq!(b("adopt"), 28);
+        assert_eq!(b("ademamix"), 36);
+        assert_eq!(b("schedule-free-adamw"), 28);
         assert!(variant("adafactor").is_err());
     }
 }

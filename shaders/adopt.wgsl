@@ -1,0 +1,70 @@
+// adopt.wgsl: one step of ADOPT (optax.contrib.adopt) over one parameter buffer.
+//
+// Bindings: group 1: 0 AdoptScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad (common.wgsl),
+//           3 exp_avg, 4 exp_avg_sq (read_write; optax's `mu` and `nu`).
+// Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
+// Mirror: src/cpu/adopt.rs.
+
+// optax's order, with the previous second moment normalizing the gradient:
+// nu' = (1 - b2_) g² + b2_ nu; u = clip(g / max(sqrt(nu), eps), -c, c);
+// mu = (1 - b1_) u + b1_ mu; (nesterov: out = (1 - b1_) u + b1_ mu, else out = mu);
+// p = p + (-lr) out. On the first step the host sets b2_ = 0, b1_ = 1 and c = 0, as optax's
+// jnp.where on its count does: the second moment is initialized and the parameter stays.
+struct AdoptScalars {
+    one_minus_beta1: f32,
+    beta1: f32,
+    one_minus_beta2: f32,
+    beta2: f32,
+    eps: f32,
+    clip: f32,
+    neg_lr: f32,
+    _pad0: f32,
+}
+
+override NESTEROV: bool = false;
+override CLIPPING: bool = true;
+
+@group(1) @binding(0) var<uniform> scalars: array<AdoptScalars, SCALAR_CANDIDATES>;
+@group(0) @binding(3) var<storage, read_write> exp_avg: array<V>;
+@group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<V>;
+
+// One element (one V) of the update.
+fn update_at(s: AdoptScalars, i: u32) {
+    let p = param[i];
+    let g = load_grad(i);
+    let nu = exp_avg_sq[i];
+    exp_avg_sq[i] = s.one_minus_beta2 * (g * g) + s.beta2 * nu;
+    var u = g / max(sqrt(nu), V(s.eps));
+    if (CLIPPING) {
+        // jnp.clip: min(max(u, -c), c).
+        u = min(max(u, V(-s.clip)), V(s.clip));
+    }
+    let m = s.one_minus_beta1 * u + s.beta1 * exp_avg[i];
+    exp_avg[i] = m;
+    var out = m;
+    if (NESTEROV) {
+        out = s.one_minus_beta1 * u + s.beta1 * m;
+    }
+    param[i] = p + s.neg_lr * out;
+}
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    if (step_skipped()) {
+        return;
+    }
+    let s = scalars[candidate()];
+    let base = invocation_base(wid, nwg, lid, VPI);
+    for (var k = 0u; k < VPI; k = k + 1u) {
+        let i = base + k * WG;
+        if (i >= arrayLength(&param)) {
+            return;
+        }
+        update_at(s, i);
+    }
+}

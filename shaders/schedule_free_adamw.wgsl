@@ -1,0 +1,122 @@
+// schedule_free_adamw.wgsl: one step of Schedule-Free AdamW (schedulefree.AdamWScheduleFree,
+// train mode) over one parameter buffer, and the passes that switch its parameter between the
+// training point y and the evaluation point x.
+//
+// Bindings: group 1: 0 ScheduleFreeScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param (y in train mode, x in eval mode), 2 grad (common.wgsl),
+//           3 z, 4 exp_avg_sq (read_write).
+// Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
+// Mirror: src/cpu/schedule_free.rs.
+
+// schedulefree's single-tensor order: v = v * beta2 + (1 - beta2) * g * g;
+// d = sqrt(v / bc2) + eps; u = g / d + decay * y; y = lerp(y, z, ckp1); y = y + y_coef * u;
+// z = z - lr * u, with ckp1 and y_coef = lr * (beta1 * (1 - ckp1) - 1) from the host.
+struct ScheduleFreeScalars {
+    beta2: f32,
+    one_minus_beta2: f32,
+    bias_correction2: f32,
+    eps: f32,
+    weight_decay: f32,
+    ckp1: f32,
+    y_coef: f32,
+    lr: f32,
+    // lerp weights of optimizer.eval() (1 - 1/beta1: y to x) and optimizer.train()
+    // (1 - beta1: x to y).
+    eval_weight: f32,
+    train_weight: f32,
+    _pad0: f32,
+    _pad1: f32,
+}
+
+@group(1) @binding(0) var<uniform> scalars: array<ScheduleFreeScalars, SCALAR_CANDIDATES>;
+@group(0) @binding(3) var<storage, read_write> z: array<V>;
+@group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<V>;
+
+// One element (one V) of the update.
+fn update_at(s: ScheduleFreeScalars, i: u32) {
+    let y = param[i];
+    let g = load_grad(i);
+    let v = exp_avg_sq[i] * s.beta2 + s.one_minus_beta2 * g * g;
+    exp_avg_sq[i] = v;
+    let d = sqrt(v / s.bias_correction2) + s.eps;
+    let u = g / d + s.weight_decay * y;
+    let zi = z[i];
+    param[i] = torch_lerp(y, zi, s.ckp1) + s.y_coef * u;
+    z[i] = zi - s.lr * u;
+}
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    if (step_skipped()) {
+        return;
+    }
+    let s = scalars[candidate()];
+    let base = invocation_base(wid, nwg, lid, VPI);
+    for (var k = 0u; k < VPI; k = k + 1u) {
+        let i = base + k * WG;
+        if (i >= arrayLength(&param)) {
+            return;
+        }
+        update_at(s, i);
+    }
+}
+
+// The passes outside a step (Algorithm::EVAL_MODE): 0 `init`, z = y, before a parameter's
+// first step (schedulefree clones z from the parameter then); 1 `to_eval`, y to x; 2
+// `to_train`, x to y.
+fn pass_at(s: ScheduleFreeScalars, which: u32, i: u32) {
+    switch which {
+        case 0u: {
+            z[i] = param[i];
+        }
+        case 1u: {
+            param[i] = torch_lerp(param[i], z[i], s.eval_weight);
+        }
+        default: {
+            param[i] = torch_lerp(param[i], z[i], s.train_weight);
+        }
+    }
+}
+
+fn run_pass(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>, which: u32) {
+    let s = scalars[0];
+    let base = invocation_base(wid, nwg, lid, VPI);
+    for (var k = 0u; k < VPI; k = k + 1u) {
+        let i = base + k * WG;
+        if (i >= arrayLength(&param)) {
+            return;
+        }
+        pass_at(s, which, i);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn init(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    run_pass(wid, nwg, lid, 0u);
+}
+
+@compute @workgroup_size(WG)
+fn to_eval(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    run_pass(wid, nwg, lid, 1u);
+}
+
+@compute @workgroup_size(WG)
+fn to_train(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    run_pass(wid, nwg, lid, 2u);
+}

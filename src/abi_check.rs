@@ -10,8 +10,8 @@ use crate::abi::uniforms::{Dims, GradParams};
 use crate::gpu::{group0, scalars_size};
 use crate::kernel::{GradAccess, Kernel, Width, compose_with};
 use crate::optim::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd, Lamb, Lars, Lion,
-    NAdam, RAdam, RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
+    Adadelta, Adafactor, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd, Lamb,
+    Lars, Lion, NAdam, RAdam, RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
 };
 
 /// What one WGSL global declares: name, kind, and bytes (the element stride of a runtime-sized
@@ -149,6 +149,7 @@ fn every_optimizer_kernel_matches_its_bindings_and_scalars() {
     check_update::<Adopt>();
     check_update::<Ademamix>();
     check_update::<ScheduleFreeAdamW>();
+    check_update::<Adafactor>();
 }
 
 fn compose_file(name: &'static str, source: &'static str) -> String {

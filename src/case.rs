@@ -373,7 +373,7 @@ fn groups<O: DeserializeOwned>(case: &Case) -> Result<Vec<(O, Vec<usize>)>> {
 /// The optimizer operations a replay needs, on either backend.
 trait Runner<O: Algorithm> {
     fn add_group(&mut self, config: O) -> Result<GroupId>;
-    fn register(&mut self, group: GroupId, init: &[f32]) -> Result<()>;
+    fn register(&mut self, group: GroupId, init: &[f32], shape: &[usize]) -> Result<()>;
     fn set_schedule(&mut self, schedule: Option<Schedule>) -> Result<()>;
     fn lr_next(&self) -> f64;
     fn step(&mut self, grads: &[&[f32]]) -> Result<()>;
@@ -393,8 +393,8 @@ impl<O: Algorithm> Runner<O> for CpuRunner<O> {
     fn add_group(&mut self, config: O) -> Result<GroupId> {
         self.opt.add_param_group(config)
     }
-    fn register(&mut self, group: GroupId, init: &[f32]) -> Result<()> {
-        self.opt.register(group, init.len())?;
+    fn register(&mut self, group: GroupId, init: &[f32], shape: &[usize]) -> Result<()> {
+        self.opt.register_with_shape(group, shape)?;
         self.params.push(init.to_vec());
         Ok(())
     }
@@ -434,10 +434,11 @@ impl<O: Algorithm> Runner<O> for GpuRunner<'_, O> {
     fn add_group(&mut self, config: O) -> Result<GroupId> {
         self.opt.add_param_group(config)
     }
-    fn register(&mut self, group: GroupId, init: &[f32]) -> Result<()> {
+    fn register(&mut self, group: GroupId, init: &[f32], shape: &[usize]) -> Result<()> {
         let param = self.ctx.upload("param", init);
         let grad = self.ctx.upload("grad", &vec![0.0; init.len()]);
-        self.opt.register(group, &param, &grad)?;
+        self.opt
+            .register_with_shape(group, param.slice(..), grad.slice(..), shape)?;
         self.params.push(param);
         self.grads.push(grad);
         Ok(())
@@ -473,13 +474,14 @@ impl<O: Algorithm> Runner<O> for GpuRunner<'_, O> {
 }
 
 /// A fresh optimizer on `backend` with `groups` and each parameter registered, in order, in its
-/// group `group_of[i]` with value `values[i]`.
+/// group `group_of[i]` with value `values[i]` and shape `shapes[i]`.
 fn build<'c, O: Algorithm>(
     backend: Backend,
     ctx: Option<&'c GpuContext>,
     groups: &[O],
     group_of: &[usize],
     values: &[Vec<f32>],
+    shapes: &[&[usize]],
 ) -> Result<Box<dyn Runner<O> + 'c>> {
     let mut runner: Box<dyn Runner<O> + 'c> = match (backend, ctx) {
         (Backend::Cpu, _) => Box::new(CpuRunner {
@@ -498,11 +500,11 @@ fn build<'c, O: Algorithm>(
     for config in &groups[1..] {
         ids.push(runner.add_group(config.clone())?);
     }
-    for (&g, v) in group_of.iter().zip(values) {
+    for ((&g, v), shape) in group_of.iter().zip(values).zip(shapes) {
         let id = *ids
             .get(g)
             .ok_or_else(|| Error::CheckpointMismatch(format!("no parameter group {g}")))?;
-        runner.register(id, v)?;
+        runner.register(id, v, shape)?;
     }
     Ok(runner)
 }
@@ -555,7 +557,8 @@ fn replay_as<O: Algorithm>(
         }
         (_, ctx) => ctx,
     };
-    let mut runner = build(backend, ctx, &configs, &group_of, &inits)?;
+    let shapes: Vec<&[usize]> = case.params.iter().map(|p| p.shape.as_slice()).collect();
+    let mut runner = build(backend, ctx, &configs, &group_of, &inits, &shapes)?;
     runner.set_schedule(schedule)?;
     let mut results: Vec<Vec<f32>> = case
         .params
@@ -585,7 +588,7 @@ fn replay_as<O: Algorithm>(
             let checkpoint = loaded?;
             let configs = checkpoint.configs::<O>()?;
             let group_of: Vec<usize> = checkpoint.params.iter().map(|p| p.group).collect();
-            runner = build(backend, ctx, &configs, &group_of, &values)?;
+            runner = build(backend, ctx, &configs, &group_of, &values, &shapes)?;
             runner.restore(&checkpoint)?;
         }
         lr.push(runner.lr_next() as f32);
@@ -625,8 +628,8 @@ fn eval_points<O: Algorithm>(
     for (i, y) in params.iter().enumerate() {
         let config = &configs[group_of[i]];
         let mut states: [Vec<f32>; MAX_STATES] = Default::default();
-        for &slot in &config.kept_states().collect::<Vec<_>>() {
-            states[slot] = runner.state(i, O::STATE_NAMES[slot])?.unwrap_or_default();
+        for (slot, name) in O::STATE_NAMES.iter().enumerate() {
+            states[slot] = runner.state(i, name)?.unwrap_or_default();
         }
         let mut x = y.clone();
         let s = config.scalars(config.lr(), t);

@@ -57,7 +57,9 @@ fn pieces<'a>(
         .collect()
 }
 
-/// One step of `config` over one parameter, spread over `threads` threads in contiguous pieces.
+/// One step of `config` over one parameter, spread over `threads` threads in contiguous pieces
+/// (on the calling thread for [`Algorithm::FACTORED`] optimizers, whose state is not
+/// elementwise).
 ///
 /// Elementwise updates are bit-identical to one call. Optimizers with per-tensor norms (LAMB,
 /// LARS) run their `norms` stage in pieces of whole [`NORM_CHUNK`]s, each chunk summed from
@@ -72,7 +74,7 @@ fn step_chunked<O: Algorithm>(
     threads: usize,
 ) {
     let len = param.len();
-    if threads <= 1 || len < PARALLEL_MIN_LEN {
+    if threads <= 1 || len < PARALLEL_MIN_LEN || O::FACTORED {
         config.cpu_step(s, param, grad, states);
         return;
     }
@@ -157,24 +159,44 @@ impl<O: Algorithm> CpuOptimizer<O> {
 
     /// Registers a parameter of `len` elements in `group`, allocating its state.
     pub fn register(&mut self, group: GroupId, len: usize) -> Result<ParamId> {
-        let config = self.registry.check_register(group, len as u64)?;
+        self.register_inner(group, len, None)
+    }
+
+    /// Registers a parameter of `shape` (row-major) in `group`, allocating its state: as
+    /// [`CpuOptimizer::register`], for optimizers whose state follows the shape (Adafactor's
+    /// factored moments of a matrix). The shape's product must be positive.
+    pub fn register_with_shape(&mut self, group: GroupId, shape: &[usize]) -> Result<ParamId> {
+        let len = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        let len = len.ok_or_else(|| Error::ShapeMismatch {
+            shape: shape.to_vec(),
+            len: u64::MAX,
+        })?;
+        self.register_inner(group, len, Some(shape))
+    }
+
+    fn register_inner(
+        &mut self,
+        group: GroupId,
+        len: usize,
+        shape: Option<&[usize]>,
+    ) -> Result<ParamId> {
+        let (config, shape) = self.registry.check_register(group, len as u64, shape)?;
         let mut states: [Vec<f32>; MAX_STATES] = Default::default();
         for (slot, state) in states.iter_mut().enumerate() {
-            if slot < O::STATE_NAMES.len() && config.uses_state(slot) {
-                state
-                    .try_reserve_exact(len)
-                    .map_err(|e| Error::OutOfMemory {
-                        what: format!(
-                            "state {} of a parameter of {len} elements",
-                            O::STATE_NAMES[slot]
-                        ),
-                        message: e.to_string(),
-                    })?;
-                state.resize(len, config.initial_state(slot));
+            let n = config.state_len(slot, &shape) as usize;
+            if n > 0 {
+                state.try_reserve_exact(n).map_err(|e| Error::OutOfMemory {
+                    what: format!(
+                        "state {} of a parameter of shape {shape:?}",
+                        O::STATE_NAMES[slot]
+                    ),
+                    message: e.to_string(),
+                })?;
+                state.resize(n, config.initial_state(slot));
             }
         }
         self.states.push(states);
-        Ok(self.registry.push(group, len as u64))
+        Ok(self.registry.push(group, shape))
     }
 
     /// One optimizer step over every registered parameter.

@@ -73,6 +73,14 @@ pub enum Error {
     /// The same parameter buffer registered twice, or a buffer used as its own gradient.
     #[error("{0}")]
     AliasedBuffer(String),
+    /// A shape whose elements do not number the buffer's length.
+    #[error("shape {shape:?} does not hold {len} elements")]
+    ShapeMismatch {
+        /// The shape given.
+        shape: Vec<usize>,
+        /// The parameter's length in elements.
+        len: u64,
+    },
     /// A parameter group id this optimizer did not hand out.
     #[error("no parameter group {0}")]
     UnknownGroup(usize),

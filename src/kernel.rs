@@ -73,15 +73,16 @@ pub enum Width {
 
 impl Width {
     /// The WGSL that defines `V`, `VU` and `VB` (its `u32` and `bool` twins, for bit tests and
-    /// per-lane conditions) and `hsum` (the sum of one `V`'s lanes, in lane order) for this
-    /// width, placed before `common.wgsl`.
+    /// per-lane conditions), `LANES` (f32 values in one `V`), `hsum` (the sum of one `V`'s
+    /// lanes, in lane order) and `lanes4` (a `V` from per-lane values; the first alone at f32
+    /// width) for this width, placed before `common.wgsl`.
     fn prelude(self) -> &'static str {
         match self {
             Width::Vec4 => {
-                "alias V = vec4<f32>;\nalias VU = vec4<u32>;\nalias VB = vec4<bool>;\nfn hsum(x: V) -> f32 {\n    return ((x.x + x.y) + x.z) + x.w;\n}\n"
+                "alias V = vec4<f32>;\nalias VU = vec4<u32>;\nalias VB = vec4<bool>;\nconst LANES: u32 = 4u;\nfn hsum(x: V) -> f32 {\n    return ((x.x + x.y) + x.z) + x.w;\n}\nfn lanes4(a: f32, b: f32, c: f32, d: f32) -> V {\n    return V(a, b, c, d);\n}\n"
             }
             Width::Scalar => {
-                "alias V = f32;\nalias VU = u32;\nalias VB = bool;\nfn hsum(x: V) -> f32 {\n    return x;\n}\n"
+                "alias V = f32;\nalias VU = u32;\nalias VB = bool;\nconst LANES: u32 = 1u;\nfn hsum(x: V) -> f32 {\n    return x;\n}\nfn lanes4(a: f32, b: f32, c: f32, d: f32) -> V {\n    return a;\n}\n"
             }
         }
     }

@@ -4,7 +4,7 @@
 //! PyTorch's numerics and a CPU reference that proves every number.
 //!
 //! - [`Sgd`], [`Adam`], [`AdamW`], [`Adamax`], [`NAdam`], [`RmsProp`], [`Adagrad`],
-//!   [`Adadelta`], [`Rprop`], [`Asgd`], [`RAdam`]: config structs with
+//!   [`Adadelta`], [`Adafactor`], [`Rprop`], [`Asgd`], [`RAdam`]: config structs with
 //!   PyTorch's hyperparameter names and defaults; [`Lion`], [`Lamb`], [`Lars`], [`Adopt`],
 //!   [`Ademamix`] with optax's; [`ScheduleFreeAdamW`] with schedulefree's;
 //!   see each for its update rule and paper.
@@ -65,7 +65,7 @@ pub use host::grad_stage::{LossScale, LossScaleState};
 pub use host::scheduler::StepScheduler;
 pub use host::{GroupId, ParamId};
 pub use optim::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd, Lamb, Lars, Lion,
-    NAdam, Pass, RAdam, RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
+    Adadelta, Adafactor, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd, Lamb,
+    Lars, Lion, NAdam, Pass, RAdam, RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
 };
 pub use schedule::Schedule;

@@ -78,7 +78,7 @@ fn bad_sizes_and_names_are_rejected_before_any_work() {
     for args in [
         &["--params", "1.5"][..],
         &["--params", "0"],
-        &["--optimizer", "adafactor"],
+        &["--optimizer", "muon"],
         &["--params", "2G", "--backend", "gpu"],
     ] {
         let out = bench(args);
@@ -130,7 +130,7 @@ fn tensors_in_an_arena_cost_one_dispatch() {
     assert!(by("arena")["dispatches_per_step"].as_u64().unwrap() <= 2);
     assert_eq!(by("separate")["dispatches_per_step"], 100);
     for r in &rows {
-        assert_eq!(r["state_bytes_per_param"], 8, "{r}");
+        assert_eq!(r["state_bytes_per_param"].as_f64(), Some(8.0), "{r}");
         assert!(r["max_abs_err_vs_cpu"].as_f64().unwrap() < 1e-4, "{r}");
     }
 }
@@ -189,4 +189,42 @@ fn zero_steps_is_an_error_not_a_panic() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--steps 0"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn adafactor_factors_a_shaped_matrix_and_reports_its_memory() {
+    if gpu().is_none() {
+        return;
+    }
+    let out = bench(&[
+        "--optimizer",
+        "adafactor",
+        "--shape",
+        "256x384",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+        "--verify",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(rows.len(), 2, "gpu and cpu");
+    for r in &rows {
+        assert_eq!(r["params"], 256 * 384, "{r}");
+        assert_eq!(r["shape"], serde_json::json!([256, 384]), "{r}");
+        // (R + C) values of 4 bytes per R × C matrix.
+        let held = r["state_bytes_per_param"].as_f64().unwrap();
+        assert_eq!(held, 4.0 * (256.0 + 384.0) / (256.0 * 384.0), "{r}");
+        assert_eq!(r["bytes_per_param"], 29, "{r}");
+    }
+    assert!(rows[0]["max_abs_err_vs_cpu"].as_f64().unwrap() < 1e-4);
+    let bad = bench(&["--optimizer", "adafactor", "--shape", "256x0", "--json"]);
+    assert_eq!(bad.status.code(), Some(2), "a zero dimension is refused");
 }

@@ -8,9 +8,9 @@ use std::process::Command;
 
 use common::{Rng, cases_dir, gpu, scratch_dir};
 use wgpu_optim::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd, Checkpoint,
-    CpuOptimizer, Error, GpuContext, GpuOptimizer, Lamb, Lars, Lion, NAdam, RAdam, RmsProp, Rprop,
-    Schedule, Sgd,
+    Adadelta, Adafactor, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd,
+    Checkpoint, CpuOptimizer, Error, GpuContext, GpuOptimizer, Lamb, Lars, Lion, NAdam, RAdam,
+    RmsProp, Rprop, Schedule, Sgd,
 };
 
 const LENS: [usize; 3] = [3, 1757, 64];
@@ -175,6 +175,14 @@ fn cpu_resume_is_bit_identical_for_every_optimizer() {
             &dir,
         );
         cpu_round_trip(&[Lion::default()], sched, &dir);
+        cpu_round_trip(
+            &[Adafactor {
+                weight_decay: 0.1,
+                ..Default::default()
+            }],
+            sched,
+            &dir,
+        );
         cpu_round_trip(
             &[
                 Adopt::default(),
@@ -431,6 +439,7 @@ fn gpu_resume_is_bit_identical_and_crosses_to_the_cpu() {
         &dir,
     );
     gpu_round_trip(&ctx, &[Adadelta::default()], &dir);
+    gpu_round_trip(&ctx, &[Adafactor::default()], &dir);
     gpu_round_trip(
         &ctx,
         &[Adopt {

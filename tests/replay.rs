@@ -58,6 +58,7 @@ fn replay_all(backend: Backend) {
 /// Optimizers of `optimizers/` implemented so far; each of their cases must replay.
 const IMPLEMENTED_FROM_OPTIMIZERS: &[&str] = &[
     "adadelta",
+    "adafactor",
     "adamax",
     "ademamix",
     "adopt",

@@ -221,7 +221,11 @@ fn checkpoints_keep_the_mode_and_resume_bit_identically() {
         checkpoint.save(&path).unwrap();
         let loaded = Checkpoint::load(&path).unwrap();
         assert!(loaded.eval_mode, "{backend}: the mode round-trips");
-        assert_eq!(loaded.fresh, vec![2], "{backend}: the fresh parameters round-trip");
+        assert_eq!(
+            loaded.fresh,
+            vec![2],
+            "{backend}: the fresh parameters round-trip"
+        );
     }
     // Resume on the CPU from the CPU's file; the run goes on as if uninterrupted.
     pair.cpu.save_checkpoint(&path).unwrap();

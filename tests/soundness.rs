@@ -630,6 +630,7 @@ fn benchmark_options_without_steps_are_a_typed_error() {
         scalar_kernels: false,
         max_grad_norm: None,
         loss_scale: false,
+        shape: None,
     };
     let e = wgpu_optim::tooling::bench::cpu("sgd", 16, &opts).unwrap_err();
     assert!(e.to_string().contains("--steps 0"), "{e}");

@@ -141,9 +141,18 @@ pub(crate) mod update {
     /// The gradient control written by the gradient stage.
     pub const GRAD_CONTROL: Binding = Binding::storage(0, 11, "grad_control", true);
 
+    /// Adafactor's per-tensor dimensions and row-factor means (`array<f32>`).
+    pub const FACTORS: Binding = Binding::storage(0, 8, "factors", false);
+
     /// State buffer `slot`, named `name` in the WGSL.
     pub const fn state(slot: usize, name: &'static str) -> Binding {
         Binding::storage(0, FIRST_STATE + slot as u32, name, false).values()
+    }
+
+    /// A state that is not elementwise (Adafactor's row and column factors): `array<f32>` at
+    /// either width.
+    pub const fn factor_state(slot: usize, name: &'static str) -> Binding {
+        Binding::storage(0, FIRST_STATE + slot as u32, name, false)
     }
 }
 

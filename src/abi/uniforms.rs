@@ -108,6 +108,29 @@ pub struct ScheduleFreeScalars {
     pub _pad: [f32; 2],
 }
 
+/// Per-step scalars of [`Adafactor`](crate::Adafactor), as `AdafactorScalars` in
+/// `shaders/adafactor.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AdafactorScalars {
+    /// `t^beta2_decay`, the weight of the new squared gradient in the moments' lerp.
+    pub weight: f32,
+    /// `ρ = min(lr, 1/√t)`, the relative step size.
+    pub rho: f32,
+    /// Floor of each matrix's row-factor mean.
+    pub eps1: f32,
+    /// `eps1²`, the floor of the second-moment estimate.
+    pub eps1_sq: f32,
+    /// Floor of the parameter's RMS in the step size.
+    pub eps2: f32,
+    /// The update's RMS clipping threshold.
+    pub d: f32,
+    /// `1 - lr · weight_decay`.
+    pub decay: f32,
+    #[doc(hidden)]
+    pub _pad: f32,
+}
+
 /// Per-step scalars of [`NAdam`](crate::NAdam), as `NAdamScalars` in `shaders/nadam.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]

@@ -12,6 +12,7 @@
 //! before calling them, and returns an error instead.
 
 mod adadelta;
+mod adafactor;
 mod adagrad;
 mod adam;
 mod adamax;
@@ -30,6 +31,7 @@ mod schedule_free;
 mod sgd;
 
 pub use adadelta::adadelta;
+pub use adafactor::adafactor;
 pub use adagrad::adagrad;
 pub use adam::adam;
 pub use adamax::adamax;

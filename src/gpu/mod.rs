@@ -8,10 +8,12 @@
 //!   groups;
 //! - `scopes`: wgpu error scopes around what allocates or compiles;
 //! - `reduce`: the deterministic per-tensor norm reduction;
+//! - `factors`: Adafactor's factored tensors (dimensions, row-factor means, pass grids);
 //! - `grad_passes`, `grad_stage`: clipping's and loss scaling's passes on the device, and the
 //!   methods that turn them on and off.
 
 mod commands;
+mod factors;
 mod geometry;
 mod grad_passes;
 mod grad_stage;
@@ -38,7 +40,7 @@ pub use commands::DirectCalls;
 pub(crate) use geometry::{groups_of, window_ranges};
 use grad_passes::{GradBuffers, GradPasses, NO_CLIP};
 use param::GpuParam;
-use pipelines::{Form, Kernels};
+use pipelines::{FACTOR_PASSES, Form, Kernels};
 #[cfg(test)]
 pub(crate) use pipelines::{group0, scalars_size};
 use reduce::{NormBuffers, NormStage};
@@ -293,6 +295,13 @@ impl<O: Algorithm> GpuOptimizer<O> {
             passes.record(pass, built);
         }
         let every = |_: usize| true;
+        if O::FACTORED {
+            // Every factored tensor's row factors, column factors, then the means of its rows.
+            for k in 0..FACTOR_PASSES.len() {
+                let entry = Entry::Factor(k);
+                dispatch_all(params, kernels, pass, scalars, &offset, entry, every);
+            }
+        }
         if let (Some(stage), Some(norms)) = (&self.norm_stage, &self.norm_buffers) {
             // Per-workgroup partial sums of every tensor, then every tensor's norms in one
             // dispatch, then the updates that read them.
@@ -377,7 +386,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// vec4-stepped parameter whose length is not a multiple of 4 (a parameter of 1 to 3
     /// elements has only the tail); twice that plus one reduction for optimizers with
     /// per-tensor norms; plus, with clipping or loss scaling, as many again for the gradients'
-    /// sums, a reduction and a final dispatch for the global norm.
+    /// sums, a reduction and a final dispatch for the global norm; plus three for each tensor
+    /// Adafactor factors (its rows, columns and row-factor means).
     pub fn dispatches_per_step(&self) -> usize {
         let updates: usize = self
             .params
@@ -388,7 +398,17 @@ impl<O: Algorithm> GpuOptimizer<O> {
         let stage = self
             .grad_buffers
             .as_ref()
-            .map_or(0, GradBuffers::dispatches);
+            .map_or(0, GradBuffers::dispatches)
+            + self
+                .params
+                .iter()
+                .filter_map(|p| p.factors.as_ref())
+                .map(|f| {
+                    (0..FACTOR_PASSES.len())
+                        .filter(|&k| f.grid(k).0 > 0)
+                        .count()
+                })
+                .sum::<usize>();
         if O::NORMS && !self.params.is_empty() {
             stage + 2 * updates + 1
         } else {
@@ -481,6 +501,9 @@ enum Entry {
     Norms,
     /// A [`Pass`] of [`Algorithm::EVAL_MODE`] optimizers, over the update's grid.
     Pass(Pass),
+    /// Factor pass `k` ([`FACTOR_PASSES`]) of [`Algorithm::FACTORED`] optimizers, over its own
+    /// grid, for factored tensors only (one window each).
+    Factor(usize),
 }
 
 /// One dispatch per window of every parameter `select`ed (by index) with its body pipelines'
@@ -498,6 +521,7 @@ fn dispatch_all<O: Algorithm>(
 ) {
     let (mut pipeline, mut group) = (usize::MAX, usize::MAX);
     let norms = entry == Entry::Norms;
+    let entry_kind = entry;
     for tail in [false, true] {
         for (i, p) in params.iter().enumerate() {
             let index = if tail { p.tail } else { Some(p.pipeline) };
@@ -509,16 +533,22 @@ fn dispatch_all<O: Algorithm>(
                 Entry::Main => Some(&pipelines.main),
                 Entry::Norms => pipelines.norms.as_ref(),
                 Entry::Pass(which) => pipelines.pass(which),
+                Entry::Factor(k) => pipelines.factor_passes.get(k),
             };
             let Some(entry) = entry else {
                 continue;
             };
             for w in &p.windows {
-                let (x, y) = match (tail, norms) {
-                    (true, _) if w.grids.tail => (1, 1),
-                    (true, _) => continue,
-                    (false, true) => w.grids.norms,
-                    (false, false) => w.grids.body,
+                let (x, y) = match (entry_kind, tail, norms) {
+                    (Entry::Factor(_), true, _) => continue,
+                    (Entry::Factor(k), false, _) => match &p.factors {
+                        Some(f) => f.grid(k),
+                        None => continue,
+                    },
+                    (_, true, _) if w.grids.tail => (1, 1),
+                    (_, true, _) => continue,
+                    (_, false, true) => w.grids.norms,
+                    (_, false, false) => w.grids.body,
                 };
                 if x == 0 {
                     // Fewer than 4 elements: the tail is all there is.

@@ -2,6 +2,7 @@
 
 use std::ops::Range;
 
+use crate::gpu::factors::Factors;
 use crate::gpu::geometry::WindowGrids;
 use crate::kernel::{GradAccess, Width};
 use crate::optim::MAX_STATES;
@@ -33,5 +34,7 @@ pub(crate) struct GpuParam {
     /// Index of its tail pipelines, for a `Vec4` parameter whose length is not a multiple of 4.
     pub tail: Option<usize>,
     pub states: [Option<wgpu::Buffer>; MAX_STATES],
+    /// The factored state's dimensions and pass grids ([`crate::Algorithm::FACTORED`]).
+    pub factors: Option<Factors>,
     pub windows: Vec<Window>,
 }

@@ -10,6 +10,14 @@ use crate::kernel::{
 };
 use crate::optim::{Algorithm, Pass};
 
+/// State slots of an [`Algorithm::FACTORED`] optimizer that hold factors, not elementwise values
+/// (Adafactor's row and column second moments).
+pub(crate) const FACTOR_SLOTS: usize = 2;
+
+/// The passes over a factored tensor before the norms, in order: the row factor, the column
+/// factor, then each matrix's mean of the row factor.
+pub(crate) const FACTOR_PASSES: [&str; 3] = ["rows", "cols", "stats"];
+
 /// Bytes of one step's scalars as the kernel binds them: every candidate.
 pub(crate) fn scalars_size<O: Algorithm>() -> u64 {
     std::mem::size_of::<O::Scalars>() as u64 * u64::from(SCALAR_CANDIDATES)
@@ -22,15 +30,19 @@ pub(crate) fn group0<O: Algorithm>(access: GradAccess) -> Vec<Binding> {
         GradAccess::Shared => update::GRAD.read_write(),
     };
     let mut bindings = vec![update::PARAM, grad];
-    bindings.extend(
-        O::STATE_NAMES
-            .iter()
-            .enumerate()
-            .map(|(slot, &name)| update::state(slot, name)),
-    );
+    bindings.extend(O::STATE_NAMES.iter().enumerate().map(|(slot, &name)| {
+        if O::FACTORED && slot < FACTOR_SLOTS {
+            update::factor_state(slot, name)
+        } else {
+            update::state(slot, name)
+        }
+    }));
     bindings.push(update::GRAD_CONTROL);
     if O::NORMS {
         bindings.extend([update::PARTIALS, update::NORMS]);
+    }
+    if O::FACTORED {
+        bindings.push(update::FACTORS);
     }
     bindings
 }
@@ -86,6 +98,8 @@ pub(super) struct Pipelines {
     pub norms: Option<wgpu::ComputePipeline>,
     /// In [`Pass::ALL`] order; empty without [`Algorithm::EVAL_MODE`].
     passes: Vec<wgpu::ComputePipeline>,
+    /// In [`FACTOR_PASSES`] order, at `f32` width; empty without [`Algorithm::FACTORED`].
+    pub factor_passes: Vec<wgpu::ComputePipeline>,
 }
 
 impl Pipelines {
@@ -196,6 +210,20 @@ impl<O: Algorithm> Kernels<O> {
             norms: O::NORMS.then(|| entry("norms")),
             passes: if O::EVAL_MODE {
                 Pass::ALL.iter().map(|p| entry(p.entry())).collect()
+            } else {
+                Vec::new()
+            },
+            factor_passes: if O::FACTORED {
+                // One row or column per workgroup or invocation, whatever the tensor's form.
+                let mut scalar: Vec<(&str, f64)> = Form::Scalar.constants().to_vec();
+                scalar.extend_from_slice(&constants[2..]);
+                FACTOR_PASSES
+                    .iter()
+                    .map(|name| {
+                        let layout = &v.pipeline_layout;
+                        compute_pipeline(device, O::KERNEL.name, layout, &v.scalar, name, &scalar)
+                    })
+                    .collect()
             } else {
                 Vec::new()
             },

@@ -8,6 +8,7 @@ use std::ops::Range;
 use crate::abi::bindings::update;
 use crate::error::{Error, Result};
 use crate::gpu::GpuOptimizer;
+use crate::gpu::factors::{FactorDims, Factors};
 use crate::gpu::geometry::{NORM_STRIDE_BYTES, WindowGrids, partial_layout, window_ranges};
 use crate::gpu::param::{GpuParam, Window};
 use crate::gpu::reduce::NormBuffers;
@@ -87,10 +88,34 @@ impl<O: Algorithm> GpuOptimizer<O> {
         param: wgpu::BufferSlice<'_>,
         grad: wgpu::BufferSlice<'_>,
     ) -> Result<ParamId> {
-        let config = self
+        self.register_inner(group, param, grad, None)
+    }
+
+    /// As [`GpuOptimizer::register_slices`], for a parameter of `shape` (row-major): for
+    /// optimizers whose state follows the shape, as Adafactor's factored moments of a matrix
+    /// (others keep the same state either way). The shape's product must be the slice's length;
+    /// an Adafactor tensor must fit one storage binding.
+    pub fn register_with_shape(
+        &mut self,
+        group: GroupId,
+        param: wgpu::BufferSlice<'_>,
+        grad: wgpu::BufferSlice<'_>,
+        shape: &[usize],
+    ) -> Result<ParamId> {
+        self.register_inner(group, param, grad, Some(shape))
+    }
+
+    fn register_inner(
+        &mut self,
+        group: GroupId,
+        param: wgpu::BufferSlice<'_>,
+        grad: wgpu::BufferSlice<'_>,
+        shape: Option<&[usize]>,
+    ) -> Result<ParamId> {
+        let (config, shape) = self
             .registry
-            .check_register(group, param.size() / 4)?
-            .clone();
+            .check_register(group, param.size() / 4, shape)?;
+        let config = config.clone();
         self.check_slice("param", &param)?;
         self.check_slice("grad", &grad)?;
         if param.size() != grad.size() {
@@ -119,6 +144,19 @@ impl<O: Algorithm> GpuOptimizer<O> {
             )));
         }
         let len = param.size() / 4;
+        let factors = if O::FACTORED {
+            let limit = self.device.limits().max_storage_buffer_binding_size;
+            if param.size() > limit {
+                return Err(Error::BufferTooLarge {
+                    which: "param",
+                    size: param.size(),
+                    limit,
+                });
+            }
+            Some(FactorDims::of(&shape)?)
+        } else {
+            None
+        };
         let access = if shared {
             GradAccess::Shared
         } else {
@@ -135,11 +173,13 @@ impl<O: Algorithm> GpuOptimizer<O> {
         let scopes = ErrorScopes::push(&self.device);
         let pipelines_before = self.kernels.len();
         let (pipeline, tail) = self.pipelines_for(&config, access, width, len);
+        let state_len = |slot| config.state_len(slot, &shape);
+        let state_bytes: u64 = (0..MAX_STATES).map(|s| state_len(s) * 4).sum();
         let states: [Option<wgpu::Buffer>; MAX_STATES] = std::array::from_fn(|slot| {
-            (slot < O::STATE_NAMES.len() && config.uses_state(slot)).then(|| {
+            (state_len(slot) > 0).then(|| {
                 self.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(O::STATE_NAMES[slot]),
-                    size: len * 4,
+                    size: state_len(slot) * 4,
                     usage: wgpu::BufferUsages::STORAGE
                         | wgpu::BufferUsages::COPY_SRC
                         | wgpu::BufferUsages::COPY_DST,
@@ -159,15 +199,13 @@ impl<O: Algorithm> GpuOptimizer<O> {
             pipeline,
             tail,
             states,
+            factors: factors.map(|dims| Factors::new(&self.device, dims)),
             windows: Vec::new(),
         });
         let rebuilt = self.rebuild();
         let grad_buffers = self.build_grad_stage();
         if let Err(e) = scopes.check(|| {
-            format!(
-                "registration of a parameter of {len} elements ({} bytes of state)",
-                len * 4 * config.kept_states().count() as u64
-            )
+            format!("registration of a parameter of shape {shape:?} ({state_bytes} bytes of state)")
         }) {
             self.params.pop();
             self.kernels.truncate(pipelines_before);
@@ -180,10 +218,11 @@ impl<O: Algorithm> GpuOptimizer<O> {
         for (slot, state) in self.params[last].states.iter().enumerate() {
             let init = config.initial_state(slot);
             if let Some(buffer) = state.as_ref().filter(|_| init != 0.0) {
-                let piece = vec![init; len.min(1 << 20) as usize];
+                let values = config.state_len(slot, &shape);
+                let piece = vec![init; values.min(1 << 20) as usize];
                 let mut at = 0;
-                while at < len {
-                    let n = (len - at).min(piece.len() as u64);
+                while at < values {
+                    let n = (values - at).min(piece.len() as u64);
                     let bytes = bytemuck::cast_slice(&piece[..n as usize]);
                     self.queue.write_buffer(buffer, at * 4, bytes);
                     at += n;
@@ -192,7 +231,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
         }
         self.commit(rebuilt);
         self.grad_buffers = grad_buffers;
-        Ok(self.registry.push(group, len))
+        Ok(self.registry.push(group, shape))
     }
 
     /// Bind groups and grids of every parameter's windows (and the shared norm buffers for
@@ -256,9 +295,14 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 for (slot, state) in p.states.iter().enumerate().take(O::STATE_NAMES.len()) {
                     let binding = update::state(slot, O::STATE_NAMES[slot]);
                     entries.push(match state {
+                        // Factored state is not elementwise: bound whole (one window).
+                        Some(b) if O::FACTORED => binding.whole(b),
                         Some(b) => binding.entry(b, start * 4, n * 4),
                         None => binding.entry(&self.placeholders[slot], 0, 16),
                     });
+                }
+                if let Some(f) = &p.factors {
+                    entries.push(update::FACTORS.whole(&f.buffer));
                 }
                 entries.push(update::GRAD_CONTROL.whole(&self.grad_control));
                 if let Some((buffers, _)) = norms {

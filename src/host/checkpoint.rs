@@ -47,6 +47,8 @@ pub struct SavedParam {
     pub group: usize,
     /// Its length.
     pub len: usize,
+    /// Its shape (`[len]` for a parameter registered without one).
+    pub shape: Vec<usize>,
     /// Its state buffers, by PyTorch's key, in binding order.
     pub states: Vec<(String, Vec<f32>)>,
 }
@@ -137,7 +139,7 @@ impl Checkpoint {
     pub(crate) fn check_fits<O: Algorithm>(
         &self,
         current: &[O],
-        params: &[(usize, usize)],
+        params: &[(usize, &[usize])],
     ) -> Result<Vec<O>> {
         let saved = self.configs::<O>()?;
         if self.step > MAX_STEP {
@@ -174,28 +176,32 @@ impl Checkpoint {
                 params.len()
             )));
         }
-        for (i, (p, &(group, len))) in self.params.iter().zip(params).enumerate() {
-            if (p.group, p.len) != (group, len) {
+        for (i, (p, &(group, shape))) in self.params.iter().zip(params).enumerate() {
+            if (p.group, p.shape.as_slice()) != (group, shape) {
                 return Err(mismatch(format!(
-                    "parameter {i} was saved in group {} with {} elements, it is in group {group} with {len}",
-                    p.group, p.len
+                    "parameter {i} was saved in group {} with shape {:?}, it is in group {group} with {shape:?}",
+                    p.group, p.shape
                 )));
             }
-            let want: Vec<&str> = saved[group]
-                .kept_states()
-                .map(|s| O::STATE_NAMES[s])
+            let config = &saved[group];
+            let kept: Vec<usize> = (0..O::STATE_NAMES.len())
+                .filter(|&s| config.state_len(s, shape) > 0)
                 .collect();
+            let want: Vec<&str> = kept.iter().map(|&s| O::STATE_NAMES[s]).collect();
             let have: Vec<&str> = p.states.iter().map(|(n, _)| n.as_str()).collect();
             if want != have {
                 return Err(mismatch(format!(
                     "parameter {i} has states {have:?}, expected {want:?}"
                 )));
             }
-            if let Some((name, data)) = p.states.iter().find(|(_, d)| d.len() != len) {
-                return Err(mismatch(format!(
-                    "state {name} of parameter {i} has {} values, the parameter has {len}",
-                    data.len()
-                )));
+            for (&slot, (name, data)) in kept.iter().zip(&p.states) {
+                let expected = config.state_len(slot, shape);
+                if data.len() as u64 != expected {
+                    return Err(mismatch(format!(
+                        "state {name} of parameter {i} has {} values, a parameter of shape {shape:?} keeps {expected}",
+                        data.len()
+                    )));
+                }
             }
         }
         if let Some(s) = &self.schedule {
@@ -233,6 +239,7 @@ impl Checkpoint {
             groups.push(obj);
         }
         let lengths: Vec<usize> = self.params.iter().map(|p| p.len).collect();
+        let flat = self.params.iter().all(|p| p.shape == [p.len]);
         let mut meta = HashMap::from([
             ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
             ("optimizer".to_string(), self.optimizer.clone()),
@@ -254,6 +261,11 @@ impl Checkpoint {
         if self.eval_mode {
             meta.insert("eval_mode".into(), "true".into());
         }
+        if !flat {
+            let shapes: Vec<&[usize]> = self.params.iter().map(|p| p.shape.as_slice()).collect();
+            let v = serde_json::to_value(shapes).map_err(|e| e.to_string())?;
+            meta.insert("shapes".into(), v.to_string());
+        }
         if !self.fresh.is_empty() {
             meta.insert("fresh".into(), Value::from(self.fresh.clone()).to_string());
         }
@@ -264,7 +276,7 @@ impl Checkpoint {
             for (name, data) in &p.states {
                 let view = safetensors::tensor::TensorView::new(
                     Dtype::F32,
-                    vec![p.len],
+                    vec![data.len()],
                     bytemuck::cast_slice(data),
                 )
                 .map_err(io)?;
@@ -387,6 +399,26 @@ impl Checkpoint {
         if fresh.windows(2).any(|w| w[0] >= w[1]) {
             return Err(bad(path, "fresh is not in increasing order"));
         }
+        let shapes: Vec<Vec<usize>> = match meta.get("shapes") {
+            None => lengths.iter().map(|&l| vec![l]).collect(),
+            Some(_) => serde_json::from_value(parse_json("shapes")?)
+                .map_err(|e| bad(path, format!("shapes is not a list of shapes: {e}")))?,
+        };
+        if shapes.len() != lengths.len() {
+            return Err(bad(
+                path,
+                format!("{} shapes for {} parameters", shapes.len(), lengths.len()),
+            ));
+        }
+        for (i, (shape, &len)) in shapes.iter().zip(&lengths).enumerate() {
+            let numel = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+            if numel != Some(len) {
+                return Err(bad(
+                    path,
+                    format!("parameter {i} has shape {shape:?} but {len} elements"),
+                ));
+            }
+        }
         let names = st.names();
         let mut params = Vec::new();
         for (i, &len) in lengths.iter().enumerate() {
@@ -421,12 +453,23 @@ impl Checkpoint {
             let states = state_names
                 .into_iter()
                 .map(|n| {
-                    let data =
-                        read_f32(&st, &format!("{prefix}{n}"), &[len]).map_err(|r| bad(path, r))?;
+                    // One-dimensional, of the length the optimizer checks against the shape.
+                    let name = format!("{prefix}{n}");
+                    let values = st.tensor(&name).map_or(0, |v| match v.shape() {
+                        &[values] => values,
+                        _ => usize::MAX,
+                    });
+                    let data = read_f32(&st, &name, &[values]).map_err(|r| bad(path, r))?;
                     Ok((n.to_string(), data))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            params.push(SavedParam { group, len, states });
+            let shape = shapes[i].clone();
+            params.push(SavedParam {
+                group,
+                len,
+                shape,
+                states,
+            });
         }
         Ok(Self {
             optimizer,

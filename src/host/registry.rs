@@ -11,12 +11,14 @@ use crate::optim::{Algorithm, MAX_STATES};
 use crate::schedule::Schedule;
 
 /// One registered parameter, as both backends know it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Registered {
     /// Its group's index.
     pub group: usize,
     /// Its length in elements.
     pub len: u64,
+    /// Its shape (`[len]` unless registered with one).
+    pub shape: Vec<usize>,
     /// Not stepped yet, for [`Algorithm::EVAL_MODE`] optimizers: its first step starts its
     /// state from it ([`crate::Pass::Init`]).
     pub fresh: bool,
@@ -64,8 +66,14 @@ impl<O: Algorithm> Registry<O> {
         &self.params
     }
 
-    /// Checks a registration of `len` elements in `group`; returns the group's config.
-    pub fn check_register(&self, group: GroupId, len: u64) -> Result<&O> {
+    /// Checks a registration of `len` elements of `shape` (`None`: flat) in `group`; returns
+    /// the group's config and the shape.
+    pub fn check_register(
+        &self,
+        group: GroupId,
+        len: u64,
+        shape: Option<&[usize]>,
+    ) -> Result<(&O, Vec<usize>)> {
         let config = self.scheduler.group(group)?;
         if len == 0 {
             return Err(Error::BadBufferSize {
@@ -73,14 +81,28 @@ impl<O: Algorithm> Registry<O> {
                 size: 0,
             });
         }
-        Ok(config)
+        let shape = match shape {
+            None => vec![len as usize],
+            Some(s) => {
+                let numel = s.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+                if numel != Some(len) {
+                    return Err(Error::ShapeMismatch {
+                        shape: s.to_vec(),
+                        len,
+                    });
+                }
+                s.to_vec()
+            }
+        };
+        Ok((config, shape))
     }
 
     /// Records a registration [`Registry::check_register`] accepted.
-    pub fn push(&mut self, group: GroupId, len: u64) -> ParamId {
+    pub fn push(&mut self, group: GroupId, shape: Vec<usize>) -> ParamId {
         self.params.push(Registered {
             group: group.0,
-            len,
+            len: shape.iter().map(|&d| d as u64).product(),
+            shape,
             fresh: O::EVAL_MODE,
         });
         ParamId(self.params.len() - 1)
@@ -106,18 +128,18 @@ impl<O: Algorithm> Registry<O> {
         }
     }
 
-    /// Which state slots parameter `index`'s options keep.
+    /// Which state slots parameter `index` keeps (its options', for its shape).
     pub fn slots(&self, index: usize) -> impl Iterator<Item = usize> + '_ {
-        self.scheduler.groups()[self.params[index].group].kept_states()
+        let p = &self.params[index];
+        let config = &self.scheduler.groups()[p.group];
+        (0..O::STATE_NAMES.len()).filter(move |&s| config.state_len(s, &p.shape) > 0)
     }
 
-    /// The slot of state `name` (PyTorch's key) of `param`, if its options keep it.
+    /// The slot of state `name` (PyTorch's key) of `param`, if it keeps it.
     pub fn state_slot(&self, param: ParamId, name: &str) -> Option<usize> {
         let p = self.params.get(param.0)?;
         let slot = O::STATE_NAMES.iter().position(|&n| n == name)?;
-        self.scheduler.groups()[p.group]
-            .uses_state(slot)
-            .then_some(slot)
+        (self.scheduler.groups()[p.group].state_len(slot, &p.shape) > 0).then_some(slot)
     }
 
     /// Sets clipping (checked); returns the new stage for the backend to build.
@@ -159,6 +181,7 @@ impl<O: Algorithm> Registry<O> {
                 Ok(SavedParam {
                     group: self.params[i].group,
                     len: self.params[i].len as usize,
+                    shape: self.params[i].shape.clone(),
                     states: states(i)?,
                 })
             })
@@ -185,10 +208,10 @@ impl<O: Algorithm> Registry<O> {
     /// Checks that `checkpoint` fits (see [`Checkpoint::check_fits`]) and lays its states out
     /// by slot, changing nothing.
     pub fn plan_restore(&self, checkpoint: &Checkpoint) -> Result<Restore<O>> {
-        let registered: Vec<(usize, usize)> = self
+        let registered: Vec<(usize, &[usize])> = self
             .params
             .iter()
-            .map(|p| (p.group, p.len as usize))
+            .map(|p| (p.group, p.shape.as_slice()))
             .collect();
         let checkpoint = checkpoint.clone().in_binding_order::<O>();
         let groups = checkpoint.check_fits(self.scheduler.groups(), &registered)?;

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::kernel::Kernel;
 
 mod adadelta;
+mod adafactor;
 mod adagrad;
 mod adam;
 mod adamax;
@@ -27,11 +28,12 @@ mod schedule_free;
 mod sgd;
 
 pub use crate::abi::uniforms::{
-    AdadeltaScalars, AdagradScalars, AdamScalars, AdamaxScalars, AdemamixScalars, AdoptScalars,
-    AsgdScalars, LambScalars, LarsScalars, LionScalars, NAdamScalars, RAdamScalars, RmsPropScalars,
-    RpropScalars, ScheduleFreeScalars, SgdScalars,
+    AdadeltaScalars, AdafactorScalars, AdagradScalars, AdamScalars, AdamaxScalars, AdemamixScalars,
+    AdoptScalars, AsgdScalars, LambScalars, LarsScalars, LionScalars, NAdamScalars, RAdamScalars,
+    RmsPropScalars, RpropScalars, ScheduleFreeScalars, SgdScalars,
 };
 pub use adadelta::Adadelta;
+pub use adafactor::Adafactor;
 pub use adagrad::Adagrad;
 pub use adam::{Adam, AdamW};
 pub use adamax::Adamax;
@@ -67,6 +69,7 @@ pub const NAMES: &[&str] = &[
     "adopt",
     "ademamix",
     "schedule_free_adamw",
+    "adafactor",
 ];
 
 /// Runs `$body` with the type alias `$O` set to the optimizer named `$name` (one of [`NAMES`]),
@@ -142,6 +145,10 @@ macro_rules! by_name {
                 type $O = $crate::optim::ScheduleFreeAdamW;
                 $body
             }
+            "adafactor" => {
+                type $O = $crate::optim::Adafactor;
+                $body
+            }
             _ => $other,
         }
     };
@@ -198,6 +205,7 @@ mod sealed {
     impl Sealed for super::Adopt {}
     impl Sealed for super::Ademamix {}
     impl Sealed for super::ScheduleFreeAdamW {}
+    impl Sealed for super::Adafactor {}
 }
 
 /// A pass over a parameter outside a step, for optimizers with [`Algorithm::EVAL_MODE`]: each
@@ -259,7 +267,7 @@ pub(crate) fn norms_step<O: Algorithm>(
 ///
 /// Implemented by [`Sgd`], [`Adam`], [`AdamW`], [`Adamax`], [`NAdam`], [`RmsProp`], [`Adagrad`],
 /// [`Adadelta`], [`Rprop`], [`Asgd`], [`RAdam`], [`Lion`], [`Lamb`], [`Lars`], [`Adopt`],
-/// [`Ademamix`] and [`ScheduleFreeAdamW`]; sealed, since its kernel runs without runtime
+/// [`Ademamix`], [`ScheduleFreeAdamW`] and [`Adafactor`]; sealed, since its kernel runs without runtime
 /// bounds checks.
 pub trait Algorithm:
     sealed::Sealed
@@ -287,6 +295,11 @@ pub trait Algorithm:
     /// [`Pass::Init`] runs over a parameter before its first step, and `eval()`/`train()` on
     /// either optimizer switch the parameters between the two points.
     const EVAL_MODE: bool = false;
+    /// Whether tensors of two or more dimensions keep factored state over their last two
+    /// (Adafactor): state lengths then follow the shape ([`Algorithm::state_len`]), each
+    /// factored tensor is stepped by the kernel's `rows`, `cols` and `stats` entry points before
+    /// the [`Algorithm::NORMS`] stages, and [`Algorithm::cpu_step`] sees the whole tensor.
+    const FACTORED: bool = false;
     /// Whether a learning-rate [`crate::Schedule`] may be set (not for Schedule-Free, which
     /// replaces one).
     const TAKES_SCHEDULE: bool = true;
@@ -299,6 +312,15 @@ pub trait Algorithm:
     fn lr(&self) -> f64;
     /// Whether these options keep state `slot` (an index into [`Self::STATE_NAMES`]).
     fn uses_state(&self, slot: usize) -> bool;
+    /// Values of state `slot` kept for a parameter of `shape` (0: not kept). The parameter's
+    /// length for every state these options use, unless [`Algorithm::FACTORED`].
+    fn state_len(&self, slot: usize, shape: &[usize]) -> u64 {
+        if slot < Self::STATE_NAMES.len() && self.uses_state(slot) {
+            shape.iter().map(|&d| d as u64).product()
+        } else {
+            0
+        }
+    }
     /// The value state `slot` starts at (Adagrad's `initial_accumulator_value`; 0 otherwise).
     fn initial_state(&self, _slot: usize) -> f32 {
         0.0
@@ -356,5 +378,14 @@ pub trait Algorithm:
     /// read and write each state in use.
     fn bytes_per_param(&self) -> u64 {
         12 + 8 * self.kept_states().count() as u64
+    }
+
+    /// For a parameter of `shape`: the bytes one step moves, and the bytes of state kept.
+    fn step_bytes(&self, shape: &[usize]) -> (u64, u64) {
+        let numel: u64 = shape.iter().map(|&d| d as u64).product();
+        let held = (0..Self::STATE_NAMES.len())
+            .map(|s| 4 * self.state_len(s, shape))
+            .sum();
+        (self.bytes_per_param() * numel, held)
     }
 }

@@ -105,7 +105,7 @@ fn restore_and_step<O: Algorithm>(checkpoint: &Checkpoint) {
         let Some(&g) = groups.get(p.group) else {
             return;
         };
-        if opt.register(g, p.len).is_err() {
+        if opt.register_with_shape(g, &p.shape).is_err() {
             return;
         }
     }

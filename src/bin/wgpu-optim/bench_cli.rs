@@ -80,6 +80,10 @@ pub struct BenchArgs {
     /// Turn loss scaling (GradScaler's defaults) on during each GPU step.
     #[arg(long)]
     loss_scale: bool,
+    /// Register the parameters as one tensor of this shape, e.g. 4096x4096 (Adafactor factors
+    /// its last two dimensions); replaces --params.
+    #[arg(long)]
+    shape: Option<String>,
 }
 
 fn row(r: &BenchResult) -> String {
@@ -113,6 +117,18 @@ fn row(r: &BenchResult) -> String {
     )
 }
 
+/// Parses a shape such as `4096x1024` (dimensions separated by `x`, each a positive count).
+fn parse_shape(s: &str) -> Result<Vec<usize>> {
+    s.split('x')
+        .map(|d| match d.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(wgpu_optim::Error::InvalidOptions(format!(
+                "--shape {s:?}: each dimension must be a positive integer, as in 4096x1024"
+            ))),
+        })
+        .collect()
+}
+
 /// Runs the benchmark and prints the table or the JSON.
 pub fn run(args: &BenchArgs) -> Result<()> {
     let variants: Vec<String> = if args.optimizer == "all" {
@@ -126,11 +142,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     for v in &variants {
         bench::variant(v)?;
     }
-    let sizes = args
-        .params
-        .iter()
-        .map(|s| parse_size(s))
-        .collect::<Result<Vec<u64>>>()?;
+    let shape = args.shape.as_deref().map(parse_shape).transpose()?;
+    let sizes = match &shape {
+        Some(s) => vec![s.iter().map(|&d| d as u64).product()],
+        None => args
+            .params
+            .iter()
+            .map(|s| parse_size(s))
+            .collect::<Result<Vec<u64>>>()?,
+    };
     let gpu = matches!(args.backend, BenchBackend::Gpu | BenchBackend::Both);
     let cpu = matches!(args.backend, BenchBackend::Cpu | BenchBackend::Both);
     let ctx = if gpu { Some(GpuContext::new()?) } else { None };
@@ -154,6 +174,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         scalar_kernels: args.scalar_kernels,
         max_grad_norm: args.clip_norm,
         loss_scale: args.loss_scale,
+        shape,
     };
     if !args.json {
         if let Some(ctx) = &ctx {

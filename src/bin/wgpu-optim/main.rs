@@ -137,17 +137,25 @@ fn replay(
 
 fn optimizer_info(name: &str) -> Result<(), wgpu_optim::Error> {
     let config = wgpu_optim::tooling::bench::variant(name)?;
-    let states = config.states();
     println!("{name}: {config:?}");
-    println!(
-        "  optimizer state: {states} buffer(s) of f32 = {} bytes per parameter ({:.2} GB per billion parameters)",
-        4 * states,
-        4.0 * f64::from(states)
-    );
-    println!(
-        "  one step moves {} bytes per parameter (param read+write, grad read, each state read+write)",
-        config.bytes_per_param()
-    );
+    for shape in [vec![1_000_000usize], vec![4096, 4096], vec![1024, 4096]] {
+        let numel: usize = shape.iter().product();
+        let (moved, held) = config.step_bytes(&shape);
+        let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+        println!(
+            "  a tensor of shape {}: {held} bytes of f32 state ({:.4} per parameter, {:.3} GB per billion), one step moves {:.2} bytes per parameter",
+            dims.join("x"),
+            held as f64 / numel as f64,
+            held as f64 / numel as f64,
+            moved as f64 / numel as f64,
+        );
+    }
+    if name == "adafactor" {
+        println!(
+            "  factored over the last two dimensions: R + C values per R x C matrix (register with \
+             register_with_shape); one value per element for tensors under two dimensions"
+        );
+    }
     Ok(())
 }
 

@@ -67,7 +67,9 @@ fn cpu_typed<O: Algorithm>(
     params: u64,
     opts: &BenchOptions<'_>,
 ) -> Result<BenchResult> {
-    let bytes_per_param = config.bytes_per_param();
+    let shape = opts.shape_of(params)?;
+    let (moved, held) = config.step_bytes(&shape);
+    let bytes_per_param = moved.div_ceil(params.max(1));
     // Optimizer buffers, then the streaming kernel's copies of them, one set at a time.
     let needed = params.saturating_mul(bytes_per_param / 2 + 8);
     if let Some(available) = available_memory()
@@ -83,7 +85,7 @@ fn cpu_typed<O: Algorithm>(
     let grad = random(n, 2);
     let mut opt = CpuOptimizer::new(config.clone())?;
     opt.set_threads(threads);
-    opt.register(opt.default_group(), n)?;
+    opt.register_with_shape(opt.default_group(), &shape)?;
     for _ in 0..opts.warmup {
         opt.step(&mut [&mut param], &[&grad])?;
     }
@@ -98,7 +100,7 @@ fn cpu_typed<O: Algorithm>(
     }
     drop(opt);
 
-    let states = ((bytes_per_param - 12) / 8) as usize;
+    let states = (bytes_per_param.saturating_sub(12) / 8) as usize;
     let mut state: Vec<Vec<f32>> = (0..states).map(|_| grad.clone()).collect();
     let chunk = n.div_ceil(threads);
     let mut stream = || {
@@ -130,7 +132,8 @@ fn cpu_typed<O: Algorithm>(
         layout: Layout::Flat,
         tensors: 1,
         dispatches_per_step: 0,
-        state_bytes_per_param: config.bytes_per_param() / 2 - 6,
+        state_bytes_per_param: held as f64 / params as f64,
+        shape,
         backend: "cpu",
         adapter: format!("cpu ({threads} threads)"),
         timing: "wall",

@@ -109,7 +109,16 @@ impl<O: Algorithm> Subject<O> {
             ),
         };
         for (p, g) in params.iter().zip(&grad_bufs) {
-            opt.register(opt.default_group(), p, g)?;
+            match layout {
+                Layout::Flat => {
+                    let shape = opts.shape_of(init.len() as u64)?;
+                    let group = opt.default_group();
+                    opt.register_with_shape(group, p.slice(..), g.slice(..), &shape)?;
+                }
+                _ => {
+                    opt.register(opt.default_group(), p, g)?;
+                }
+            }
         }
         Ok(Self {
             opt,
@@ -157,13 +166,18 @@ fn gpu_typed<O: Algorithm>(
     let mut opt = subject.opt;
     let dispatches_per_step = opt.dispatches_per_step();
 
-    let bytes_per_param = config.bytes_per_param();
-    let buffers = StreamBuffers::new(ctx, ((bytes_per_param - 12) / 8) as u32, &init);
-    let shape = match opts.stream {
+    let shape = match layout {
+        Layout::Flat => opts.shape_of(params)?,
+        _ => vec![n],
+    };
+    let (moved, held) = config.step_bytes(&shape);
+    let bytes_per_param = moved.div_ceil(params);
+    let buffers = StreamBuffers::new(ctx, (bytes_per_param.saturating_sub(12) / 8) as u32, &init);
+    let stream_shape = match opts.stream {
         Some(shape) => shape,
         None => sweep(ctx, &buffers, 3)?.0,
     };
-    let stream = Stream::new(ctx, &buffers, shape);
+    let stream = Stream::new(ctx, &buffers, stream_shape);
     let scalar_stream = Stream::new(ctx, &buffers, StreamShape::SCALAR);
     // Warm up, then alternate optimizer and streaming passes so all see the same conditions.
     for _ in 0..opts.warmup {
@@ -226,7 +240,7 @@ fn gpu_typed<O: Algorithm>(
         if opts.loss_scale {
             cpu.set_loss_scale(Some(LossScale::default()))?;
         }
-        cpu.register(cpu.default_group(), n)?;
+        cpu.register_with_shape(cpu.default_group(), &shape)?;
         let mut want = init.clone();
         for _ in 0..subject.opt.scheduler().steps_taken() {
             cpu.step(&mut [&mut want], &[&grads])?;
@@ -262,7 +276,8 @@ fn gpu_typed<O: Algorithm>(
         layout,
         tensors,
         dispatches_per_step,
-        state_bytes_per_param: config.bytes_per_param() / 2 - 6,
+        state_bytes_per_param: held as f64 / params as f64,
+        shape,
         backend: "gpu",
         adapter: format!("{} ({:?})", info.name, info.backend),
         timing,
@@ -271,7 +286,7 @@ fn gpu_typed<O: Algorithm>(
         bytes_per_param,
         gb_per_s: (bytes_per_param * params) as f64 / ms_per_step / 1e6,
         stream_ms,
-        stream_shape: shape.to_string(),
+        stream_shape: stream_shape.to_string(),
         roofline: stream_ms / ms_per_step,
         scalar_stream_ms,
         scalar_roofline: scalar_stream_ms / ms_per_step,

@@ -13,8 +13,8 @@ use crate::context::GpuContext;
 use crate::error::{Error, Result};
 use crate::kernel::Width;
 use crate::optim::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd, Lamb, Lars, Lion,
-    NAdam, RAdam, RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
+    Adadelta, Adafactor, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd, Lamb,
+    Lars, Lion, NAdam, RAdam, RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
 };
 use crate::rng::SplitMix;
 
@@ -48,6 +48,7 @@ pub const VARIANTS: &[&str] = &[
     "adopt",
     "ademamix",
     "schedule-free-adamw",
+    "adafactor",
 ];
 
 /// The variants `--optimizer all` runs: each optimizer with PyTorch's default options, plus SGD
@@ -71,6 +72,7 @@ pub const DEFAULT_VARIANTS: &[&str] = &[
     "adopt",
     "ademamix",
     "schedule-free-adamw",
+    "adafactor",
 ];
 
 /// Any optimizer's configuration, for choosing one at run time.
@@ -110,6 +112,8 @@ pub enum AnyConfig {
     Ademamix(Ademamix),
     /// [`ScheduleFreeAdamW`].
     ScheduleFreeAdamW(ScheduleFreeAdamW),
+    /// [`Adafactor`].
+    Adafactor(Adafactor),
 }
 
 /// Calls a generic expression with the concrete configuration inside an [`AnyConfig`].
@@ -133,6 +137,7 @@ macro_rules! with_config {
             $crate::tooling::bench::AnyConfig::Adopt($c) => $body,
             $crate::tooling::bench::AnyConfig::Ademamix($c) => $body,
             $crate::tooling::bench::AnyConfig::ScheduleFreeAdamW($c) => $body,
+            $crate::tooling::bench::AnyConfig::Adafactor($c) => $body,
         }
     };
 }
@@ -171,6 +176,7 @@ pub fn variant(name: &str) -> Result<AnyConfig> {
         "adopt" => AnyConfig::Adopt(Adopt::default()),
         "ademamix" => AnyConfig::Ademamix(Ademamix::default()),
         "schedule-free-adamw" => AnyConfig::ScheduleFreeAdamW(ScheduleFreeAdamW::default()),
+        "adafactor" => AnyConfig::Adafactor(Adafactor::default()),
         other => {
             return Err(Error::Unknown {
                 kind: "benchmark optimizer",
@@ -190,6 +196,11 @@ impl AnyConfig {
     /// Bytes one step moves per parameter with these options.
     pub fn bytes_per_param(&self) -> u64 {
         with_config!(self, c => c.bytes_per_param())
+    }
+
+    /// Bytes one step moves over a tensor of `shape`, and bytes of state kept for it.
+    pub fn step_bytes(&self, shape: &[usize]) -> (u64, u64) {
+        with_config!(self, c => c.step_bytes(shape))
     }
 
     /// State buffers these options keep.
@@ -233,8 +244,10 @@ pub struct BenchResult {
     pub tensors: usize,
     /// Compute dispatches one step records (0 on the CPU).
     pub dispatches_per_step: usize,
-    /// Optimizer-state bytes kept per parameter (4 per state buffer).
-    pub state_bytes_per_param: u64,
+    /// Optimizer-state bytes kept per parameter (4 per value of each state buffer).
+    pub state_bytes_per_param: f64,
+    /// The tensor's shape (the flat layout's, as registered).
+    pub shape: Vec<usize>,
     /// `gpu` or `cpu`.
     pub backend: &'static str,
     /// The adapter (or CPU) measured.
@@ -295,7 +308,7 @@ pub struct BenchResult {
 }
 
 /// What to measure and how.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct BenchOptions<'a> {
     /// Timed steps.
     pub steps: usize,
@@ -319,9 +332,24 @@ pub struct BenchOptions<'a> {
     pub max_grad_norm: Option<f64>,
     /// Turn loss scaling (GradScaler's defaults) on during the step.
     pub loss_scale: bool,
+    /// Register the flat layout's one tensor with this shape (Adafactor factors a matrix);
+    /// `None`: flat. Its product must be the parameter count.
+    pub shape: Option<Vec<usize>>,
 }
 
 impl BenchOptions<'_> {
+    /// The shape the flat layout registers its `params` values with.
+    pub fn shape_of(&self, params: u64) -> Result<Vec<usize>> {
+        match &self.shape {
+            None => Ok(vec![params as usize]),
+            Some(s) if s.iter().map(|&d| d as u64).product::<u64>() == params => Ok(s.clone()),
+            Some(s) => Err(Error::ShapeMismatch {
+                shape: s.clone(),
+                len: params,
+            }),
+        }
+    }
+
     /// Checks that there is something to time: at least one timed step.
     pub fn validate(&self) -> Result<()> {
         if self.steps == 0 {
@@ -405,6 +433,12 @@ mod tests {
         assert_eq!(b("adopt"), 28);
         assert_eq!(b("ademamix"), 36);
         assert_eq!(b("schedule-free-adamw"), 28);
-        assert!(variant("adafactor").is_err());
+        assert_eq!(b("adafactor"), 32);
+        let factored = variant("adafactor").unwrap().step_bytes(&[1024, 4096]);
+        assert_eq!(
+            factored,
+            (28 * 1024 * 4096 + 12 * 1024 + 8 * 4096, 4 * (1024 + 4096))
+        );
+        assert!(variant("muon").is_err());
     }
 }

@@ -4,12 +4,15 @@
 //           group 0: 1 param, 2 grad (common.wgsl),
 //           3 exp_avg, 4 exp_avg_sq, 5 max_exp_avg_sq (read_write; the last is a
 //           16-byte placeholder when AMSGRAD is off).
-// Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
+// Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
+// guard stops each invocation at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/adam.rs.
 
 // Decoupled weight decay (AdamW) arrives as param_decay = 1 - lr * weight_decay
 // with weight_decay = 0; L2 decay (Adam) as weight_decay with param_decay = 1.
 // The bias corrections and step size are computed on the host in f64.
+alias Scalars = AdamScalars;
+
 struct AdamScalars {
     weight_decay: f32,
     param_decay: f32,
@@ -24,13 +27,13 @@ struct AdamScalars {
 override AMSGRAD: bool = false;
 override MAXIMIZE: bool = false;
 
-@group(1) @binding(0) var<uniform> scalars: array<AdamScalars, SCALAR_CANDIDATES>;
+@group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> exp_avg: array<V>;
 @group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<V>;
 @group(0) @binding(5) var<storage, read_write> max_exp_avg_sq: array<V>;
 
 // One element (one V) of the update.
-fn update_at(s: AdamScalars, i: u32) {
+fn update_at(s: Scalars, i: u32) {
     let p0 = param[i];
     var g = load_grad(i);
     if (MAXIMIZE) {
@@ -49,24 +52,4 @@ fn update_at(s: AdamScalars, i: u32) {
     }
     let denom = sqrt(v_hat) / s.bias_correction2_sqrt + s.eps;
     param[i] = p + s.neg_step_size * (m / denom);
-}
-
-@compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    if (step_skipped()) {
-        return;
-    }
-    let s = scalars[candidate()];
-    let base = invocation_base(wid, nwg, lid, VPI);
-    for (var k = 0u; k < VPI; k = k + 1u) {
-        let i = base + k * WG;
-        if (i >= arrayLength(&param)) {
-            return;
-        }
-        update_at(s, i);
-    }
 }

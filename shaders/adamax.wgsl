@@ -2,12 +2,15 @@
 //
 // Bindings: group 1: 0 AdamaxScalars (uniform, one step's entry of the scalar table);
 //           group 0: 1 param, 2 grad (common.wgsl), 3 exp_avg, 4 exp_inf (read_write).
-// Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
+// Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
+// guard stops each invocation at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/adamax.rs.
 
 // PyTorch's single-tensor path: grad (negated if maximize) + weight_decay * param;
 // exp_avg.lerp_(grad, 1 - beta1); exp_inf = max(exp_inf * beta2, |grad| + eps);
 // param.addcdiv_(exp_avg, exp_inf, value=-clr) with clr = lr / (1 - beta1^t) from the host.
+alias Scalars = AdamaxScalars;
+
 struct AdamaxScalars {
     weight_decay: f32,
     one_minus_beta1: f32,
@@ -21,12 +24,12 @@ struct AdamaxScalars {
 
 override MAXIMIZE: bool = false;
 
-@group(1) @binding(0) var<uniform> scalars: array<AdamaxScalars, SCALAR_CANDIDATES>;
+@group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> exp_avg: array<V>;
 @group(0) @binding(4) var<storage, read_write> exp_inf: array<V>;
 
 // One element (one V) of the update.
-fn update_at(s: AdamaxScalars, i: u32) {
+fn update_at(s: Scalars, i: u32) {
     let p = param[i];
     var g = load_grad(i);
     if (MAXIMIZE) {
@@ -38,24 +41,4 @@ fn update_at(s: AdamaxScalars, i: u32) {
     exp_avg[i] = m;
     exp_inf[i] = u;
     param[i] = p + s.neg_clr * (m / u);
-}
-
-@compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    if (step_skipped()) {
-        return;
-    }
-    let s = scalars[candidate()];
-    let base = invocation_base(wid, nwg, lid, VPI);
-    for (var k = 0u; k < VPI; k = k + 1u) {
-        let i = base + k * WG;
-        if (i >= arrayLength(&param)) {
-            return;
-        }
-        update_at(s, i);
-    }
 }

@@ -3,12 +3,15 @@
 // Bindings: group 1: 0 AdemamixScalars (uniform, one step's entry of the scalar table);
 //           group 0: 1 param, 2 grad (common.wgsl), 3 exp_avg, 4 exp_avg_slow, 5 exp_avg_sq
 //           (read_write; optax's `m1`, `m2` and `nu`).
-// Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
+// Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
+// guard stops each invocation at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/ademamix.rs.
 
 // optax's order: m1 = (1 - b1) g + b1 m1; m2 = (1 - b3) g + b3 m2; nu = (1 - b2) g² + b2 nu;
 // u = (m1 / bc1 + alpha m2) / (sqrt(nu / bc2 + eps_root) + eps); u = u + wd p;
 // p = p + (-lr) u. The slow average m2 has no bias correction.
+alias Scalars = AdemamixScalars;
+
 struct AdemamixScalars {
     one_minus_beta1: f32,
     beta1: f32,
@@ -28,13 +31,13 @@ struct AdemamixScalars {
     _pad2: f32,
 }
 
-@group(1) @binding(0) var<uniform> scalars: array<AdemamixScalars, SCALAR_CANDIDATES>;
+@group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> exp_avg: array<V>;
 @group(0) @binding(4) var<storage, read_write> exp_avg_slow: array<V>;
 @group(0) @binding(5) var<storage, read_write> exp_avg_sq: array<V>;
 
 // One element (one V) of the update.
-fn update_at(s: AdemamixScalars, i: u32) {
+fn update_at(s: Scalars, i: u32) {
     let p = param[i];
     let g = load_grad(i);
     let m1 = s.one_minus_beta1 * g + s.beta1 * exp_avg[i];
@@ -46,24 +49,4 @@ fn update_at(s: AdemamixScalars, i: u32) {
     let u = (m1 / s.bias_correction1 + s.alpha * m2)
         / (sqrt(nu / s.bias_correction2 + s.eps_root) + s.eps);
     param[i] = p + s.neg_lr * (u + s.weight_decay * p);
-}
-
-@compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    if (step_skipped()) {
-        return;
-    }
-    let s = scalars[candidate()];
-    let base = invocation_base(wid, nwg, lid, VPI);
-    for (var k = 0u; k < VPI; k = k + 1u) {
-        let i = base + k * WG;
-        if (i >= arrayLength(&param)) {
-            return;
-        }
-        update_at(s, i);
-    }
 }

@@ -3,7 +3,8 @@
 // Bindings: group 1: 0 AdoptScalars (uniform, one step's entry of the scalar table);
 //           group 0: 1 param, 2 grad (common.wgsl),
 //           3 exp_avg, 4 exp_avg_sq (read_write; optax's `mu` and `nu`).
-// Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
+// Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
+// guard stops each invocation at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/adopt.rs.
 
 // optax's order, with the previous second moment normalizing the gradient:
@@ -11,6 +12,8 @@
 // mu = (1 - b1_) u + b1_ mu; (nesterov: out = (1 - b1_) u + b1_ mu, else out = mu);
 // p = p + (-lr) out. On the first step the host sets b2_ = 0, b1_ = 1 and c = 0, as optax's
 // jnp.where on its count does: the second moment is initialized and the parameter stays.
+alias Scalars = AdoptScalars;
+
 struct AdoptScalars {
     one_minus_beta1: f32,
     beta1: f32,
@@ -25,12 +28,12 @@ struct AdoptScalars {
 override NESTEROV: bool = false;
 override CLIPPING: bool = true;
 
-@group(1) @binding(0) var<uniform> scalars: array<AdoptScalars, SCALAR_CANDIDATES>;
+@group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> exp_avg: array<V>;
 @group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<V>;
 
 // One element (one V) of the update.
-fn update_at(s: AdoptScalars, i: u32) {
+fn update_at(s: Scalars, i: u32) {
     let p = param[i];
     let g = load_grad(i);
     let nu = exp_avg_sq[i];
@@ -47,24 +50,4 @@ fn update_at(s: AdoptScalars, i: u32) {
         out = s.one_minus_beta1 * u + s.beta1 * m;
     }
     param[i] = p + s.neg_lr * out;
-}
-
-@compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    if (step_skipped()) {
-        return;
-    }
-    let s = scalars[candidate()];
-    let base = invocation_base(wid, nwg, lid, VPI);
-    for (var k = 0u; k < VPI; k = k + 1u) {
-        let i = base + k * WG;
-        if (i >= arrayLength(&param)) {
-            return;
-        }
-        update_at(s, i);
-    }
 }

@@ -2,13 +2,16 @@
 //
 // Bindings: group 1: 0 AsgdScalars (uniform, one step's entry of the scalar table);
 //           group 0: 1 param, 2 grad (common.wgsl), 3 ax (read_write).
-// Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
+// Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
+// guard stops each invocation at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/asgd.rs.
 
 // PyTorch's single-tensor path: grad (negated if maximize) + weight_decay * param;
 // param *= 1 - lambd * eta; param += -eta * grad; then the average: ax = param while mu is 1
 // (copy_avg), else ax += (param - ax) * mu. eta and mu are the host's, as PyTorch's f32 state
 // tensors hold them.
+alias Scalars = AsgdScalars;
+
 struct AsgdScalars {
     weight_decay: f32,
     param_decay: f32,
@@ -22,11 +25,11 @@ struct AsgdScalars {
 
 override MAXIMIZE: bool = false;
 
-@group(1) @binding(0) var<uniform> scalars: array<AsgdScalars, SCALAR_CANDIDATES>;
+@group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> ax: array<V>;
 
 // One element (one V) of the update.
-fn update_at(s: AsgdScalars, i: u32) {
+fn update_at(s: Scalars, i: u32) {
     let p0 = param[i];
     var g = load_grad(i);
     if (MAXIMIZE) {
@@ -40,25 +43,5 @@ fn update_at(s: AsgdScalars, i: u32) {
     } else {
         let a = ax[i];
         ax[i] = a + (p - a) * s.mu;
-    }
-}
-
-@compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    if (step_skipped()) {
-        return;
-    }
-    let s = scalars[candidate()];
-    let base = invocation_base(wid, nwg, lid, VPI);
-    for (var k = 0u; k < VPI; k = k + 1u) {
-        let i = base + k * WG;
-        if (i >= arrayLength(&param)) {
-            return;
-        }
-        update_at(s, i);
     }
 }

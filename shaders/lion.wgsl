@@ -3,11 +3,14 @@
 // Bindings: group 1: 0 LionScalars (uniform, one step's entry of the scalar table);
 //           group 0: 1 param, 2 grad (common.wgsl),
 //           3 exp_avg (read_write; optax's `mu`).
-// Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
+// Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
+// guard stops each invocation at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/lion.rs.
 
 // optax's order: u = sign((1 - b1) g + b1 m); m = (1 - b2) g + b2 m; u = u + wd p;
 // p = p + (-lr) u.
+alias Scalars = LionScalars;
+
 struct LionScalars {
     one_minus_beta1: f32,
     beta1: f32,
@@ -19,11 +22,11 @@ struct LionScalars {
     _pad1: f32,
 }
 
-@group(1) @binding(0) var<uniform> scalars: array<LionScalars, SCALAR_CANDIDATES>;
+@group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> exp_avg: array<V>;
 
 // One element (one V) of the update.
-fn update_at(s: LionScalars, i: u32) {
+fn update_at(s: Scalars, i: u32) {
     let p = param[i];
     let g = load_grad(i);
     let m = exp_avg[i];
@@ -32,24 +35,4 @@ fn update_at(s: LionScalars, i: u32) {
     exp_avg[i] = s.one_minus_beta2 * g + s.beta2 * m;
     u = u + s.weight_decay * p;
     param[i] = p + s.neg_lr * u;
-}
-
-@compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    if (step_skipped()) {
-        return;
-    }
-    let s = scalars[candidate()];
-    let base = invocation_base(wid, nwg, lid, VPI);
-    for (var k = 0u; k < VPI; k = k + 1u) {
-        let i = base + k * WG;
-        if (i >= arrayLength(&param)) {
-            return;
-        }
-        update_at(s, i);
-    }
 }

@@ -2,7 +2,8 @@
 //
 // Bindings: group 1: 0 NAdamScalars (uniform, one step's entry of the scalar table);
 //           group 0: 1 param, 2 grad (common.wgsl), 3 exp_avg, 4 exp_avg_sq (read_write).
-// Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
+// Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
+// guard stops each invocation at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/nadam.rs.
 
 // PyTorch's single-tensor path: grad (negated if maximize), then either param *= 1 - lr * wd
@@ -11,6 +12,8 @@
 // then two separate updates, param.addcdiv_(grad, denom, grad_coef) and
 // param.addcdiv_(exp_avg, denom, avg_coef). The coefficients come from the momentum schedule
 // μₜ and its running product, which the host keeps in f32 as PyTorch does.
+alias Scalars = NAdamScalars;
+
 struct NAdamScalars {
     weight_decay: f32,
     param_decay: f32,
@@ -28,12 +31,12 @@ struct NAdamScalars {
 
 override MAXIMIZE: bool = false;
 
-@group(1) @binding(0) var<uniform> scalars: array<NAdamScalars, SCALAR_CANDIDATES>;
+@group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> exp_avg: array<V>;
 @group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<V>;
 
 // One element (one V) of the update.
-fn update_at(s: NAdamScalars, i: u32) {
+fn update_at(s: Scalars, i: u32) {
     let p0 = param[i];
     var g = load_grad(i);
     if (MAXIMIZE) {
@@ -48,24 +51,4 @@ fn update_at(s: NAdamScalars, i: u32) {
     let denom = sqrt(v / s.bias_correction2) + s.eps;
     let p1 = p + s.grad_coef * (g / denom);
     param[i] = p1 + s.avg_coef * (m / denom);
-}
-
-@compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    if (step_skipped()) {
-        return;
-    }
-    let s = scalars[candidate()];
-    let base = invocation_base(wid, nwg, lid, VPI);
-    for (var k = 0u; k < VPI; k = k + 1u) {
-        let i = base + k * WG;
-        if (i >= arrayLength(&param)) {
-            return;
-        }
-        update_at(s, i);
-    }
 }

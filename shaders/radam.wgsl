@@ -3,12 +3,15 @@
 // Bindings: group 1: 0 RAdamScalars (uniform, one step's entry of the scalar table);
 //           group 0: 1 param, 2 grad (common.wgsl),
 //           3 exp_avg, 4 exp_avg_sq (read_write).
-// Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
+// Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
+// guard stops each invocation at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/radam.rs.
 
 // Whether this step is rectified (rho_t > 5) depends on the step number, which
 // kernels never see: the host decides and sends `rectify` (1 or 0) with the
 // rectification term `rect`. The branch is uniform across the dispatch.
+alias Scalars = RAdamScalars;
+
 struct RAdamScalars {
     weight_decay: f32,
     param_decay: f32,
@@ -26,12 +29,12 @@ struct RAdamScalars {
 
 override MAXIMIZE: bool = false;
 
-@group(1) @binding(0) var<uniform> scalars: array<RAdamScalars, SCALAR_CANDIDATES>;
+@group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> exp_avg: array<V>;
 @group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<V>;
 
 // One element (one V) of the update.
-fn update_at(s: RAdamScalars, i: u32) {
+fn update_at(s: Scalars, i: u32) {
     let p0 = param[i];
     var g = load_grad(i);
     if (MAXIMIZE) {
@@ -53,24 +56,4 @@ fn update_at(s: RAdamScalars, i: u32) {
         delta = delta * adaptive_lr * s.rect;
     }
     param[i] = p - delta;
-}
-
-@compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    if (step_skipped()) {
-        return;
-    }
-    let s = scalars[candidate()];
-    let base = invocation_base(wid, nwg, lid, VPI);
-    for (var k = 0u; k < VPI; k = k + 1u) {
-        let i = base + k * WG;
-        if (i >= arrayLength(&param)) {
-            return;
-        }
-        update_at(s, i);
-    }
 }

@@ -4,10 +4,13 @@
 //           group 0: 1 param, 2 grad (common.wgsl),
 //           3 square_avg, 4 momentum_buffer, 5 grad_avg (read_write; the last two are
 //           16-byte placeholders when MOMENTUM or CENTERED is off).
-// Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
+// Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
+// guard stops each invocation at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/rmsprop.rs.
 
 // eps is added after the square root, as PyTorch does (TensorFlow adds it inside).
+alias Scalars = RmsPropScalars;
+
 struct RmsPropScalars {
     weight_decay: f32,
     alpha: f32,
@@ -23,13 +26,13 @@ override CENTERED: bool = false;
 override MOMENTUM: bool = false;
 override MAXIMIZE: bool = false;
 
-@group(1) @binding(0) var<uniform> scalars: array<RmsPropScalars, SCALAR_CANDIDATES>;
+@group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> square_avg: array<V>;
 @group(0) @binding(4) var<storage, read_write> momentum_buffer: array<V>;
 @group(0) @binding(5) var<storage, read_write> grad_avg: array<V>;
 
 // One element (one V) of the update.
-fn update_at(s: RmsPropScalars, i: u32) {
+fn update_at(s: Scalars, i: u32) {
     let p = param[i];
     var g = load_grad(i);
     if (MAXIMIZE) {
@@ -53,25 +56,5 @@ fn update_at(s: RmsPropScalars, i: u32) {
         param[i] = p + s.neg_lr * buf;
     } else {
         param[i] = p + s.neg_lr * (g / avg);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    if (step_skipped()) {
-        return;
-    }
-    let s = scalars[candidate()];
-    let base = invocation_base(wid, nwg, lid, VPI);
-    for (var k = 0u; k < VPI; k = k + 1u) {
-        let i = base + k * WG;
-        if (i >= arrayLength(&param)) {
-            return;
-        }
-        update_at(s, i);
     }
 }

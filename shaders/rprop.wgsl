@@ -2,7 +2,8 @@
 //
 // Bindings: group 1: 0 RpropScalars (uniform, one step's entry of the scalar table);
 //           group 0: 1 param, 2 grad (common.wgsl), 3 prev, 4 step_size (read_write).
-// Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
+// Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
+// guard stops each invocation at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/rprop.rs.
 
 // PyTorch's single-tensor path: the sign of grad · prev picks a factor (etaplus where
@@ -11,6 +12,8 @@
 // param -= sign(grad) · step_size and prev = grad. A NaN gradient has sign 0 (torch.sign), so
 // it leaves its parameter and step size as they were and is kept in prev. (PyTorch tests factor == etaminus; with
 // 0 < etaminus < 1 < etaplus, which it requires, that is the negative sign.)
+alias Scalars = RpropScalars;
+
 struct RpropScalars {
     etaminus: f32,
     etaplus: f32,
@@ -20,7 +23,7 @@ struct RpropScalars {
 
 override MAXIMIZE: bool = false;
 
-@group(1) @binding(0) var<uniform> scalars: array<RpropScalars, SCALAR_CANDIDATES>;
+@group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> prev: array<V>;
 @group(0) @binding(4) var<storage, read_write> step_size: array<V>;
 
@@ -31,7 +34,7 @@ fn torch_sign(x: V) -> V {
 }
 
 // One element (one V) of the update.
-fn update_at(s: RpropScalars, i: u32) {
+fn update_at(s: Scalars, i: u32) {
     let p = param[i];
     var g = load_grad(i);
     if (MAXIMIZE) {
@@ -46,24 +49,4 @@ fn update_at(s: RpropScalars, i: u32) {
     let kept = select(g, V(0.0), direction < V(0.0));
     prev[i] = kept;
     param[i] = p + -torch_sign(kept) * step;
-}
-
-@compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    if (step_skipped()) {
-        return;
-    }
-    let s = scalars[candidate()];
-    let base = invocation_base(wid, nwg, lid, VPI);
-    for (var k = 0u; k < VPI; k = k + 1u) {
-        let i = base + k * WG;
-        if (i >= arrayLength(&param)) {
-            return;
-        }
-        update_at(s, i);
-    }
 }

@@ -5,12 +5,15 @@
 // Bindings: group 1: 0 ScheduleFreeScalars (uniform, one step's entry of the scalar table);
 //           group 0: 1 param (y in train mode, x in eval mode), 2 grad (common.wgsl),
 //           3 z, 4 exp_avg_sq (read_write).
-// Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
+// Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
+// guard stops each invocation at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/schedule_free.rs.
 
 // schedulefree's single-tensor order: v = v * beta2 + (1 - beta2) * g * g;
 // d = sqrt(v / bc2) + eps; u = g / d + decay * y; y = lerp(y, z, ckp1); y = y + y_coef * u;
 // z = z - lr * u, with ckp1 and y_coef = lr * (beta1 * (1 - ckp1) - 1) from the host.
+alias Scalars = ScheduleFreeScalars;
+
 struct ScheduleFreeScalars {
     beta2: f32,
     one_minus_beta2: f32,
@@ -28,12 +31,12 @@ struct ScheduleFreeScalars {
     _pad1: f32,
 }
 
-@group(1) @binding(0) var<uniform> scalars: array<ScheduleFreeScalars, SCALAR_CANDIDATES>;
+@group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> z: array<V>;
 @group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<V>;
 
 // One element (one V) of the update.
-fn update_at(s: ScheduleFreeScalars, i: u32) {
+fn update_at(s: Scalars, i: u32) {
     let y = param[i];
     let g = load_grad(i);
     let v = exp_avg_sq[i] * s.beta2 + s.one_minus_beta2 * g * g;
@@ -43,26 +46,6 @@ fn update_at(s: ScheduleFreeScalars, i: u32) {
     let zi = z[i];
     param[i] = torch_lerp(y, zi, s.ckp1) + s.y_coef * u;
     z[i] = zi - s.lr * u;
-}
-
-@compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    if (step_skipped()) {
-        return;
-    }
-    let s = scalars[candidate()];
-    let base = invocation_base(wid, nwg, lid, VPI);
-    for (var k = 0u; k < VPI; k = k + 1u) {
-        let i = base + k * WG;
-        if (i >= arrayLength(&param)) {
-            return;
-        }
-        update_at(s, i);
-    }
 }
 
 // The passes outside a step (Algorithm::EVAL_MODE): 0 `init`, z = y, before a parameter's

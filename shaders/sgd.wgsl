@@ -3,12 +3,15 @@
 // Bindings: group 1: 0 SgdScalars (uniform, one step's entry of the scalar table);
 //           group 0: 1 param, 2 grad (common.wgsl),
 //           3 momentum_buffer (read_write; a 16-byte placeholder when MOMENTUM is off).
-// Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
+// Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
+// guard stops each invocation at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/sgd.rs.
 
 // PyTorch's single-tensor path: grad (negated if maximize) + weight_decay * param,
 // then buf = momentum * buf + (1 - dampening) * grad (buf = grad on the first step:
 // the host sends momentum_keep = 0, grad_weight = 1 then), then param -= lr * step.
+alias Scalars = SgdScalars;
+
 struct SgdScalars {
     weight_decay: f32,
     momentum_keep: f32,
@@ -24,11 +27,11 @@ override MOMENTUM: bool = false;
 override NESTEROV: bool = false;
 override MAXIMIZE: bool = false;
 
-@group(1) @binding(0) var<uniform> scalars: array<SgdScalars, SCALAR_CANDIDATES>;
+@group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
 @group(0) @binding(3) var<storage, read_write> momentum_buffer: array<V>;
 
 // One element (one V) of the update.
-fn update_at(s: SgdScalars, i: u32) {
+fn update_at(s: Scalars, i: u32) {
     let p = param[i];
     var g = load_grad(i);
     if (MAXIMIZE) {
@@ -45,24 +48,4 @@ fn update_at(s: SgdScalars, i: u32) {
         }
     }
     param[i] = p + s.neg_lr * g;
-}
-
-@compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    if (step_skipped()) {
-        return;
-    }
-    let s = scalars[candidate()];
-    let base = invocation_base(wid, nwg, lid, VPI);
-    for (var k = 0u; k < VPI; k = k + 1u) {
-        let i = base + k * WG;
-        if (i >= arrayLength(&param)) {
-            return;
-        }
-        update_at(s, i);
-    }
 }

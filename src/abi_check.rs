@@ -154,7 +154,7 @@ fn every_optimizer_kernel_matches_its_bindings_and_scalars() {
 
 fn compose_file(name: &'static str, source: &'static str) -> String {
     compose_with(
-        &Kernel { name, source },
+        &Kernel::new(name, source),
         GradAccess::ReadOnly,
         Width::Scalar,
     )
@@ -164,10 +164,7 @@ fn compose_file(name: &'static str, source: &'static str) -> String {
 fn support_kernels_match_their_bindings() {
     let reduce_wgsl = compose_file("reduce", include_str!("../shaders/reduce.wgsl"));
     check("reduce", &reduce_wgsl, Width::Scalar, &reduce::ALL, 0);
-    let grad_norm = Kernel {
-        name: "grad_norm",
-        source: include_str!("../shaders/grad_norm.wgsl"),
-    };
+    let grad_norm = Kernel::new("grad_norm", include_str!("../shaders/grad_norm.wgsl"));
     let mut table = grad_norm::SUMSQ.to_vec();
     table.extend(grad_norm::FINALIZE);
     for width in [Width::Vec4, Width::Scalar] {
@@ -179,10 +176,7 @@ fn support_kernels_match_their_bindings() {
             std::mem::size_of::<GradParams>() as u64,
         );
     }
-    let stream = Kernel {
-        name: "stream",
-        source: include_str!("../shaders/stream.wgsl"),
-    };
+    let stream = Kernel::new("stream", include_str!("../shaders/stream.wgsl"));
     for width in [Width::Vec4, Width::Scalar] {
         let stream_wgsl = compose_with(&stream, GradAccess::ReadOnly, width);
         check("stream", &stream_wgsl, width, &stream::ALL, 0);

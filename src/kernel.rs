@@ -33,6 +33,9 @@ pub const SCALAR_CANDIDATES: u32 = 16;
 /// The WGSL shared by every kernel.
 pub const COMMON_WGSL: &str = include_str!("../shaders/common.wgsl");
 
+/// The entry point every single-pass optimizer kernel shares (see [`Kernel::single_pass`]).
+pub const ELEMENTWISE_WGSL: &str = include_str!("../shaders/elementwise.wgsl");
+
 /// One optimizer kernel: its name and its WGSL source, without the common part.
 #[derive(Debug, Clone, Copy)]
 pub struct Kernel {
@@ -40,6 +43,30 @@ pub struct Kernel {
     pub name: &'static str,
     /// The kernel's own WGSL.
     pub source: &'static str,
+    /// Whether `shaders/elementwise.wgsl`'s `main` follows the kernel's own WGSL.
+    pub single_pass: bool,
+}
+
+impl Kernel {
+    /// A kernel with entry points of its own.
+    pub const fn new(name: &'static str, source: &'static str) -> Self {
+        Self {
+            name,
+            source,
+            single_pass: false,
+        }
+    }
+
+    /// A single-pass elementwise kernel: its WGSL declares `alias Scalars`, the `scalars`
+    /// uniform and `fn update_at(s: Scalars, i: u32)`, and `shaders/elementwise.wgsl` supplies
+    /// the `main` entry point that calls it.
+    pub const fn single_pass(name: &'static str, source: &'static str) -> Self {
+        Self {
+            name,
+            source,
+            single_pass: true,
+        }
+    }
 }
 
 /// How `common.wgsl` declares the gradient.
@@ -110,8 +137,13 @@ pub fn compose_with(kernel: &Kernel, access: GradAccess, width: Width) -> String
             .replacen(GRAD_DECLARATION, SHARED_GRAD_DECLARATION, 1)
             .into(),
     };
+    let entry = if kernel.single_pass {
+        format!("\n// ---- elementwise.wgsl ----\n{ELEMENTWISE_WGSL}")
+    } else {
+        String::new()
+    };
     format!(
-        "// ---- width: {width:?} ----\n{}// ---- common.wgsl ----\n{common}\n// ---- {}.wgsl ----\n{}",
+        "// ---- width: {width:?} ----\n{}// ---- common.wgsl ----\n{common}\n// ---- {}.wgsl ----\n{}{entry}",
         width.prelude(),
         kernel.name,
         kernel.source
@@ -210,10 +242,7 @@ mod tests {
     #[test]
     fn shared_gradients_are_declared_read_write_once() {
         assert_eq!(COMMON_WGSL.matches(GRAD_DECLARATION).count(), 1);
-        let k = Kernel {
-            name: "probe",
-            source: "",
-        };
+        let k = Kernel::new("probe", "");
         let shared = compose_with(&k, GradAccess::Shared, Width::Vec4);
         assert!(!shared.contains(GRAD_DECLARATION));
         assert_eq!(shared.matches(SHARED_GRAD_DECLARATION).count(), 1);
@@ -221,10 +250,7 @@ mod tests {
 
     #[test]
     fn compose_puts_common_first_and_each_part_once() {
-        let k = Kernel {
-            name: "probe",
-            source: "fn probe_body() {}\n",
-        };
+        let k = Kernel::new("probe", "fn probe_body() {}\n");
         let wgsl = compose(&k);
         assert_eq!(wgsl.matches("override WG").count(), 1);
         assert_eq!(wgsl.matches("fn probe_body").count(), 1);
@@ -232,5 +258,9 @@ mod tests {
         assert!(wgsl.find("fn invocation_base").unwrap() < wgsl.find("fn probe_body").unwrap());
         let vec4 = compose_with(&k, GradAccess::ReadOnly, Width::Vec4);
         assert_eq!(vec4.matches("alias V = vec4<f32>;").count(), 1);
+        assert!(!wgsl.contains("fn main("));
+        let single = compose(&Kernel::single_pass("probe", "fn probe_body() {}\n"));
+        assert_eq!(single.matches("fn main(").count(), 1);
+        assert!(single.find("fn probe_body").unwrap() < single.find("fn main(").unwrap());
     }
 }

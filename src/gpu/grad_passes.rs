@@ -14,10 +14,7 @@ use crate::kernel::{
     GradAccess, Kernel, NORM_ELEMS, Width, compute_pipeline, create_module, pipeline_layout,
 };
 
-const GRAD_NORM: Kernel = Kernel {
-    name: "grad_norm",
-    source: include_str!("../../shaders/grad_norm.wgsl"),
-};
+const GRAD_NORM: Kernel = Kernel::new("grad_norm", include_str!("../../shaders/grad_norm.wgsl"));
 
 /// The gradient control while no gradient stage runs: norm 0, coefficient 1, scale 1.
 pub(super) const NO_CLIP: [f32; 8] = [0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0];

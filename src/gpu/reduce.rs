@@ -6,10 +6,7 @@ use crate::gpu::commands::Commands;
 use crate::gpu::geometry::NORM_STRIDE_BYTES;
 use crate::kernel::{GradAccess, Kernel, Width, compute_pipeline, create_module, pipeline_layout};
 
-const REDUCE: Kernel = Kernel {
-    name: "reduce",
-    source: include_str!("../../shaders/reduce.wgsl"),
-};
+const REDUCE: Kernel = Kernel::new("reduce", include_str!("../../shaders/reduce.wgsl"));
 
 /// The reduction's pipeline and layout.
 #[derive(Debug)]

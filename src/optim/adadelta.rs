@@ -51,10 +51,8 @@ impl Default for Adadelta {
 
 impl Algorithm for Adadelta {
     const NAME: &'static str = "adadelta";
-    const KERNEL: Kernel = Kernel {
-        name: "adadelta",
-        source: include_str!("../../shaders/adadelta.wgsl"),
-    };
+    const KERNEL: Kernel =
+        Kernel::single_pass("adadelta", include_str!("../../shaders/adadelta.wgsl"));
     const STATE_NAMES: &'static [&'static str] = &["square_avg", "acc_delta"];
     type Scalars = AdadeltaScalars;
 

@@ -79,10 +79,7 @@ fn factored(shape: &[usize]) -> bool {
 
 impl Algorithm for Adafactor {
     const NAME: &'static str = "adafactor";
-    const KERNEL: Kernel = Kernel {
-        name: "adafactor",
-        source: include_str!("../../shaders/adafactor.wgsl"),
-    };
+    const KERNEL: Kernel = Kernel::new("adafactor", include_str!("../../shaders/adafactor.wgsl"));
     const STATE_NAMES: &'static [&'static str] = &["row_var", "col_var", "variance"];
     const NORMS: bool = true;
     const FACTORED: bool = true;

@@ -55,10 +55,8 @@ impl Default for Adagrad {
 
 impl Algorithm for Adagrad {
     const NAME: &'static str = "adagrad";
-    const KERNEL: Kernel = Kernel {
-        name: "adagrad",
-        source: include_str!("../../shaders/adagrad.wgsl"),
-    };
+    const KERNEL: Kernel =
+        Kernel::single_pass("adagrad", include_str!("../../shaders/adagrad.wgsl"));
     const STATE_NAMES: &'static [&'static str] = &["sum"];
     type Scalars = AdagradScalars;
 

@@ -113,10 +113,7 @@ impl AdamW {
 
 impl Algorithm for Adam {
     const NAME: &'static str = "adam";
-    const KERNEL: Kernel = Kernel {
-        name: "adam",
-        source: include_str!("../../shaders/adam.wgsl"),
-    };
+    const KERNEL: Kernel = Kernel::single_pass("adam", include_str!("../../shaders/adam.wgsl"));
     const STATE_NAMES: &'static [&'static str] = &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"];
     type Scalars = AdamScalars;
 

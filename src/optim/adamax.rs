@@ -52,10 +52,7 @@ impl Default for Adamax {
 
 impl Algorithm for Adamax {
     const NAME: &'static str = "adamax";
-    const KERNEL: Kernel = Kernel {
-        name: "adamax",
-        source: include_str!("../../shaders/adamax.wgsl"),
-    };
+    const KERNEL: Kernel = Kernel::single_pass("adamax", include_str!("../../shaders/adamax.wgsl"));
     const STATE_NAMES: &'static [&'static str] = &["exp_avg", "exp_inf"];
     type Scalars = AdamaxScalars;
 

@@ -64,10 +64,8 @@ fn f32_bias_correction(beta: f64, step: u64) -> f32 {
 
 impl Algorithm for Ademamix {
     const NAME: &'static str = "ademamix";
-    const KERNEL: Kernel = Kernel {
-        name: "ademamix",
-        source: include_str!("../../shaders/ademamix.wgsl"),
-    };
+    const KERNEL: Kernel =
+        Kernel::single_pass("ademamix", include_str!("../../shaders/ademamix.wgsl"));
     const STATE_NAMES: &'static [&'static str] = &["exp_avg", "exp_avg_slow", "exp_avg_sq"];
     type Scalars = AdemamixScalars;
 

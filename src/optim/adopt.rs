@@ -57,10 +57,7 @@ impl Default for Adopt {
 
 impl Algorithm for Adopt {
     const NAME: &'static str = "adopt";
-    const KERNEL: Kernel = Kernel {
-        name: "adopt",
-        source: include_str!("../../shaders/adopt.wgsl"),
-    };
+    const KERNEL: Kernel = Kernel::single_pass("adopt", include_str!("../../shaders/adopt.wgsl"));
     const STATE_NAMES: &'static [&'static str] = &["exp_avg", "exp_avg_sq"];
     type Scalars = AdoptScalars;
 

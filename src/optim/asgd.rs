@@ -59,10 +59,7 @@ impl Default for Asgd {
 
 impl Algorithm for Asgd {
     const NAME: &'static str = "asgd";
-    const KERNEL: Kernel = Kernel {
-        name: "asgd",
-        source: include_str!("../../shaders/asgd.wgsl"),
-    };
+    const KERNEL: Kernel = Kernel::single_pass("asgd", include_str!("../../shaders/asgd.wgsl"));
     const STATE_NAMES: &'static [&'static str] = &["ax"];
     type Scalars = AsgdScalars;
 

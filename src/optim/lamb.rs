@@ -48,10 +48,7 @@ impl Default for Lamb {
 
 impl Algorithm for Lamb {
     const NAME: &'static str = "lamb";
-    const KERNEL: Kernel = Kernel {
-        name: "lamb",
-        source: include_str!("../../shaders/lamb.wgsl"),
-    };
+    const KERNEL: Kernel = Kernel::new("lamb", include_str!("../../shaders/lamb.wgsl"));
     const STATE_NAMES: &'static [&'static str] = &["exp_avg", "exp_avg_sq"];
     const NORMS: bool = true;
     type Scalars = LambScalars;

@@ -54,10 +54,7 @@ impl Default for Lars {
 
 impl Algorithm for Lars {
     const NAME: &'static str = "lars";
-    const KERNEL: Kernel = Kernel {
-        name: "lars",
-        source: include_str!("../../shaders/lars.wgsl"),
-    };
+    const KERNEL: Kernel = Kernel::new("lars", include_str!("../../shaders/lars.wgsl"));
     const STATE_NAMES: &'static [&'static str] = &["momentum_buffer"];
     const NORMS: bool = true;
     type Scalars = LarsScalars;

@@ -45,10 +45,7 @@ impl Default for Lion {
 
 impl Algorithm for Lion {
     const NAME: &'static str = "lion";
-    const KERNEL: Kernel = Kernel {
-        name: "lion",
-        source: include_str!("../../shaders/lion.wgsl"),
-    };
+    const KERNEL: Kernel = Kernel::single_pass("lion", include_str!("../../shaders/lion.wgsl"));
     const STATE_NAMES: &'static [&'static str] = &["exp_avg"];
     type Scalars = LionScalars;
 

@@ -87,10 +87,7 @@ fn mu_product(config: &NAdam, step: u64) -> f32 {
 
 impl Algorithm for NAdam {
     const NAME: &'static str = "nadam";
-    const KERNEL: Kernel = Kernel {
-        name: "nadam",
-        source: include_str!("../../shaders/nadam.wgsl"),
-    };
+    const KERNEL: Kernel = Kernel::single_pass("nadam", include_str!("../../shaders/nadam.wgsl"));
     const STATE_NAMES: &'static [&'static str] = &["exp_avg", "exp_avg_sq"];
     type Scalars = NAdamScalars;
 

@@ -70,10 +70,7 @@ impl RAdam {
 
 impl Algorithm for RAdam {
     const NAME: &'static str = "radam";
-    const KERNEL: Kernel = Kernel {
-        name: "radam",
-        source: include_str!("../../shaders/radam.wgsl"),
-    };
+    const KERNEL: Kernel = Kernel::single_pass("radam", include_str!("../../shaders/radam.wgsl"));
     const STATE_NAMES: &'static [&'static str] = &["exp_avg", "exp_avg_sq"];
     type Scalars = RAdamScalars;
 

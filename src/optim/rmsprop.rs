@@ -60,10 +60,8 @@ impl Default for RmsProp {
 
 impl Algorithm for RmsProp {
     const NAME: &'static str = "rmsprop";
-    const KERNEL: Kernel = Kernel {
-        name: "rmsprop",
-        source: include_str!("../../shaders/rmsprop.wgsl"),
-    };
+    const KERNEL: Kernel =
+        Kernel::single_pass("rmsprop", include_str!("../../shaders/rmsprop.wgsl"));
     const STATE_NAMES: &'static [&'static str] = &["square_avg", "momentum_buffer", "grad_avg"];
     type Scalars = RmsPropScalars;
 

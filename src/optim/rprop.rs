@@ -52,10 +52,7 @@ impl Default for Rprop {
 
 impl Algorithm for Rprop {
     const NAME: &'static str = "rprop";
-    const KERNEL: Kernel = Kernel {
-        name: "rprop",
-        source: include_str!("../../shaders/rprop.wgsl"),
-    };
+    const KERNEL: Kernel = Kernel::single_pass("rprop", include_str!("../../shaders/rprop.wgsl"));
     const STATE_NAMES: &'static [&'static str] = &["prev", "step_size"];
     type Scalars = RpropScalars;
 

@@ -102,10 +102,10 @@ impl ScheduleFreeAdamW {
 
 impl Algorithm for ScheduleFreeAdamW {
     const NAME: &'static str = "schedule_free_adamw";
-    const KERNEL: Kernel = Kernel {
-        name: "schedule_free_adamw",
-        source: include_str!("../../shaders/schedule_free_adamw.wgsl"),
-    };
+    const KERNEL: Kernel = Kernel::single_pass(
+        "schedule_free_adamw",
+        include_str!("../../shaders/schedule_free_adamw.wgsl"),
+    );
     const STATE_NAMES: &'static [&'static str] = &["z", "exp_avg_sq"];
     const EVAL_MODE: bool = true;
     const TAKES_SCHEDULE: bool = false;

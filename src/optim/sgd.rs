@@ -54,10 +54,7 @@ impl Default for Sgd {
 
 impl Algorithm for Sgd {
     const NAME: &'static str = "sgd";
-    const KERNEL: Kernel = Kernel {
-        name: "sgd",
-        source: include_str!("../../shaders/sgd.wgsl"),
-    };
+    const KERNEL: Kernel = Kernel::single_pass("sgd", include_str!("../../shaders/sgd.wgsl"));
     const STATE_NAMES: &'static [&'static str] = &["momentum_buffer"];
     type Scalars = SgdScalars;
 

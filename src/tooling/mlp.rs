@@ -32,10 +32,7 @@ pub const TENSORS: [(&str, usize); 6] = [
     ("b3", CLASSES),
 ];
 
-const MLP: Kernel = Kernel {
-    name: "mlp",
-    source: include_str!("../../shaders/mlp.wgsl"),
-};
+const MLP: Kernel = Kernel::new("mlp", include_str!("../../shaders/mlp.wgsl"));
 
 /// The 3-class spiral (as in Stanford's CS231n): `per_class` points per arm, radius 0 to 1,
 /// angle noise 0.2. Flattened as `x, y, label` per point.

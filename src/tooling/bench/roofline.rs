@@ -220,10 +220,7 @@ pub struct Stream {
     windows: Vec<(wgpu::BindGroup, (u32, u32))>,
 }
 
-const STREAM: Kernel = Kernel {
-    name: "stream",
-    source: include_str!("../../../shaders/stream.wgsl"),
-};
+const STREAM: Kernel = Kernel::new("stream", include_str!("../../../shaders/stream.wgsl"));
 
 impl Stream {
     /// Builds the kernel in `shape` over `buffers`.

@@ -1,0 +1,29 @@
+// elementwise.wgsl: the entry point of every single-pass optimizer kernel, appended after the
+// kernel's own WGSL by `kernel::compose` (src/kernel.rs, `Kernel::single_pass`).
+//
+// The kernel declares `alias Scalars = ...;` (its per-step scalars), the uniform
+// `scalars: array<Scalars, SCALAR_CANDIDATES>` at group 1 binding 0, and
+// `fn update_at(s: Scalars, i: u32)`, one V of its update. `main` skips the whole step when the
+// gradient stage found an inf or NaN (loss scaling), picks the scalars for the steps skipped so
+// far, and calls update_at for each of its VPI indices, WG apart.
+// Bounds guard: each invocation stops at the first of its indices past arrayLength(&param).
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    if (step_skipped()) {
+        return;
+    }
+    let s = scalars[candidate()];
+    let base = invocation_base(wid, nwg, lid, VPI);
+    for (var k = 0u; k < VPI; k = k + 1u) {
+        let i = base + k * WG;
+        if (i >= arrayLength(&param)) {
+            return;
+        }
+        update_at(s, i);
+    }
+}

@@ -205,6 +205,14 @@ fn checkpoints_hold_factored_state_and_resume_bit_identically() {
             .unwrap();
     }
     resumed.restore(&loaded).unwrap();
+    // An optimizer whose state is elementwise restores across shapes of the same length.
+    let mut adamw = CpuOptimizer::new(wgpu_optim::AdamW::default()).unwrap();
+    adamw
+        .register_with_shape(adamw.default_group(), &[6, 4])
+        .unwrap();
+    let mut flat = CpuOptimizer::new(wgpu_optim::AdamW::default()).unwrap();
+    flat.register(flat.default_group(), 24).unwrap();
+    flat.restore(&adamw.checkpoint().unwrap()).unwrap();
     // Registered flat, the same file does not fit: the states follow the shape.
     let mut flat = CpuOptimizer::new(Adafactor::default()).unwrap();
     for shape in shapes {

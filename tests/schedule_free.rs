@@ -289,6 +289,12 @@ fn errors_around_the_mode_and_the_schedule() {
     let schedule: Schedule = r#"{"name": "exponential", "gamma": 0.9}"#.parse().unwrap();
     let err = sf.set_schedule(Some(schedule)).unwrap_err();
     assert!(err.to_string().contains("schedule_free_adamw"), "{err}");
+    // A checkpoint cannot make the host walk 2^40 steps of weight sums.
+    let mut ckpt = sf.checkpoint().unwrap();
+    ckpt.step = 1 << 40;
+    let err = sf.restore(&ckpt).unwrap_err();
+    assert!(matches!(err, Error::CheckpointMismatch(_)), "{err}");
+    assert_eq!(sf.scheduler().steps_taken(), 0);
     // eval() with the wrong number of parameters changes nothing.
     assert!(matches!(sf.eval(&mut []), Err(Error::StepShape(_))));
     assert!(!sf.is_eval_mode());

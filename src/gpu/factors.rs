@@ -25,7 +25,7 @@ impl FactorDims {
         let numel: u64 = shape.iter().map(|&d| d as u64).product();
         let dims = match shape {
             [.., r, c] => Self {
-                batches: numel / (*r as u64 * *c as u64),
+                batches: numel.checked_div(*r as u64 * *c as u64).unwrap_or(0),
                 rows: *r as u64,
                 cols: *c as u64,
                 numel,

@@ -145,12 +145,14 @@ impl<O: Algorithm> GpuOptimizer<O> {
         }
         let len = param.size() / 4;
         let factors = if O::FACTORED {
-            let limit = self.device.limits().max_storage_buffer_binding_size;
-            if param.size() > limit {
+            // Factored state is indexed over the whole tensor: it must be one window (the
+            // window is the binding limit rounded down to whole aligned vectors).
+            let limits = self.device.limits();
+            if window_ranges(param.size() / 4, &limits).len() != 1 {
                 return Err(Error::BufferTooLarge {
                     which: "param",
                     size: param.size(),
-                    limit,
+                    limit: limits.max_storage_buffer_binding_size,
                 });
             }
             Some(FactorDims::of(&shape)?)
@@ -294,6 +296,10 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 ];
                 for (slot, state) in p.states.iter().enumerate().take(O::STATE_NAMES.len()) {
                     let binding = update::state(slot, O::STATE_NAMES[slot]);
+                    debug_assert!(
+                        !O::FACTORED || start == 0,
+                        "a factored tensor has one window"
+                    );
                     entries.push(match state {
                         // Factored state is not elementwise: bound whole (one window).
                         Some(b) if O::FACTORED => binding.whole(b),

@@ -142,8 +142,13 @@ impl Checkpoint {
         params: &[(usize, &[usize])],
     ) -> Result<Vec<O>> {
         let saved = self.configs::<O>()?;
-        if self.step > MAX_STEP {
-            return Err(mismatch(format!("step {} is past {MAX_STEP}", self.step)));
+        if self.step > MAX_STEP.min(O::MAX_STEPS) {
+            return Err(mismatch(format!(
+                "step {} is past {}, the most {} counts",
+                self.step,
+                MAX_STEP.min(O::MAX_STEPS),
+                O::NAME
+            )));
         }
         if !O::EVAL_MODE && (self.eval_mode || !self.fresh.is_empty()) {
             return Err(mismatch(format!(
@@ -177,7 +182,13 @@ impl Checkpoint {
             )));
         }
         for (i, (p, &(group, shape))) in self.params.iter().zip(params).enumerate() {
-            if (p.group, p.shape.as_slice()) != (group, shape) {
+            // Only factored state follows the shape; elsewhere the length is what must match.
+            let same = if O::FACTORED {
+                p.shape == shape
+            } else {
+                p.len == shape.iter().product::<usize>()
+            };
+            if p.group != group || !same {
                 return Err(mismatch(format!(
                     "parameter {i} was saved in group {} with shape {:?}, it is in group {group} with {shape:?}",
                     p.group, p.shape

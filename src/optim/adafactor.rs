@@ -119,8 +119,8 @@ impl Algorithm for Adafactor {
     fn state_len(&self, slot: usize, shape: &[usize]) -> u64 {
         let numel: u64 = shape.iter().map(|&d| d as u64).product();
         match (slot, shape) {
-            (0, [.., _, c]) => numel / *c as u64,
-            (1, [.., r, _]) => numel / *r as u64,
+            (0, [.., _, c]) => numel.checked_div(*c as u64).unwrap_or(0),
+            (1, [.., r, _]) => numel.checked_div(*r as u64).unwrap_or(0),
             (2, s) if !factored(s) => numel,
             _ => 0,
         }

@@ -7,6 +7,12 @@ use std::sync::Mutex;
 /// Steps between the memoized values.
 pub(crate) const BLOCK: u64 = 64;
 
+/// The most steps a memoized optimizer counts (2²⁸: a year of ten steps a second), so the memo
+/// stays within 2²² values per configuration and the first call within 2²⁸ updates. A
+/// checkpoint past it is refused ([`crate::Algorithm::MAX_STEPS`]); a run that steps past it
+/// keeps the running value of step 2²⁸.
+pub(crate) const MAX_STEPS: u64 = 1 << 28;
+
 /// For each configuration seen (its key): the running value after every `BLOCK`-th step.
 pub(crate) type Memo<T> = Mutex<Vec<(Vec<u64>, Vec<T>)>>;
 
@@ -35,6 +41,7 @@ pub(crate) fn running<T: Copy>(
         }
     };
     let blocks = &mut memo[at].1;
+    let step = step.min(MAX_STEPS);
     let block = (step / BLOCK) as usize;
     while blocks.len() <= block {
         let k = blocks.len() as u64;

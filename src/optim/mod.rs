@@ -300,6 +300,11 @@ pub trait Algorithm:
     /// factored tensor is stepped by the kernel's `rows`, `cols` and `stats` entry points before
     /// the [`Algorithm::NORMS`] stages, and [`Algorithm::cpu_step`] sees the whole tensor.
     const FACTORED: bool = false;
+    /// The most steps a run (or a restored checkpoint) may count: bounded for optimizers whose
+    /// scalars come from a running value the host recomputes step by step ([`NAdam`]'s
+    /// `mu_product`, [`ScheduleFreeAdamW`]'s weight sum), so a file cannot make it walk 2⁶²
+    /// steps.
+    const MAX_STEPS: u64 = u64::MAX;
     /// Whether a learning-rate [`crate::Schedule`] may be set (not for Schedule-Free, which
     /// replaces one).
     const TAKES_SCHEDULE: bool = true;

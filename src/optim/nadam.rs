@@ -89,6 +89,7 @@ impl Algorithm for NAdam {
     const NAME: &'static str = "nadam";
     const KERNEL: Kernel = Kernel::single_pass("nadam", include_str!("../../shaders/nadam.wgsl"));
     const STATE_NAMES: &'static [&'static str] = &["exp_avg", "exp_avg_sq"];
+    const MAX_STEPS: u64 = crate::optim::memo::MAX_STEPS;
     type Scalars = NAdamScalars;
 
     fn validate(&self) -> Result<()> {

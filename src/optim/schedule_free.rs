@@ -108,6 +108,7 @@ impl Algorithm for ScheduleFreeAdamW {
     );
     const STATE_NAMES: &'static [&'static str] = &["z", "exp_avg_sq"];
     const EVAL_MODE: bool = true;
+    const MAX_STEPS: u64 = crate::optim::memo::MAX_STEPS;
     const TAKES_SCHEDULE: bool = false;
     type Scalars = ScheduleFreeScalars;
 

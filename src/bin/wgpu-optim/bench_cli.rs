@@ -119,14 +119,22 @@ fn row(r: &BenchResult) -> String {
 
 /// Parses a shape such as `4096x1024` (dimensions separated by `x`, each a positive count).
 fn parse_shape(s: &str) -> Result<Vec<usize>> {
-    s.split('x')
+    let bad = || {
+        wgpu_optim::Error::InvalidOptions(format!(
+            "--shape {s:?}: each dimension must be a positive integer, their product below 2^64, as in 4096x1024"
+        ))
+    };
+    let dims = s
+        .split('x')
         .map(|d| match d.trim().parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
-            _ => Err(wgpu_optim::Error::InvalidOptions(format!(
-                "--shape {s:?}: each dimension must be a positive integer, as in 4096x1024"
-            ))),
+            _ => Err(bad()),
         })
-        .collect()
+        .collect::<Result<Vec<usize>>>()?;
+    dims.iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+        .ok_or_else(bad)?;
+    Ok(dims)
 }
 
 /// Runs the benchmark and prints the table or the JSON.

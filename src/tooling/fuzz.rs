@@ -76,11 +76,11 @@ fn same(a: &Checkpoint, b: &Checkpoint) -> bool {
         && a.schedule == b.schedule
         && a.max_grad_norm.map(f32::to_bits) == b.max_grad_norm.map(f32::to_bits)
         && scale_bits(a) == scale_bits(b)
+        && (a.eval_mode, &a.fresh) == (b.eval_mode, &b.fresh)
         && a.params.len() == b.params.len()
-        && a.params
-            .iter()
-            .zip(&b.params)
-            .all(|(p, q)| (p.group, p.len) == (q.group, q.len) && bits(p) == bits(q))
+        && a.params.iter().zip(&b.params).all(|(p, q)| {
+            (p.group, p.len, &p.shape) == (q.group, q.len, &q.shape) && bits(p) == bits(q)
+        })
 }
 
 /// Builds the optimizer the checkpoint describes, restores it, and takes one step.

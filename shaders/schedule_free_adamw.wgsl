@@ -5,8 +5,9 @@
 // Bindings: group 1: 0 ScheduleFreeScalars (uniform, one step's entry of the scalar table);
 //           group 0: 1 param (y in train mode, x in eval mode), 2 grad (common.wgsl),
 //           3 z, 4 exp_avg_sq (read_write).
-// Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
-// guard stops each invocation at the first of its VPI indices past arrayLength(&param).
+// Entry points: `main` in elementwise.wgsl, calling update_at for each of its indices, and
+// `outside_step` below; each invocation of either stops at the first of its VPI indices past
+// arrayLength(&param).
 // Mirror: src/cpu/schedule_free.rs.
 
 // schedulefree's single-tensor order: v = v * beta2 + (1 - beta2) * g * g;
@@ -48,11 +49,14 @@ fn update_at(s: Scalars, i: u32) {
     z[i] = zi - s.lr * u;
 }
 
-// The passes outside a step (Algorithm::EVAL_MODE): 0 `init`, z = y, before a parameter's
-// first step (schedulefree clones z from the parameter then); 1 `to_eval`, y to x; 2
-// `to_train`, x to y.
-fn pass_at(s: ScheduleFreeScalars, which: u32, i: u32) {
-    switch which {
+// The passes outside a step (Algorithm::EVAL_MODE), one pipeline each, picked by PASS
+// (Pass::constant in src/optim/mod.rs): 0, z = y, before a parameter's first step
+// (schedulefree clones z from the parameter then); 1, y to x (optimizer.eval()); 2, x to y
+// (optimizer.train()).
+override PASS: u32 = 0u;
+
+fn pass_at(s: ScheduleFreeScalars, i: u32) {
+    switch PASS {
         case 0u: {
             z[i] = param[i];
         }
@@ -65,7 +69,12 @@ fn pass_at(s: ScheduleFreeScalars, which: u32, i: u32) {
     }
 }
 
-fn run_pass(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>, which: u32) {
+@compute @workgroup_size(WG)
+fn outside_step(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
     let s = scalars[0];
     let base = invocation_base(wid, nwg, lid, VPI);
     for (var k = 0u; k < VPI; k = k + 1u) {
@@ -73,33 +82,6 @@ fn run_pass(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>, which: u32) {
         if (i >= arrayLength(&param)) {
             return;
         }
-        pass_at(s, which, i);
+        pass_at(s, i);
     }
-}
-
-@compute @workgroup_size(WG)
-fn init(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    run_pass(wid, nwg, lid, 0u);
-}
-
-@compute @workgroup_size(WG)
-fn to_eval(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    run_pass(wid, nwg, lid, 1u);
-}
-
-@compute @workgroup_size(WG)
-fn to_train(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    run_pass(wid, nwg, lid, 2u);
 }

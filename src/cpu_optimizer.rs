@@ -325,7 +325,7 @@ impl<O: Algorithm> CpuOptimizer<O> {
             )));
         }
         for (i, r) in registered.iter().enumerate() {
-            let len = r.len as usize;
+            let len = r.len() as usize;
             let grad_len = grads.map_or(len, |g| g[i].len());
             if params[i].len() != len || grad_len != len {
                 return Err(Error::StepShape(format!(

@@ -14,12 +14,24 @@ fn bench(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs `bench` with `args` (which include `--json`), checks it succeeded, and parses its rows.
+fn bench_rows(args: &[&str]) -> Vec<serde_json::Value> {
+    let out = bench(args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap()
+}
+
 #[test]
 fn json_has_every_field_and_verify_matches_the_cpu() {
     if gpu().is_none() {
         return;
     }
-    let out = bench(&[
+    let rows = bench_rows(&[
         "--optimizer",
         "adamw,sgd-momentum,rmsprop-centered",
         "--params",
@@ -31,13 +43,6 @@ fn json_has_every_field_and_verify_matches_the_cpu() {
         "--json",
         "--verify",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
     assert_eq!(rows.len(), 3 * 2 * 2, "optimizers × sizes × backends");
     for r in &rows {
         for key in [
@@ -97,7 +102,7 @@ fn tensors_in_an_arena_cost_one_dispatch() {
     if gpu().is_none() {
         return;
     }
-    let out = bench(&[
+    let rows = bench_rows(&[
         "--optimizer",
         "adamw",
         "--params",
@@ -113,13 +118,6 @@ fn tensors_in_an_arena_cost_one_dispatch() {
         "--json",
         "--verify",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
     let by = |layout: &str| {
         rows.iter()
             .find(|r| r["layout"] == layout)
@@ -140,7 +138,7 @@ fn fifty_million_parameters_verify() {
     if gpu().is_none() {
         return;
     }
-    let out = bench(&[
+    let rows = bench_rows(&[
         "--optimizer",
         "sgd-momentum",
         "--params",
@@ -154,13 +152,6 @@ fn fifty_million_parameters_verify() {
         "--json",
         "--verify",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
     assert_eq!(rows[0]["params"], 50_000_000);
     assert!(
         rows[0]["dispatches_per_step"].as_u64().unwrap() >= 2,
@@ -196,7 +187,7 @@ fn adafactor_factors_a_shaped_matrix_and_reports_its_memory() {
     if gpu().is_none() {
         return;
     }
-    let out = bench(&[
+    let rows = bench_rows(&[
         "--optimizer",
         "adafactor",
         "--shape",
@@ -208,13 +199,6 @@ fn adafactor_factors_a_shaped_matrix_and_reports_its_memory() {
         "--json",
         "--verify",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
     assert_eq!(rows.len(), 2, "gpu and cpu");
     for r in &rows {
         assert_eq!(r["params"], 256 * 384, "{r}");

@@ -520,8 +520,6 @@ fn dispatch_all<O: Algorithm>(
     select: impl Fn(usize) -> bool,
 ) {
     let (mut pipeline, mut group) = (usize::MAX, usize::MAX);
-    let norms = entry == Entry::Norms;
-    let entry_kind = entry;
     for tail in [false, true] {
         for (i, p) in params.iter().enumerate() {
             let index = if tail { p.tail } else { Some(p.pipeline) };
@@ -529,33 +527,33 @@ fn dispatch_all<O: Algorithm>(
                 continue;
             };
             let pipelines = kernels.get(index);
-            let entry = match entry {
+            let compute = match entry {
                 Entry::Main => Some(&pipelines.main),
                 Entry::Norms => pipelines.norms.as_ref(),
                 Entry::Pass(which) => pipelines.pass(which),
                 Entry::Factor(k) => pipelines.factor_passes.get(k),
             };
-            let Some(entry) = entry else {
+            let Some(compute) = compute else {
                 continue;
             };
             for w in &p.windows {
-                let (x, y) = match (entry_kind, tail, norms) {
-                    (Entry::Factor(_), true, _) => continue,
-                    (Entry::Factor(k), false, _) => match &p.factors {
+                let (x, y) = match (entry, tail) {
+                    (Entry::Factor(_), true) => continue,
+                    (Entry::Factor(k), false) => match &p.factors {
                         Some(f) => f.grid(k),
                         None => continue,
                     },
-                    (_, true, _) if w.grids.tail => (1, 1),
-                    (_, true, _) => continue,
-                    (_, false, true) => w.grids.norms,
-                    (_, false, false) => w.grids.body,
+                    (_, true) if w.grids.tail => (1, 1),
+                    (_, true) => continue,
+                    (Entry::Norms, false) => w.grids.norms,
+                    (_, false) => w.grids.body,
                 };
                 if x == 0 {
                     // Fewer than 4 elements: the tail is all there is.
                     continue;
                 }
                 if index != pipeline {
-                    pass.set_pipeline(entry);
+                    pass.set_pipeline(compute);
                     pipeline = index;
                     group = usize::MAX;
                 }

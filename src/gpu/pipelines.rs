@@ -195,21 +195,27 @@ impl<O: Algorithm> Kernels<O> {
             constants.push(("NORM_ELEMS", f64::from(NORM_ELEMS)));
         }
         constants.extend(flags.iter().map(|&(k, on)| (k, if on { 1.0 } else { 0.0 })));
-        let entry = |name: &str| {
+        let entry_with = |name: &str, extra: &[(&'static str, f64)]| {
+            let mut all = constants.clone();
+            all.extend_from_slice(extra);
             compute_pipeline(
                 device,
                 O::KERNEL.name,
                 &v.pipeline_layout,
                 module,
                 name,
-                &constants,
+                &all,
             )
         };
+        let entry = |name: &str| entry_with(name, &[]);
         let pipelines = Pipelines {
             main: entry("main"),
             norms: O::NORMS.then(|| entry("norms")),
             passes: if O::EVAL_MODE {
-                Pass::ALL.iter().map(|p| entry(p.entry())).collect()
+                Pass::ALL
+                    .iter()
+                    .map(|p| entry_with("outside_step", &[("PASS", f64::from(p.constant()))]))
+                    .collect()
             } else {
                 Vec::new()
             },

@@ -466,10 +466,20 @@ impl Checkpoint {
                 .map(|n| {
                     // One-dimensional, of the length the optimizer checks against the shape.
                     let name = format!("{prefix}{n}");
-                    let values = st.tensor(&name).map_or(0, |v| match v.shape() {
-                        &[values] => values,
-                        _ => usize::MAX,
-                    });
+                    let values = match st.tensor(&name).map(|v| v.shape().to_vec()) {
+                        Ok(shape) => match shape[..] {
+                            [values] => values,
+                            _ => {
+                                return Err(bad(
+                                    path,
+                                    format!(
+                                        "tensor {name:?} has shape {shape:?}, not one dimension"
+                                    ),
+                                ));
+                            }
+                        },
+                        Err(_) => 0,
+                    };
                     let data = read_f32(&st, &name, &[values]).map_err(|r| bad(path, r))?;
                     Ok((n.to_string(), data))
                 })

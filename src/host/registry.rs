@@ -15,13 +15,18 @@ use crate::schedule::Schedule;
 pub(crate) struct Registered {
     /// Its group's index.
     pub group: usize,
-    /// Its length in elements.
-    pub len: u64,
     /// Its shape (`[len]` unless registered with one).
     pub shape: Vec<usize>,
     /// Not stepped yet, for [`Algorithm::EVAL_MODE`] optimizers: its first step starts its
     /// state from it ([`crate::Pass::Init`]).
     pub fresh: bool,
+}
+
+impl Registered {
+    /// Its length in elements (the product of its shape).
+    pub fn len(&self) -> u64 {
+        self.shape.iter().map(|&d| d as u64).product()
+    }
 }
 
 /// Groups, schedule, step, parameters and the gradient stage, host side.
@@ -101,7 +106,6 @@ impl<O: Algorithm> Registry<O> {
     pub fn push(&mut self, group: GroupId, shape: Vec<usize>) -> ParamId {
         self.params.push(Registered {
             group: group.0,
-            len: shape.iter().map(|&d| d as u64).product(),
             shape,
             fresh: O::EVAL_MODE,
         });
@@ -180,7 +184,7 @@ impl<O: Algorithm> Registry<O> {
             .map(|i| {
                 Ok(SavedParam {
                     group: self.params[i].group,
-                    len: self.params[i].len as usize,
+                    len: self.params[i].len() as usize,
                     shape: self.params[i].shape.clone(),
                     states: states(i)?,
                 })

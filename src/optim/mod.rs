@@ -209,8 +209,8 @@ mod sealed {
 }
 
 /// A pass over a parameter outside a step, for optimizers with [`Algorithm::EVAL_MODE`]: each
-/// is an entry point of the kernel (named by [`Pass::entry`]) and a case of
-/// [`Algorithm::cpu_pass`].
+/// is a pipeline of the kernel's `outside_step` entry point (its `PASS` override set to
+/// [`Pass::constant`]) and a case of [`Algorithm::cpu_pass`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Pass {
     /// Before a parameter's first step: state from the parameter (Schedule-Free's z = y).
@@ -225,12 +225,12 @@ impl Pass {
     /// Every pass, in the order pipelines keep them.
     pub const ALL: [Pass; 3] = [Pass::Init, Pass::ToEval, Pass::ToTrain];
 
-    /// The kernel's entry point.
-    pub const fn entry(self) -> &'static str {
+    /// The kernel's `PASS` override constant that selects this pass.
+    pub const fn constant(self) -> u32 {
         match self {
-            Pass::Init => "init",
-            Pass::ToEval => "to_eval",
-            Pass::ToTrain => "to_train",
+            Pass::Init => 0,
+            Pass::ToEval => 1,
+            Pass::ToTrain => 2,
         }
     }
 }
@@ -291,7 +291,7 @@ pub trait Algorithm:
     /// [`Algorithm::cpu_step`] must see the whole tensor.
     const NORMS: bool = false;
     /// Whether the parameters hold a training point apart from the point to evaluate
-    /// (Schedule-Free). Then the kernel has the entry points of every [`Pass`]:
+    /// (Schedule-Free). Then the kernel has an `outside_step` entry point for every [`Pass`]:
     /// [`Pass::Init`] runs over a parameter before its first step, and `eval()`/`train()` on
     /// either optimizer switch the parameters between the two points.
     const EVAL_MODE: bool = false;
@@ -392,5 +392,19 @@ pub trait Algorithm:
             .map(|s| 4 * self.state_len(s, shape))
             .sum();
         (self.bytes_per_param() * numel, held)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_picks_the_optimizer_of_that_name() {
+        for &name in NAMES {
+            let named = by_name!(name, O => O::NAME, _ => "none");
+            assert_eq!(named, name);
+        }
+        assert_eq!(by_name!("muon", O => O::NAME, _ => "none"), "none");
     }
 }

@@ -6,7 +6,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use wgpu_optim::tooling::bench::{AnyConfig, Stream, StreamBuffers, sweep, variant};
-use wgpu_optim::{Algorithm, CpuOptimizer, GpuContext, GpuOptimizer};
+use wgpu_optim::{Algorithm, CpuOptimizer, GpuContext, GpuOptimizer, Precision};
 
 const SIZES: [u64; 2] = [1_000_000, 10_000_000];
 const VARIANTS: [&str; 3] = ["adamw", "sgd-momentum", "rmsprop"];
@@ -25,7 +25,8 @@ fn gpu_step<O: Algorithm>(c: &mut Criterion, ctx: &GpuContext, name: &str, confi
     let grad = ctx.upload("grad", &init);
     let mut opt = GpuOptimizer::new(&ctx.device, &ctx.queue, config.clone()).unwrap();
     opt.register(opt.default_group(), &param, &grad).unwrap();
-    let buffers = StreamBuffers::new(ctx, ((config.bytes_per_param() - 12) / 8) as u32, &init);
+    let states = ((config.bytes_per_param() - 12) / 8) as u32;
+    let buffers = StreamBuffers::new(ctx, states, &init, Precision::F32);
     let (shape, _) = sweep(ctx, &buffers, 3).unwrap();
     let stream = Stream::new(ctx, &buffers, shape);
     let mut group = c.benchmark_group(format!("gpu/{name}"));

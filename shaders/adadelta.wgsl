@@ -1,7 +1,8 @@
 // adadelta.wgsl: one step of torch.optim.Adadelta over one parameter buffer.
 //
-// Bindings: group 1: 0 AdadeltaScalars (uniform, one step's entry of the scalar table);
-//           group 0: 1 param, 2 grad (common.wgsl), 3 square_avg, 4 acc_delta (read_write).
+// Bindings (group 0 declared, with load_/store_ accessors for the tensor's dtypes, by
+// kernel::storage): group 1: 0 AdadeltaScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad, 3 square_avg, 4 acc_delta (read_write).
 // Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
 // guard stops each invocation at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/adadelta.rs.
@@ -26,21 +27,19 @@ struct AdadeltaScalars {
 override MAXIMIZE: bool = false;
 
 @group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
-@group(0) @binding(3) var<storage, read_write> square_avg: array<V>;
-@group(0) @binding(4) var<storage, read_write> acc_delta: array<V>;
 
 // One element (one V) of the update.
 fn update_at(s: Scalars, i: u32) {
-    let p = param[i];
+    let p = load_param(i);
     var g = load_grad(i);
     if (MAXIMIZE) {
         g = -g;
     }
     g = g + s.weight_decay * p;
-    let sq = square_avg[i] * s.rho + s.one_minus_rho * g * g;
-    square_avg[i] = sq;
+    let sq = load_square_avg(i) * s.rho + s.one_minus_rho * g * g;
+    store_square_avg(i, sq);
     let rms = sqrt(sq + s.eps);
-    let delta = sqrt(acc_delta[i] + s.eps) / rms * g;
-    acc_delta[i] = acc_delta[i] * s.rho + s.one_minus_rho * delta * delta;
-    param[i] = p + s.neg_lr * delta;
+    let delta = sqrt(load_acc_delta(i) + s.eps) / rms * g;
+    store_acc_delta(i, load_acc_delta(i) * s.rho + s.one_minus_rho * delta * delta);
+    store_param(i, p + s.neg_lr * delta);
 }

@@ -13,7 +13,7 @@
 //          α = max(eps2, RMS(p)) · ρ, recomputing u.
 //
 // Bindings: group 1: 0 AdafactorScalars (uniform, one step's entry of the scalar table);
-//           group 0: 1 param, 2 grad (common.wgsl), 3 row_var, 4 col_var (read_write,
+//           group 0: 1 param, 2 grad (kernel::storage), 3 row_var, 4 col_var (read_write,
 //           array<f32>, bound whole: B·R and B·C values), 5 variance (read_write; tensors
 //           under two dimensions), 6 partials (read_write), 7 tensor_norms (read; (‖p‖, ‖u‖)),
 //           8 factors (read_write: R, C, B, √numel as f32, then B row-factor means; C = 0 for

@@ -1,7 +1,8 @@
 // adagrad.wgsl: one step of torch.optim.Adagrad over one parameter buffer.
 //
-// Bindings: group 1: 0 AdagradScalars (uniform, one step's entry of the scalar table);
-//           group 0: 1 param, 2 grad (common.wgsl),
+// Bindings (group 0 declared, with load_/store_ accessors for the tensor's dtypes, by
+// kernel::storage): group 1: 0 AdagradScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad,
 //           3 sum (read_write, starts at initial_accumulator_value).
 // Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
 // guard stops each invocation at the first of its VPI indices past arrayLength(&param).
@@ -20,18 +21,17 @@ struct AdagradScalars {
 override MAXIMIZE: bool = false;
 
 @group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
-@group(0) @binding(3) var<storage, read_write> sum: array<V>;
 
 // One element (one V) of the update.
 fn update_at(s: Scalars, i: u32) {
-    let p = param[i];
+    let p = load_param(i);
     var g = load_grad(i);
     if (MAXIMIZE) {
         g = -g;
     }
     g = g + s.weight_decay * p;
-    let acc = sum[i] + g * g;
-    sum[i] = acc;
+    let acc = load_sum(i) + g * g;
+    store_sum(i, acc);
     let denom = sqrt(acc) + s.eps;
-    param[i] = p + s.neg_clr * (g / denom);
+    store_param(i, p + s.neg_clr * (g / denom));
 }

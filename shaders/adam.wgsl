@@ -1,7 +1,8 @@
 // adam.wgsl: one step of torch.optim.Adam / AdamW over one parameter buffer.
 //
-// Bindings: group 1: 0 AdamScalars (uniform, one step's entry of the scalar table);
-//           group 0: 1 param, 2 grad (common.wgsl),
+// Bindings (group 0 declared, with load_/store_ accessors for the tensor's dtypes, by
+// kernel::storage): group 1: 0 AdamScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad,
 //           3 exp_avg, 4 exp_avg_sq, 5 max_exp_avg_sq (read_write; the last is a
 //           16-byte placeholder when AMSGRAD is off).
 // Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
@@ -28,28 +29,25 @@ override AMSGRAD: bool = false;
 override MAXIMIZE: bool = false;
 
 @group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
-@group(0) @binding(3) var<storage, read_write> exp_avg: array<V>;
-@group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<V>;
-@group(0) @binding(5) var<storage, read_write> max_exp_avg_sq: array<V>;
 
 // One element (one V) of the update.
 fn update_at(s: Scalars, i: u32) {
-    let p0 = param[i];
+    let p0 = load_param(i);
     var g = load_grad(i);
     if (MAXIMIZE) {
         g = -g;
     }
     g = g + s.weight_decay * p0;
     let p = p0 * s.param_decay;
-    let m = torch_lerp(exp_avg[i], g, s.one_minus_beta1);
-    let v = exp_avg_sq[i] * s.beta2 + s.one_minus_beta2 * g * g;
-    exp_avg[i] = m;
-    exp_avg_sq[i] = v;
+    let m = torch_lerp(load_exp_avg(i), g, s.one_minus_beta1);
+    let v = load_exp_avg_sq(i) * s.beta2 + s.one_minus_beta2 * g * g;
+    store_exp_avg(i, m);
+    store_exp_avg_sq(i, v);
     var v_hat = v;
     if (AMSGRAD) {
-        v_hat = max(max_exp_avg_sq[i], v);
-        max_exp_avg_sq[i] = v_hat;
+        v_hat = max(load_max_exp_avg_sq(i), v);
+        store_max_exp_avg_sq(i, v_hat);
     }
     let denom = sqrt(v_hat) / s.bias_correction2_sqrt + s.eps;
-    param[i] = p + s.neg_step_size * (m / denom);
+    store_param(i, p + s.neg_step_size * (m / denom));
 }

@@ -1,7 +1,8 @@
 // adamax.wgsl: one step of torch.optim.Adamax over one parameter buffer.
 //
-// Bindings: group 1: 0 AdamaxScalars (uniform, one step's entry of the scalar table);
-//           group 0: 1 param, 2 grad (common.wgsl), 3 exp_avg, 4 exp_inf (read_write).
+// Bindings (group 0 declared, with load_/store_ accessors for the tensor's dtypes, by
+// kernel::storage): group 1: 0 AdamaxScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad, 3 exp_avg, 4 exp_inf (read_write).
 // Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
 // guard stops each invocation at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/adamax.rs.
@@ -25,20 +26,18 @@ struct AdamaxScalars {
 override MAXIMIZE: bool = false;
 
 @group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
-@group(0) @binding(3) var<storage, read_write> exp_avg: array<V>;
-@group(0) @binding(4) var<storage, read_write> exp_inf: array<V>;
 
 // One element (one V) of the update.
 fn update_at(s: Scalars, i: u32) {
-    let p = param[i];
+    let p = load_param(i);
     var g = load_grad(i);
     if (MAXIMIZE) {
         g = -g;
     }
     g = g + s.weight_decay * p;
-    let m = torch_lerp(exp_avg[i], g, s.one_minus_beta1);
-    let u = max(exp_inf[i] * s.beta2, abs(g) + s.eps);
-    exp_avg[i] = m;
-    exp_inf[i] = u;
-    param[i] = p + s.neg_clr * (m / u);
+    let m = torch_lerp(load_exp_avg(i), g, s.one_minus_beta1);
+    let u = max(load_exp_inf(i) * s.beta2, abs(g) + s.eps);
+    store_exp_avg(i, m);
+    store_exp_inf(i, u);
+    store_param(i, p + s.neg_clr * (m / u));
 }

@@ -1,7 +1,8 @@
 // ademamix.wgsl: one step of AdEMAMix (optax.contrib.ademamix) over one parameter buffer.
 //
-// Bindings: group 1: 0 AdemamixScalars (uniform, one step's entry of the scalar table);
-//           group 0: 1 param, 2 grad (common.wgsl), 3 exp_avg, 4 exp_avg_slow, 5 exp_avg_sq
+// Bindings (group 0 declared, with load_/store_ accessors for the tensor's dtypes, by
+// kernel::storage): group 1: 0 AdemamixScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad, 3 exp_avg, 4 exp_avg_slow, 5 exp_avg_sq
 //           (read_write; optax's `m1`, `m2` and `nu`).
 // Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
 // guard stops each invocation at the first of its VPI indices past arrayLength(&param).
@@ -32,21 +33,18 @@ struct AdemamixScalars {
 }
 
 @group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
-@group(0) @binding(3) var<storage, read_write> exp_avg: array<V>;
-@group(0) @binding(4) var<storage, read_write> exp_avg_slow: array<V>;
-@group(0) @binding(5) var<storage, read_write> exp_avg_sq: array<V>;
 
 // One element (one V) of the update.
 fn update_at(s: Scalars, i: u32) {
-    let p = param[i];
+    let p = load_param(i);
     let g = load_grad(i);
-    let m1 = s.one_minus_beta1 * g + s.beta1 * exp_avg[i];
-    let m2 = s.one_minus_beta3 * g + s.beta3 * exp_avg_slow[i];
-    let nu = s.one_minus_beta2 * (g * g) + s.beta2 * exp_avg_sq[i];
-    exp_avg[i] = m1;
-    exp_avg_slow[i] = m2;
-    exp_avg_sq[i] = nu;
+    let m1 = s.one_minus_beta1 * g + s.beta1 * load_exp_avg(i);
+    let m2 = s.one_minus_beta3 * g + s.beta3 * load_exp_avg_slow(i);
+    let nu = s.one_minus_beta2 * (g * g) + s.beta2 * load_exp_avg_sq(i);
+    store_exp_avg(i, m1);
+    store_exp_avg_slow(i, m2);
+    store_exp_avg_sq(i, nu);
     let u = (m1 / s.bias_correction1 + s.alpha * m2)
         / (sqrt(nu / s.bias_correction2 + s.eps_root) + s.eps);
-    param[i] = p + s.neg_lr * (u + s.weight_decay * p);
+    store_param(i, p + s.neg_lr * (u + s.weight_decay * p));
 }

@@ -1,7 +1,8 @@
 // adopt.wgsl: one step of ADOPT (optax.contrib.adopt) over one parameter buffer.
 //
-// Bindings: group 1: 0 AdoptScalars (uniform, one step's entry of the scalar table);
-//           group 0: 1 param, 2 grad (common.wgsl),
+// Bindings (group 0 declared, with load_/store_ accessors for the tensor's dtypes, by
+// kernel::storage): group 1: 0 AdoptScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad,
 //           3 exp_avg, 4 exp_avg_sq (read_write; optax's `mu` and `nu`).
 // Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
 // guard stops each invocation at the first of its VPI indices past arrayLength(&param).
@@ -29,25 +30,23 @@ override NESTEROV: bool = false;
 override CLIPPING: bool = true;
 
 @group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
-@group(0) @binding(3) var<storage, read_write> exp_avg: array<V>;
-@group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<V>;
 
 // One element (one V) of the update.
 fn update_at(s: Scalars, i: u32) {
-    let p = param[i];
+    let p = load_param(i);
     let g = load_grad(i);
-    let nu = exp_avg_sq[i];
-    exp_avg_sq[i] = s.one_minus_beta2 * (g * g) + s.beta2 * nu;
+    let nu = load_exp_avg_sq(i);
+    store_exp_avg_sq(i, s.one_minus_beta2 * (g * g) + s.beta2 * nu);
     var u = g / max(sqrt(nu), V(s.eps));
     if (CLIPPING) {
         // jnp.clip: min(max(u, -c), c).
         u = min(max(u, V(-s.clip)), V(s.clip));
     }
-    let m = s.one_minus_beta1 * u + s.beta1 * exp_avg[i];
-    exp_avg[i] = m;
+    let m = s.one_minus_beta1 * u + s.beta1 * load_exp_avg(i);
+    store_exp_avg(i, m);
     var out = m;
     if (NESTEROV) {
         out = s.one_minus_beta1 * u + s.beta1 * m;
     }
-    param[i] = p + s.neg_lr * out;
+    store_param(i, p + s.neg_lr * out);
 }

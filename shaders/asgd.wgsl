@@ -1,7 +1,8 @@
 // asgd.wgsl: one step of torch.optim.ASGD over one parameter buffer.
 //
-// Bindings: group 1: 0 AsgdScalars (uniform, one step's entry of the scalar table);
-//           group 0: 1 param, 2 grad (common.wgsl), 3 ax (read_write).
+// Bindings (group 0 declared, with load_/store_ accessors for the tensor's dtypes, by
+// kernel::storage): group 1: 0 AsgdScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad, 3 ax (read_write).
 // Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
 // guard stops each invocation at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/asgd.rs.
@@ -26,22 +27,21 @@ struct AsgdScalars {
 override MAXIMIZE: bool = false;
 
 @group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
-@group(0) @binding(3) var<storage, read_write> ax: array<V>;
 
 // One element (one V) of the update.
 fn update_at(s: Scalars, i: u32) {
-    let p0 = param[i];
+    let p0 = load_param(i);
     var g = load_grad(i);
     if (MAXIMIZE) {
         g = -g;
     }
     g = g + s.weight_decay * p0;
     let p = (p0 * s.param_decay) + s.neg_eta * g;
-    param[i] = p;
+    store_param(i, p);
     if (s.copy_avg != 0.0) {
-        ax[i] = p;
+        store_ax(i, p);
     } else {
-        let a = ax[i];
-        ax[i] = a + (p - a) * s.mu;
+        let a = load_ax(i);
+        store_ax(i, a + (p - a) * s.mu);
     }
 }

@@ -1,10 +1,11 @@
 // common.wgsl: what every optimizer kernel shares, prepended to each of them by
 // `kernel::compose` (src/kernel.rs).
 //
-// Bindings shared by all kernels (group 0):
-//   1  param  read_write  the parameter, updated in place
-//   2  grad   read        its gradient (read_write when it shares a buffer with its parameter:
-//                         see GRAD_DECLARATION in src/kernel.rs)
+// Bindings shared by all kernels (group 0), declared before this file by kernel::storage
+// (src/kernel/storage.rs) with their accessors, for the tensor's dtypes:
+//   1  param  read_write  the parameter, updated in place (load_param, store_param)
+//   2  grad   read        its gradient (stored_grad; read_write when it shares a buffer with
+//                         its parameter)
 // Group 1 binding 0 is the kernel's own uniform of per-step scalars, one entry of the host's
 // scalar table picked by a dynamic offset; group 0 bindings 3.. are its state buffers; binding
 // 11 is the gradient control (below). The Rust side of every binding is src/abi/bindings.rs.
@@ -21,8 +22,6 @@
 // the dispatch size and the shader can never disagree.
 override WG: u32 = 256u;
 
-@group(0) @binding(1) var<storage, read_write> param: array<V>;
-@group(0) @binding(2) var<storage, read> grad: array<V>;
 
 // V values each invocation updates, WG apart (kernel::VEC_PER_INVOCATION for vec4; 1 for f32).
 override VPI: u32 = 1u;
@@ -67,7 +66,7 @@ override CLIP: bool = false;
 // The gradient the optimizer sees: torch.nn.utils.clip_grad_norm_ multiplies every gradient by
 // the coefficient in place before the step; here the update does, so no pass rewrites them.
 fn load_grad(i: u32) -> V {
-    var g = grad[i];
+    var g = stored_grad(i);
     if (UNSCALE) {
         g = g * grad_control[2];
     }
@@ -92,6 +91,19 @@ fn invocation_base(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>, per_invocatio
         return arrayLength(&grad) / 4u * 4u + lid.x;
     }
     return workgroup_index(wid, nwg) * WG * per_invocation + lid.x;
+}
+
+// The indices an update invocation handles, from x to y (exclusive), z apart: VPI of them, WG
+// apart, none at or past body_end() (kernel::storage: the elements, or vectors, of the body;
+// all of them at f32 width). In a tail pipeline over 16-bit values, which share words,
+// invocation 0 updates the whole tail (packed_tail) and the others nothing.
+fn update_range(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> vec3<u32> {
+    if (TAIL && PACKED) {
+        let tail = select(vec2<u32>(0u), packed_tail(), lid.x == 0u);
+        return vec3<u32>(tail, 1u);
+    }
+    let base = invocation_base(wid, nwg, lid, VPI);
+    return vec3<u32>(base, min(base + VPI * WG, body_end()), WG);
 }
 
 // torch.lerp's formula (ATen's `lerp` in Lerp.h): the two branches keep the

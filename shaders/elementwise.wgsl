@@ -5,8 +5,9 @@
 // `scalars: array<Scalars, SCALAR_CANDIDATES>` at group 1 binding 0, and
 // `fn update_at(s: Scalars, i: u32)`, one V of its update. `main` skips the whole step when the
 // gradient stage found an inf or NaN (loss scaling), picks the scalars for the steps skipped so
-// far, and calls update_at for each of its VPI indices, WG apart.
-// Bounds guard: each invocation stops at the first of its indices past arrayLength(&param).
+// far, and calls update_at for each of its indices (update_range in common.wgsl: VPI of them,
+// WG apart, none past the tensor's body; in a tail pipeline, one each, or all the tail in one
+// invocation where 16-bit values share words).
 
 @compute @workgroup_size(WG)
 fn main(
@@ -18,12 +19,8 @@ fn main(
         return;
     }
     let s = scalars[candidate()];
-    let base = invocation_base(wid, nwg, lid, VPI);
-    for (var k = 0u; k < VPI; k = k + 1u) {
-        let i = base + k * WG;
-        if (i >= arrayLength(&param)) {
-            return;
-        }
+    let r = update_range(wid, nwg, lid);
+    for (var i = r.x; i < r.y; i = i + r.z) {
         update_at(s, i);
     }
 }

@@ -10,7 +10,7 @@
 //             is then skipped); and GradScaler's scale update. Into the gradient control every
 //             update reads, and the scaler state.
 //
-// Bindings: 2 grad (common.wgsl), 6 partials (common.wgsl), 12 tensor norms (read; reduce.wgsl's
+// Bindings: 2 grad (kernel::storage), 6 partials (common.wgsl), 12 tensor norms (read; reduce.wgsl's
 //           output, NORM_STRIDE floats apart), 13 control (read_write; common.wgsl's
 //           grad_control), 14 GradParams (uniform), 15 scaler (read_write: scale, growth
 //           tracker, skipped steps, whether the last step was skipped).

@@ -5,7 +5,7 @@
 //          tensor's trust ratio ‖p‖ / ‖u‖ from the reduction.
 //
 // Bindings: group 1: 0 LambScalars (uniform, one step's entry of the scalar table);
-//           group 0: 1 param, 2 grad (common.wgsl), 3 exp_avg, 4 exp_avg_sq
+//           group 0: 1 param, 2 grad (kernel::storage), 3 exp_avg, 4 exp_avg_sq
 //           (read_write), 6 partials (read_write, one vec2 per workgroup of this window),
 //           7 norms (read; this tensor's (‖p‖, ‖u‖)).
 // Bounds guard: `main` returns past arrayLength(&param); `norms` contributes zeros there

@@ -4,7 +4,7 @@
 //   main:  scale u by the tensor's trust ratio and by -lr, then momentum (optax's trace).
 //
 // Bindings: group 1: 0 LarsScalars (uniform, one step's entry of the scalar table);
-//           group 0: 1 param, 2 grad (common.wgsl), 3 momentum_buffer
+//           group 0: 1 param, 2 grad (kernel::storage), 3 momentum_buffer
 //           (read_write; optax's trace), 6 partials (read_write, one vec2 per workgroup of this
 //           window), 7 norms (read; this tensor's (‖p‖, ‖u‖)).
 // Bounds guard: `main` returns past arrayLength(&param); `norms` contributes zeros there

@@ -1,7 +1,8 @@
 // lion.wgsl: one step of Lion (optax.lion) over one parameter buffer.
 //
-// Bindings: group 1: 0 LionScalars (uniform, one step's entry of the scalar table);
-//           group 0: 1 param, 2 grad (common.wgsl),
+// Bindings (group 0 declared, with load_/store_ accessors for the tensor's dtypes, by
+// kernel::storage): group 1: 0 LionScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad,
 //           3 exp_avg (read_write; optax's `mu`).
 // Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
 // guard stops each invocation at the first of its VPI indices past arrayLength(&param).
@@ -23,16 +24,15 @@ struct LionScalars {
 }
 
 @group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
-@group(0) @binding(3) var<storage, read_write> exp_avg: array<V>;
 
 // One element (one V) of the update.
 fn update_at(s: Scalars, i: u32) {
-    let p = param[i];
+    let p = load_param(i);
     let g = load_grad(i);
-    let m = exp_avg[i];
+    let m = load_exp_avg(i);
     // WGSL's sign(0) is 0, as jnp.sign's.
     var u = sign(s.one_minus_beta1 * g + s.beta1 * m);
-    exp_avg[i] = s.one_minus_beta2 * g + s.beta2 * m;
+    store_exp_avg(i, s.one_minus_beta2 * g + s.beta2 * m);
     u = u + s.weight_decay * p;
-    param[i] = p + s.neg_lr * u;
+    store_param(i, p + s.neg_lr * u);
 }

@@ -1,7 +1,8 @@
 // radam.wgsl: one step of torch.optim.RAdam over one parameter buffer.
 //
-// Bindings: group 1: 0 RAdamScalars (uniform, one step's entry of the scalar table);
-//           group 0: 1 param, 2 grad (common.wgsl),
+// Bindings (group 0 declared, with load_/store_ accessors for the tensor's dtypes, by
+// kernel::storage): group 1: 0 RAdamScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad,
 //           3 exp_avg, 4 exp_avg_sq (read_write).
 // Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
 // guard stops each invocation at the first of its VPI indices past arrayLength(&param).
@@ -30,22 +31,20 @@ struct RAdamScalars {
 override MAXIMIZE: bool = false;
 
 @group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
-@group(0) @binding(3) var<storage, read_write> exp_avg: array<V>;
-@group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<V>;
 
 // One element (one V) of the update.
 fn update_at(s: Scalars, i: u32) {
-    let p0 = param[i];
+    let p0 = load_param(i);
     var g = load_grad(i);
     if (MAXIMIZE) {
         g = -g;
     }
     g = g + s.weight_decay * p0;
     let p = p0 * s.param_decay;
-    let m = torch_lerp(exp_avg[i], g, s.one_minus_beta1);
-    let v = exp_avg_sq[i] * s.beta2 + s.one_minus_beta2 * g * g;
-    exp_avg[i] = m;
-    exp_avg_sq[i] = v;
+    let m = torch_lerp(load_exp_avg(i), g, s.one_minus_beta1);
+    let v = load_exp_avg_sq(i) * s.beta2 + s.one_minus_beta2 * g * g;
+    store_exp_avg(i, m);
+    store_exp_avg_sq(i, v);
     let bias_corrected_exp_avg = m / s.bias_correction1;
     // One store whichever branch runs: the plain step is m̂ · lr, and the rectified one scales
     // that same product, so both keep PyTorch's left-to-right order.
@@ -55,5 +54,5 @@ fn update_at(s: Scalars, i: u32) {
         let adaptive_lr = (1.0 / (sqrt(v) + s.eps)) * s.bias_correction2_sqrt;
         delta = delta * adaptive_lr * s.rect;
     }
-    param[i] = p - delta;
+    store_param(i, p - delta);
 }

@@ -1,7 +1,8 @@
 // rmsprop.wgsl: one step of torch.optim.RMSprop over one parameter buffer.
 //
-// Bindings: group 1: 0 RmsPropScalars (uniform, one step's entry of the scalar table);
-//           group 0: 1 param, 2 grad (common.wgsl),
+// Bindings (group 0 declared, with load_/store_ accessors for the tensor's dtypes, by
+// kernel::storage): group 1: 0 RmsPropScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad,
 //           3 square_avg, 4 momentum_buffer, 5 grad_avg (read_write; the last two are
 //           16-byte placeholders when MOMENTUM or CENTERED is off).
 // Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
@@ -27,34 +28,31 @@ override MOMENTUM: bool = false;
 override MAXIMIZE: bool = false;
 
 @group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
-@group(0) @binding(3) var<storage, read_write> square_avg: array<V>;
-@group(0) @binding(4) var<storage, read_write> momentum_buffer: array<V>;
-@group(0) @binding(5) var<storage, read_write> grad_avg: array<V>;
 
 // One element (one V) of the update.
 fn update_at(s: Scalars, i: u32) {
-    let p = param[i];
+    let p = load_param(i);
     var g = load_grad(i);
     if (MAXIMIZE) {
         g = -g;
     }
     g = g + s.weight_decay * p;
-    let sq = square_avg[i] * s.alpha + s.one_minus_alpha * g * g;
-    square_avg[i] = sq;
+    let sq = load_square_avg(i) * s.alpha + s.one_minus_alpha * g * g;
+    store_square_avg(i, sq);
     var avg: V;
     if (CENTERED) {
-        let ga = torch_lerp(grad_avg[i], g, s.one_minus_alpha);
-        grad_avg[i] = ga;
+        let ga = torch_lerp(load_grad_avg(i), g, s.one_minus_alpha);
+        store_grad_avg(i, ga);
         avg = sqrt(sq - ga * ga);
     } else {
         avg = sqrt(sq);
     }
     avg = avg + s.eps;
     if (MOMENTUM) {
-        let buf = momentum_buffer[i] * s.momentum + g / avg;
-        momentum_buffer[i] = buf;
-        param[i] = p + s.neg_lr * buf;
+        let buf = load_momentum_buffer(i) * s.momentum + g / avg;
+        store_momentum_buffer(i, buf);
+        store_param(i, p + s.neg_lr * buf);
     } else {
-        param[i] = p + s.neg_lr * (g / avg);
+        store_param(i, p + s.neg_lr * (g / avg));
     }
 }

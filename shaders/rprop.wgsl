@@ -1,7 +1,8 @@
 // rprop.wgsl: one step of torch.optim.Rprop over one parameter buffer.
 //
-// Bindings: group 1: 0 RpropScalars (uniform, one step's entry of the scalar table);
-//           group 0: 1 param, 2 grad (common.wgsl), 3 prev, 4 step_size (read_write).
+// Bindings (group 0 declared, with load_/store_ accessors for the tensor's dtypes, by
+// kernel::storage): group 1: 0 RpropScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad, 3 prev, 4 step_size (read_write).
 // Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
 // guard stops each invocation at the first of its VPI indices past arrayLength(&param).
 // Mirror: src/cpu/rprop.rs.
@@ -24,8 +25,6 @@ struct RpropScalars {
 override MAXIMIZE: bool = false;
 
 @group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
-@group(0) @binding(3) var<storage, read_write> prev: array<V>;
-@group(0) @binding(4) var<storage, read_write> step_size: array<V>;
 
 // torch.sign: (0 < x) - (x < 0), so 0 for a zero or NaN (WGSL's own sign of NaN is
 // implementation-defined).
@@ -35,18 +34,18 @@ fn torch_sign(x: V) -> V {
 
 // One element (one V) of the update.
 fn update_at(s: Scalars, i: u32) {
-    let p = param[i];
+    let p = load_param(i);
     var g = load_grad(i);
     if (MAXIMIZE) {
         g = -g;
     }
-    let direction = torch_sign(g * prev[i]);
+    let direction = torch_sign(g * load_prev(i));
     let factor = select(select(V(1.0), V(s.etaminus), direction < V(0.0)), V(s.etaplus), direction > V(0.0));
     // torch.clamp's order, min(max(x, lo), hi), also when lo > hi (WGSL's clamp may then
     // take the median instead).
-    let step = min(max(step_size[i] * factor, V(s.step_size_min)), V(s.step_size_max));
-    step_size[i] = step;
+    let step = min(max(load_step_size(i) * factor, V(s.step_size_min)), V(s.step_size_max));
+    store_step_size(i, step);
     let kept = select(g, V(0.0), direction < V(0.0));
-    prev[i] = kept;
-    param[i] = p + -torch_sign(kept) * step;
+    store_prev(i, kept);
+    store_param(i, p + -torch_sign(kept) * step);
 }

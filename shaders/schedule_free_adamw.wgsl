@@ -2,8 +2,9 @@
 // train mode) over one parameter buffer, and the passes that switch its parameter between the
 // training point y and the evaluation point x.
 //
-// Bindings: group 1: 0 ScheduleFreeScalars (uniform, one step's entry of the scalar table);
-//           group 0: 1 param (y in train mode, x in eval mode), 2 grad (common.wgsl),
+// Bindings (group 0 declared, with load_/store_ accessors for the tensor's dtypes, by
+// kernel::storage): group 1: 0 ScheduleFreeScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param (y in train mode, x in eval mode), 2 grad,
 //           3 z, 4 exp_avg_sq (read_write).
 // Entry points: `main` in elementwise.wgsl, calling update_at for each of its indices, and
 // `outside_step` below; each invocation of either stops at the first of its VPI indices past
@@ -33,20 +34,18 @@ struct ScheduleFreeScalars {
 }
 
 @group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
-@group(0) @binding(3) var<storage, read_write> z: array<V>;
-@group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<V>;
 
 // One element (one V) of the update.
 fn update_at(s: Scalars, i: u32) {
-    let y = param[i];
+    let y = load_param(i);
     let g = load_grad(i);
-    let v = exp_avg_sq[i] * s.beta2 + s.one_minus_beta2 * g * g;
-    exp_avg_sq[i] = v;
+    let v = load_exp_avg_sq(i) * s.beta2 + s.one_minus_beta2 * g * g;
+    store_exp_avg_sq(i, v);
     let d = sqrt(v / s.bias_correction2) + s.eps;
     let u = g / d + s.weight_decay * y;
-    let zi = z[i];
-    param[i] = torch_lerp(y, zi, s.ckp1) + s.y_coef * u;
-    z[i] = zi - s.lr * u;
+    let zi = load_z(i);
+    store_param(i, torch_lerp(y, zi, s.ckp1) + s.y_coef * u);
+    store_z(i, zi - s.lr * u);
 }
 
 // The passes outside a step (Algorithm::EVAL_MODE), one pipeline each, picked by PASS
@@ -58,13 +57,13 @@ override PASS: u32 = 0u;
 fn pass_at(s: ScheduleFreeScalars, i: u32) {
     switch PASS {
         case 0u: {
-            z[i] = param[i];
+            store_z(i, load_param(i));
         }
         case 1u: {
-            param[i] = torch_lerp(param[i], z[i], s.eval_weight);
+            store_param(i, torch_lerp(load_param(i), load_z(i), s.eval_weight));
         }
         default: {
-            param[i] = torch_lerp(param[i], z[i], s.train_weight);
+            store_param(i, torch_lerp(load_param(i), load_z(i), s.train_weight));
         }
     }
 }
@@ -76,12 +75,8 @@ fn outside_step(
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
     let s = scalars[0];
-    let base = invocation_base(wid, nwg, lid, VPI);
-    for (var k = 0u; k < VPI; k = k + 1u) {
-        let i = base + k * WG;
-        if (i >= arrayLength(&param)) {
-            return;
-        }
+    let r = update_range(wid, nwg, lid);
+    for (var i = r.x; i < r.y; i = i + r.z) {
         pass_at(s, i);
     }
 }

@@ -1,7 +1,8 @@
 // sgd.wgsl: one step of torch.optim.SGD over one parameter buffer.
 //
-// Bindings: group 1: 0 SgdScalars (uniform, one step's entry of the scalar table);
-//           group 0: 1 param, 2 grad (common.wgsl),
+// Bindings (group 0 declared, with load_/store_ accessors for the tensor's dtypes, by
+// kernel::storage): group 1: 0 SgdScalars (uniform, one step's entry of the scalar table);
+//           group 0: 1 param, 2 grad,
 //           3 momentum_buffer (read_write; a 16-byte placeholder when MOMENTUM is off).
 // Entry point: `main` in elementwise.wgsl, calling update_at for each of its indices; its bounds
 // guard stops each invocation at the first of its VPI indices past arrayLength(&param).
@@ -28,24 +29,23 @@ override NESTEROV: bool = false;
 override MAXIMIZE: bool = false;
 
 @group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
-@group(0) @binding(3) var<storage, read_write> momentum_buffer: array<V>;
 
 // One element (one V) of the update.
 fn update_at(s: Scalars, i: u32) {
-    let p = param[i];
+    let p = load_param(i);
     var g = load_grad(i);
     if (MAXIMIZE) {
         g = -g;
     }
     g = g + s.weight_decay * p;
     if (MOMENTUM) {
-        let buf = momentum_buffer[i] * s.momentum_keep + s.grad_weight * g;
-        momentum_buffer[i] = buf;
+        let buf = load_momentum_buffer(i) * s.momentum_keep + s.grad_weight * g;
+        store_momentum_buffer(i, buf);
         if (NESTEROV) {
             g = g + s.momentum * buf;
         } else {
             g = buf;
         }
     }
-    param[i] = p + s.neg_lr * g;
+    store_param(i, p + s.neg_lr * g);
 }

@@ -6,15 +6,15 @@
 // for the fastest, is the roofline; the f32 form, one element per invocation, is kept as the
 // scalar reference earlier measurements were taken against.
 //
-// Bindings: 1 param, 2 grad (common.wgsl), 3..5 states (read_write; those past N_STATES are
-//           16-byte placeholders and are never touched).
-// Bounds guard: each invocation stops at the first of its VPI indices past arrayLength(&param).
+// Bindings (declared, with load_/store_ accessors for the measured tensors' dtypes, by
+//           kernel::storage): 1 param, 2 grad, 3..5 state0..state2 (read_write; those past
+//           N_STATES are 16-byte placeholders and are never touched); 12 extent with 16-bit
+//           values, whose x is the V count (at f32 width, every value: the stream's buffers
+//           hold whole vectors). So it moves the bytes of the same dtypes, converting them as
+//           the optimizer does.
+// Bounds guard: each invocation stops at the first of its VPI indices past body_end().
 
 override N_STATES: u32 = 0u;
-
-@group(0) @binding(3) var<storage, read_write> state0: array<V>;
-@group(0) @binding(4) var<storage, read_write> state1: array<V>;
-@group(0) @binding(5) var<storage, read_write> state2: array<V>;
 
 @compute @workgroup_size(WG)
 fn main(
@@ -25,19 +25,19 @@ fn main(
     let base = invocation_base(wid, nwg, lid, VPI);
     for (var k = 0u; k < VPI; k = k + 1u) {
         let i = base + k * WG;
-        if (i >= arrayLength(&param)) {
+        if (i >= body_end()) {
             return;
         }
-        let g = grad[i];
-        param[i] = param[i] + g;
+        let g = stored_grad(i);
+        store_param(i, load_param(i) + g);
         if (N_STATES > 0u) {
-            state0[i] = state0[i] + g;
+            store_state0(i, load_state0(i) + g);
         }
         if (N_STATES > 1u) {
-            state1[i] = state1[i] + g;
+            store_state1(i, load_state1(i) + g);
         }
         if (N_STATES > 2u) {
-            state2[i] = state2[i] + g;
+            store_state2(i, load_state2(i) + g);
         }
     }
 }

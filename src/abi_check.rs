@@ -8,11 +8,12 @@ use naga::{AddressSpace, ArraySize, StorageAccess, TypeInner};
 use crate::abi::bindings::{Binding, Kind, grad_norm, mlp, reduce, stream, update};
 use crate::abi::uniforms::{Dims, GradParams};
 use crate::gpu::{group0, scalars_size};
-use crate::kernel::{GradAccess, Kernel, Width, compose_with};
+use crate::kernel::{GradAccess, Kernel, Storage, Width, compose_for, compose_with};
 use crate::optim::{
     Adadelta, Adafactor, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd, Lamb,
     Lars, Lion, NAdam, RAdam, RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
 };
+use crate::precision::{Dtype, Precision};
 
 /// What one WGSL global declares: name, kind, and bytes (the element stride of a runtime-sized
 /// storage array; the whole size of a uniform).
@@ -23,6 +24,19 @@ struct Declared {
     bytes: u64,
     /// A uniform array's element stride.
     stride: Option<u64>,
+}
+
+/// Parses and validates `wgsl` with naga (types, uniformity, every expression), as a device
+/// would before compiling it.
+fn validate(label: &str, wgsl: &str) {
+    let module = naga::front::wgsl::parse_str(wgsl)
+        .unwrap_or_else(|e| panic!("{label}: {}", e.emit_to_string(wgsl)));
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::empty(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("{label}: {}", e.emit_to_string(wgsl)));
 }
 
 /// The resource bindings of `wgsl`, by (group, binding).
@@ -83,6 +97,19 @@ const COMMON: [Binding; 4] = [
 /// bytes, `array<V>` of `width`), and that every binding the WGSL declares is in `table` or
 /// `common.wgsl`'s.
 fn check(label: &str, wgsl: &str, width: Width, table: &[Binding], uniform_size: u64) {
+    check_stored(label, wgsl, width, Precision::F32, table, uniform_size);
+}
+
+/// As [`check`], with the tensors of `precision`: a 16-bit `array<V>` binding holds words, a
+/// `vec2<u32>` per `vec4<f32>` (8 bytes) or a `u32` per pair at f32 width (4 bytes).
+fn check_stored(
+    label: &str,
+    wgsl: &str,
+    width: Width,
+    precision: Precision,
+    table: &[Binding],
+    uniform_size: u64,
+) {
     let declared = declared(label, wgsl);
     let plain = |b: &Binding| match b.kind {
         Kind::Uniform { .. } => Kind::Uniform { dynamic: false },
@@ -94,9 +121,19 @@ fn check(label: &str, wgsl: &str, width: Width, table: &[Binding], uniform_size:
             .unwrap_or_else(|| panic!("{label}: {b:?} is not declared"));
         assert_eq!(d.name, b.name, "{label}: name at {b:?}");
         assert_eq!(d.kind, plain(b), "{label}: access of {}", b.name);
+        let dtype = match b.binding {
+            1 => precision.param,
+            2 => precision.grad,
+            _ => precision.state,
+        };
         let want = match b.kind {
+            Kind::Uniform { .. } if *b == update::EXTENT => 16,
             Kind::Uniform { .. } => uniform_size,
-            Kind::Storage { .. } if b.element == 0 => 4 * width.lanes(),
+            Kind::Storage { .. } if b.element == 0 && dtype == Dtype::F32 => 4 * width.lanes(),
+            Kind::Storage { .. } if b.element == 0 => match width {
+                Width::Vec4 => 8,
+                Width::Scalar => 4,
+            },
             Kind::Storage { .. } => b.element,
         };
         assert_eq!(d.bytes, want, "{label}: size of {}", b.name);
@@ -112,15 +149,51 @@ fn check(label: &str, wgsl: &str, width: Width, table: &[Binding], uniform_size:
 }
 
 fn check_update<O: Algorithm>() {
+    // Every dtype in each position for the elementwise kernels; f32 for the others.
+    let precisions: Vec<Precision> = if O::KERNEL.single_pass {
+        let mut all = vec![Precision::F32];
+        for d in [Dtype::Bf16, Dtype::F16] {
+            let f = Dtype::F32;
+            all.extend([
+                Precision::uniform(d),
+                Precision {
+                    param: d,
+                    grad: f,
+                    state: f,
+                },
+                Precision {
+                    param: f,
+                    grad: d,
+                    state: f,
+                },
+                Precision {
+                    param: f,
+                    grad: f,
+                    state: d,
+                },
+            ]);
+        }
+        all
+    } else {
+        vec![Precision::F32]
+    };
     let variants = [GradAccess::ReadOnly, GradAccess::Shared]
         .into_iter()
-        .flat_map(|a| [(a, Width::Vec4), (a, Width::Scalar)]);
-    for (access, width) in variants {
-        let wgsl = compose_with(&O::KERNEL, access, width);
-        let mut table = group0::<O>(access);
+        .flat_map(|a| [(a, Width::Vec4), (a, Width::Scalar)])
+        .flat_map(|v| precisions.iter().map(move |&p| (v, p)));
+    for ((access, width), precision) in variants {
+        let storage = Storage::f32(access, width).with(precision);
+        let states = if O::KERNEL.single_pass {
+            O::STATE_NAMES
+        } else {
+            &[]
+        };
+        let wgsl = compose_for(&O::KERNEL, states, &storage);
+        let mut table = group0::<O>(access, precision);
         table.push(update::SCALARS);
-        let label = format!("{} ({access:?}, {width:?})", O::NAME);
-        check(&label, &wgsl, width, &table, scalars_size::<O>());
+        let label = format!("{} ({access:?}, {width:?}, {precision})", O::NAME);
+        check_stored(&label, &wgsl, width, precision, &table, scalars_size::<O>());
+        validate(&label, &wgsl);
         let stride = declared(&label, &wgsl)[&(1, 0)].stride;
         assert_eq!(
             stride,
@@ -177,9 +250,23 @@ fn support_kernels_match_their_bindings() {
         );
     }
     let stream = Kernel::new("stream", include_str!("../shaders/stream.wgsl"));
+    let bf16 = Precision::uniform(Dtype::Bf16);
+    let mixed = Precision {
+        grad: Dtype::F16,
+        ..Precision::F32
+    };
     for width in [Width::Vec4, Width::Scalar] {
-        let stream_wgsl = compose_with(&stream, GradAccess::ReadOnly, width);
-        check("stream", &stream_wgsl, width, &stream::ALL, 0);
+        for precision in [Precision::F32, bf16, mixed] {
+            let storage = Storage::f32(GradAccess::ReadOnly, width).with(precision);
+            let stream_wgsl = compose_for(&stream, &stream::STATE_NAMES, &storage);
+            let mut table = stream::ALL.to_vec();
+            if storage.packed() {
+                table.push(update::EXTENT);
+            }
+            let label = format!("stream ({width:?}, {precision})");
+            check_stored(&label, &stream_wgsl, width, precision, &table, 0);
+            validate(&label, &stream_wgsl);
+        }
     }
     let mlp_wgsl = compose_file("mlp", include_str!("../shaders/mlp.wgsl"));
     check(
@@ -193,8 +280,9 @@ fn support_kernels_match_their_bindings() {
 
 #[test]
 fn a_wrong_table_is_caught() {
-    let wgsl = compose_with(&Sgd::KERNEL, GradAccess::ReadOnly, Width::Vec4);
-    let mut table = group0::<Sgd>(GradAccess::ReadOnly);
+    let storage = Storage::f32(GradAccess::ReadOnly, Width::Vec4);
+    let wgsl = compose_for(&Sgd::KERNEL, Sgd::STATE_NAMES, &storage);
+    let mut table = group0::<Sgd>(GradAccess::ReadOnly, Precision::F32);
     table.push(update::SCALARS);
     let renamed = std::panic::catch_unwind(|| {
         let mut t = table.clone();

@@ -5,6 +5,7 @@ use futures_intrusive::channel::shared::oneshot_channel;
 use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
+use crate::precision::Dtype;
 
 /// A device and queue opened on the best adapter found.
 #[derive(Debug, Clone)]
@@ -98,6 +99,35 @@ impl GpuContext {
     /// Reads a whole f32 buffer (which needs `COPY_SRC`) back to the host, waiting for the GPU.
     pub fn read(&self, buffer: &wgpu::Buffer) -> Result<Vec<f32>> {
         read_buffer(&self.device, &self.queue, buffer)
+    }
+
+    /// As [`GpuContext::upload`], the values stored as `dtype` (16-bit ones two per word,
+    /// rounded to nearest even).
+    pub fn upload_as(&self, label: &str, dtype: Dtype, data: &[f32]) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: &dtype.encode(data),
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
+    /// As [`GpuContext::write`], the values stored as `dtype`.
+    pub fn write_as(&self, buffer: &wgpu::Buffer, dtype: Dtype, data: &[f32]) {
+        self.queue.write_buffer(buffer, 0, &dtype.encode(data));
+    }
+
+    /// The first `len` values of a buffer of `dtype` values, read back as f32.
+    pub fn read_as(&self, buffer: &wgpu::Buffer, dtype: Dtype, len: usize) -> Result<Vec<f32>> {
+        let bytes = read_bytes(&self.device, &self.queue, buffer)?;
+        dtype.decode(&bytes, len).ok_or_else(|| {
+            Error::Readback(format!(
+                "buffer of {} bytes holds fewer than {len} {dtype} values",
+                bytes.len()
+            ))
+        })
     }
 }
 

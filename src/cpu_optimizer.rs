@@ -8,6 +8,7 @@ use crate::host::registry::Registry;
 use crate::host::scheduler::StepScheduler;
 use crate::host::{GroupId, ParamId};
 use crate::optim::{Algorithm, MAX_STATES, Pass, States, sub_states};
+use crate::precision::Precision;
 use crate::schedule::Schedule;
 
 /// An optimizer running the CPU reference ([`crate::cpu`]) on host slices.
@@ -23,6 +24,15 @@ pub struct CpuOptimizer<O: Algorithm> {
     last_grad_norm: Option<f32>,
     /// GradScaler's state while loss scaling is on.
     scaler: Option<LossScaleState>,
+}
+
+/// Rounds a parameter and its states to their dtypes after an update stored them in f32: the
+/// kernels round each value once when storing it, and an elementwise update stores each once.
+fn round_stored(precision: Precision, param: &mut [f32], states: &mut [Vec<f32>; MAX_STATES]) {
+    precision.param.round_all(param);
+    for state in states {
+        precision.state.round_all(state);
+    }
 }
 
 /// Parameters shorter than this are stepped on the calling thread whatever the thread count.
@@ -159,19 +169,34 @@ impl<O: Algorithm> CpuOptimizer<O> {
 
     /// Registers a parameter of `len` elements in `group`, allocating its state.
     pub fn register(&mut self, group: GroupId, len: usize) -> Result<ParamId> {
-        self.register_inner(group, len, None)
+        self.register_inner(group, len, None, Precision::F32)
     }
 
     /// Registers a parameter of `shape` (row-major) in `group`, allocating its state: as
     /// [`CpuOptimizer::register`], for optimizers whose state follows the shape (Adafactor's
     /// factored moments of a matrix). The shape's product must be positive.
     pub fn register_with_shape(&mut self, group: GroupId, shape: &[usize]) -> Result<ParamId> {
+        self.register_typed(group, shape, Precision::F32)
+    }
+
+    /// As [`CpuOptimizer::register_with_shape`], for a tensor stored as `precision` says (see
+    /// [`crate::GpuOptimizer::register_typed`]). The caller keeps 16-bit parameters and
+    /// gradients as the f32 values they are ([`crate::Dtype::round`] gives them; each step
+    /// checks), and each step rounds the parameter and the states to their dtypes when it
+    /// stores them, exactly as the kernels do. The states are held as f32 values their dtype
+    /// represents.
+    pub fn register_typed(
+        &mut self,
+        group: GroupId,
+        shape: &[usize],
+        precision: Precision,
+    ) -> Result<ParamId> {
         let len = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
         let len = len.ok_or_else(|| Error::ShapeMismatch {
             shape: shape.to_vec(),
             len: u64::MAX,
         })?;
-        self.register_inner(group, len, Some(shape))
+        self.register_inner(group, len, Some(shape), precision)
     }
 
     fn register_inner(
@@ -179,8 +204,11 @@ impl<O: Algorithm> CpuOptimizer<O> {
         group: GroupId,
         len: usize,
         shape: Option<&[usize]>,
+        precision: Precision,
     ) -> Result<ParamId> {
-        let (config, shape) = self.registry.check_register(group, len as u64, shape)?;
+        let (config, shape) = self
+            .registry
+            .check_register(group, len as u64, shape, precision)?;
         let mut states: [Vec<f32>; MAX_STATES] = Default::default();
         for (slot, state) in states.iter_mut().enumerate() {
             let n = config.state_len(slot, &shape) as usize;
@@ -192,11 +220,11 @@ impl<O: Algorithm> CpuOptimizer<O> {
                     ),
                     message: e.to_string(),
                 })?;
-                state.resize(n, config.initial_state(slot));
+                state.resize(n, precision.state.round(config.initial_state(slot)));
             }
         }
         self.states.push(states);
-        Ok(self.registry.push(group, shape))
+        Ok(self.registry.push(group, shape, precision))
     }
 
     /// One optimizer step over every registered parameter.
@@ -251,10 +279,11 @@ impl<O: Algorithm> CpuOptimizer<O> {
         let registered = self.registry.params();
         for (i, (r, states)) in registered.iter().zip(&mut self.states).enumerate() {
             let s = scheduler.scalars_at(r.group, t, state_step);
-            let states = states.each_mut().map(|v| v.as_mut_slice());
+            let slices = states.each_mut().map(|v| v.as_mut_slice());
             let grad = adjusted.as_ref().map_or(grads[i], |c| c[i].as_slice());
             let config = &scheduler.groups()[r.group];
-            step_chunked(config, &s, params[i], grad, states, self.threads);
+            step_chunked(config, &s, params[i], grad, slices, self.threads);
+            round_stored(r.precision, params[i], states);
         }
         Ok(())
     }
@@ -308,8 +337,9 @@ impl<O: Algorithm> CpuOptimizer<O> {
                 continue;
             }
             let s = scheduler.scalars_at(r.group, t, t);
-            let states = states.each_mut().map(|v| v.as_mut_slice());
-            scheduler.groups()[r.group].cpu_pass(pass, &s, params[i], states);
+            let slices = states.each_mut().map(|v| v.as_mut_slice());
+            scheduler.groups()[r.group].cpu_pass(pass, &s, params[i], slices);
+            round_stored(r.precision, params[i], states);
         }
     }
 
@@ -332,6 +362,10 @@ impl<O: Algorithm> CpuOptimizer<O> {
                     "parameter {i} has {len} elements, got a parameter of {} and a gradient of {grad_len}",
                     params[i].len(),
                 )));
+            }
+            Precision::check_held("param", r.precision.param, params[i])?;
+            if let Some(g) = grads {
+                Precision::check_held("grad", r.precision.grad, g[i])?;
             }
         }
         Ok(())

@@ -22,6 +22,43 @@ pub enum Error {
     /// A combination of options PyTorch rejects.
     #[error("invalid options: {0}")]
     InvalidOptions(String),
+    /// A buffer whose size does not fit `len` values of its declared dtype.
+    #[error("{which} buffer of {size} bytes does not hold {len} {dtype} values ({expected} bytes)")]
+    DtypeSize {
+        /// `param` or `grad`.
+        which: &'static str,
+        /// Its declared dtype.
+        dtype: crate::Dtype,
+        /// The tensor's length in elements (the product of its shape).
+        len: u64,
+        /// The buffer's size in bytes.
+        size: u64,
+        /// The size `len` values of `dtype` take (whole 4-byte words).
+        expected: u64,
+    },
+    /// A precision this optimizer, or this setting, cannot step.
+    #[error("{optimizer} cannot step {precision}: {reason}")]
+    UnsupportedPrecision {
+        /// The optimizer's name.
+        optimizer: &'static str,
+        /// The precision asked for.
+        precision: crate::Precision,
+        /// Why not.
+        reason: &'static str,
+    },
+    /// A host value that the tensor's declared dtype cannot hold (the CPU reference takes
+    /// 16-bit tensors as their f32 values).
+    #[error("{which} value {value:e} at index {index} is not a {dtype} value")]
+    NotRepresentable {
+        /// `param` or `grad`.
+        which: &'static str,
+        /// The declared dtype.
+        dtype: crate::Dtype,
+        /// Index of the first such value.
+        index: usize,
+        /// The value.
+        value: f32,
+    },
     /// A parameter and its gradient have different lengths.
     #[error("parameter has {param} elements but its gradient has {grad}")]
     LengthMismatch {

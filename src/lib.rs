@@ -50,6 +50,7 @@ mod host;
 mod io;
 pub mod kernel;
 pub mod optim;
+pub mod precision;
 mod rng;
 pub mod schedule;
 #[doc(hidden)]
@@ -68,4 +69,5 @@ pub use optim::{
     Adadelta, Adafactor, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd, Lamb,
     Lars, Lion, NAdam, Pass, RAdam, RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
 };
+pub use precision::{Dtype, Precision};
 pub use schedule::Schedule;

@@ -212,3 +212,84 @@ fn adafactor_factors_a_shaped_matrix_and_reports_its_memory() {
     let bad = bench(&["--optimizer", "adafactor", "--shape", "256x0", "--json"]);
     assert_eq!(bad.status.code(), Some(2), "a zero dimension is refused");
 }
+
+#[test]
+fn dtypes_set_the_bytes_and_the_stream_and_verify_bit_for_bit() {
+    if gpu().is_none() {
+        return;
+    }
+    let rows = bench_rows(&[
+        "--optimizer",
+        "adamw,sgd-momentum",
+        "--params",
+        "70001",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+        "--verify",
+        "--param-dtype",
+        "bf16",
+        "--grad-dtype",
+        "bf16",
+        "--state-dtype",
+        "bf16",
+    ]);
+    // `both` measures the GPU alone: the CPU reference holds 16-bit values as f32.
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for r in &rows {
+        assert_eq!(r["backend"], "gpu");
+        for key in ["param_dtype", "grad_dtype", "state_dtype"] {
+            assert_eq!(r[key], "bf16", "{r}");
+        }
+        assert_eq!(r["max_abs_err_vs_cpu"].as_f64(), Some(0.0), "{r}");
+        assert!(r["stream_ms"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    // AdamW: 2 + 2 (param) + 2 (grad) + 2 × 4 (two moments); SGD with momentum: one moment.
+    assert_eq!(rows[0]["bytes_per_param"], 14);
+    assert_eq!(rows[0]["state_bytes_per_param"], 4.0);
+    assert_eq!(rows[1]["bytes_per_param"], 10);
+    let master = bench_rows(&[
+        "--optimizer",
+        "adamw",
+        "--params",
+        "5K",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+        "--grad-dtype",
+        "f16",
+        "--backend",
+        "gpu",
+    ]);
+    assert_eq!(master[0]["bytes_per_param"], 26);
+    assert_eq!(master[0]["grad_dtype"], "f16");
+    let out = bench(&[
+        "--optimizer",
+        "adamw",
+        "--params",
+        "5K",
+        "--param-dtype",
+        "f8",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown dtype"));
+    let out = bench(&[
+        "--optimizer",
+        "adamw",
+        "--params",
+        "5K",
+        "--backend",
+        "cpu",
+        "--state-dtype",
+        "bf16",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("CPU reference"),
+        "{out:?}"
+    );
+}

@@ -631,6 +631,7 @@ fn benchmark_options_without_steps_are_a_typed_error() {
         max_grad_norm: None,
         loss_scale: false,
         shape: None,
+        precision: wgpu_optim::Precision::F32,
     };
     let e = wgpu_optim::tooling::bench::cpu("sgd", 16, &opts).unwrap_err();
     assert!(e.to_string().contains("--steps 0"), "{e}");

@@ -141,6 +141,10 @@ pub(crate) mod update {
     /// The gradient control written by the gradient stage.
     pub const GRAD_CONTROL: Binding = Binding::storage(0, 11, "grad_control", true);
 
+    /// A window's extent when its tensor holds 16-bit values (`kernel::Storage`): body
+    /// vectors, tail start, tail end, as `vec4<u32>`.
+    pub const EXTENT: Binding = Binding::uniform(0, 12, "extent", false);
+
     /// Adafactor's per-tensor dimensions and row-factor means (`array<f32>`).
     pub const FACTORS: Binding = Binding::storage(0, 8, "factors", false);
 
@@ -193,7 +197,11 @@ pub(crate) mod grad_norm {
 pub(crate) mod stream {
     use super::Binding;
 
-    /// `param`, `grad` (from `common.wgsl`), then three states, in binding order.
+    /// The states' names, as `kernel::Storage` declares them.
+    pub const STATE_NAMES: [&str; 3] = ["state0", "state1", "state2"];
+
+    /// `param`, `grad`, then three states, in binding order (and `update::EXTENT` over 16-bit
+    /// values).
     pub const ALL: [Binding; 5] = [
         super::update::PARAM,
         super::update::GRAD,

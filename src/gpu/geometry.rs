@@ -66,7 +66,8 @@ impl WindowGrids {
 /// elements than a 2-D grid within the per-dimension workgroup limit covers. Every window but
 /// the last holds a multiple of 4 elements, so each starts as 16-byte aligned as the first.
 pub(crate) fn window_ranges(len: u64, limits: &wgpu::Limits) -> Vec<(u64, u64)> {
-    let align = (u64::from(limits.min_storage_buffer_offset_alignment) / 4).max(4);
+    // In elements of 2 bytes, so the starts are bindable for 16-bit values too.
+    let align = (u64::from(limits.min_storage_buffer_offset_alignment) / 2).max(4);
     let per_dim = u64::from(limits.max_compute_workgroups_per_dimension);
     let window = (limits.max_storage_buffer_binding_size / 4)
         .min(per_dim * per_dim * u64::from(WORKGROUP_SIZE));

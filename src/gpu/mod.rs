@@ -25,14 +25,15 @@ mod scalars;
 mod scopes;
 
 use crate::abi::bindings::update;
-use crate::context::read_buffer;
-use crate::error::Result;
+use crate::context::read_bytes;
+use crate::error::{Error, Result};
 use crate::host::checkpoint::Checkpoint;
 use crate::host::registry::Registry;
 use crate::host::scheduler::StepScheduler;
 use crate::host::{GroupId, ParamId};
 use crate::kernel::{GradAccess, Width};
 use crate::optim::{Algorithm, MAX_STATES, Pass};
+use crate::precision::Precision;
 use crate::schedule::Schedule;
 
 use commands::Commands;
@@ -50,7 +51,8 @@ use scopes::ErrorScopes;
 /// An optimizer whose step is one fused compute dispatch per registered parameter buffer.
 ///
 /// Built from the caller's `Device` and `Queue`; the caller registers its own parameter and
-/// gradient buffers (f32, `STORAGE` usage) and calls [`GpuOptimizer::step`] to record an update
+/// gradient buffers (`STORAGE` usage; f32, or bf16 and f16 through
+/// [`GpuOptimizer::register_typed`]) and calls [`GpuOptimizer::step`] to record an update
 /// into its own `CommandEncoder`: no submit, no readback. The optimizer
 /// owns only its state buffers, pipelines (one per distinct set of option flags, built once)
 /// and a small table of per-step scalars: a new one, one buffer and one bind group, every few
@@ -151,26 +153,26 @@ impl<O: Algorithm> GpuOptimizer<O> {
             placeholders,
             scalar_only: false,
         };
-        this.pipeline_for(&config, GradAccess::ReadOnly, Form::Vec4);
+        this.pipeline_for(&config, (GradAccess::ReadOnly, Precision::F32), Form::Vec4);
         scopes.check(|| format!("{} kernel", O::KERNEL.name))?;
         Ok(this)
     }
 
-    /// The pipelines for `config`'s flags, the gradient stage's, `access` and `form`, built on
-    /// first use.
-    fn pipeline_for(&mut self, config: &O, access: GradAccess, form: Form) -> usize {
+    /// The pipelines for `config`'s flags, the gradient stage's, the tensors' access and
+    /// precision, and `form`, built on first use.
+    fn pipeline_for(&mut self, config: &O, tensors: (GradAccess, Precision), form: Form) -> usize {
         let stage = self.registry.grad_stage;
         let mut flags = config.flags();
         flags.push(("CLIP", stage.max_norm.is_some()));
         flags.push(("UNSCALE", stage.loss_scale.is_some()));
-        self.kernels.pipelines(&self.device, flags, access, form)
+        self.kernels.pipelines(&self.device, flags, tensors, form)
     }
 
     /// The body and tail pipelines of a parameter of `len` elements in a group with `config`.
     fn pipelines_for(
         &mut self,
         config: &O,
-        access: GradAccess,
+        access: (GradAccess, Precision),
         width: Width,
         len: u64,
     ) -> (usize, Option<usize>) {
@@ -188,7 +190,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
         for i in 0..self.params.len() {
             let config = self.registry.scheduler.groups()[self.params[i].group].clone();
             let p = &self.params[i];
-            let (access, width, len) = (p.access, p.width, p.len);
+            let (access, width, len) = ((p.access, p.precision), p.width, p.len);
             (self.params[i].pipeline, self.params[i].tail) =
                 self.pipelines_for(&config, access, width, len);
         }
@@ -216,7 +218,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
         )?;
         let scopes = ErrorScopes::push(&self.device);
         let pipelines = self.kernels.len();
-        self.pipeline_for(&config, GradAccess::ReadOnly, Form::Vec4);
+        self.pipeline_for(&config, (GradAccess::ReadOnly, Precision::F32), Form::Vec4);
         if let Err(e) = scopes.check(|| format!("{} pipeline for {config:?}", O::KERNEL.name)) {
             self.kernels.truncate(pipelines);
             return Err(e);
@@ -416,17 +418,37 @@ impl<O: Algorithm> GpuOptimizer<O> {
         }
     }
 
-    /// The buffer holding state `name` (PyTorch's key) of `param`, if these options keep it.
+    /// The buffer holding state `name` (PyTorch's key) of `param`, if these options keep it,
+    /// in the tensor's state dtype (16-bit values two per word).
     pub fn state_buffer(&self, param: ParamId, name: &str) -> Option<&wgpu::Buffer> {
         let slot = self.registry.state_slot(param, name)?;
         self.params.get(param.0)?.states[slot].as_ref()
     }
 
-    /// Reads state `name` of `param` back to the host (waits for the GPU; not for the hot path).
+    /// Reads state `name` of `param` back to the host as the f32 values it stores (waits for
+    /// the GPU; not for the hot path).
     pub fn read_state(&self, param: ParamId, name: &str) -> Result<Option<Vec<f32>>> {
-        self.state_buffer(param, name)
-            .map(|b| read_buffer(&self.device, &self.queue, b))
-            .transpose()
+        let Some(slot) = self.registry.state_slot(param, name) else {
+            return Ok(None);
+        };
+        self.read_slot(param.0, slot).map(Some)
+    }
+
+    /// The values of state `slot` of parameter `index`, decoded from its dtype.
+    fn read_slot(&self, index: usize, slot: usize) -> Result<Vec<f32>> {
+        let p = &self.params[index];
+        let Some(buffer) = p.states[slot].as_ref() else {
+            return Ok(Vec::new());
+        };
+        let r = &self.registry.params()[index];
+        let len = self.registry.scheduler.groups()[r.group].state_len(slot, &r.shape) as usize;
+        let bytes = read_bytes(&self.device, &self.queue, buffer)?;
+        p.precision.state.decode(&bytes, len).ok_or_else(|| {
+            Error::Readback(format!(
+                "state buffer of {} bytes holds fewer than {len} values",
+                bytes.len()
+            ))
+        })
     }
 
     /// All optimizer state: step, groups, schedule, gradient stage (with loss scaling's state),
@@ -441,13 +463,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
             |i| {
                 self.registry
                     .slots(i)
-                    .filter_map(|s| Some((s, self.params[i].states[s].as_ref()?)))
-                    .map(|(s, b)| {
-                        Ok((
-                            O::STATE_NAMES[s].to_string(),
-                            read_buffer(&self.device, &self.queue, b)?,
-                        ))
-                    })
+                    .filter(|&s| self.params[i].states[s].is_some())
+                    .map(|s| Ok((O::STATE_NAMES[s].to_string(), self.read_slot(i, s)?)))
                     .collect()
             },
             loss_scale,
@@ -476,8 +493,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
         for (p, saved) in self.params.iter().zip(std::mem::take(&mut plan.states)) {
             for (buffer, data) in p.states.iter().zip(&saved) {
                 if let Some(buffer) = buffer {
-                    self.queue
-                        .write_buffer(buffer, 0, bytemuck::cast_slice(data));
+                    let bytes = p.precision.state.encode(data);
+                    self.queue.write_buffer(buffer, 0, &bytes);
                 }
             }
         }

@@ -6,6 +6,7 @@ use crate::gpu::factors::Factors;
 use crate::gpu::geometry::WindowGrids;
 use crate::kernel::{GradAccess, Width};
 use crate::optim::MAX_STATES;
+use crate::precision::Precision;
 
 /// One binding-sized part of a registered parameter: its bind group (the same for the body
 /// and the tail pipelines) and its grids.
@@ -27,7 +28,10 @@ pub(crate) struct GpuParam {
     pub grad_offset: u64,
     /// Whether the gradient shares the parameter's buffer.
     pub access: GradAccess,
-    /// `Vec4` when both the parameter and its gradient start 16-byte aligned, else `Scalar`.
+    /// The dtypes of the parameter, gradient and states.
+    pub precision: Precision,
+    /// `Vec4` when both the parameter and its gradient start 16-byte aligned (always for
+    /// 16-bit values), else `Scalar`.
     pub width: Width,
     /// Index of its body pipelines in the optimizer's `Kernels`.
     pub pipeline: usize,
@@ -37,4 +41,7 @@ pub(crate) struct GpuParam {
     /// The factored state's dimensions and pass grids ([`crate::Algorithm::FACTORED`]).
     pub factors: Option<Factors>,
     pub windows: Vec<Window>,
+    /// Each window's `extent` uniform, for tensors with 16-bit values (`kernel::Storage`);
+    /// empty for f32 tensors.
+    pub extents: Vec<wgpu::Buffer>,
 }

@@ -5,10 +5,11 @@ use std::marker::PhantomData;
 
 use crate::abi::bindings::{Binding, update};
 use crate::kernel::{
-    GradAccess, NORM_ELEMS, SCALAR_CANDIDATES, VEC_PER_INVOCATION, Width, compute_pipeline,
-    create_module, pipeline_layout,
+    GradAccess, NORM_ELEMS, SCALAR_CANDIDATES, Storage, VEC_PER_INVOCATION, Width,
+    compute_pipeline, create_module_for, pipeline_layout,
 };
 use crate::optim::{Algorithm, Pass};
+use crate::precision::Precision;
 
 /// State slots of an [`Algorithm::FACTORED`] optimizer that hold factors, not elementwise values
 /// (Adafactor's row and column second moments).
@@ -23,8 +24,9 @@ pub(crate) fn scalars_size<O: Algorithm>() -> u64 {
     std::mem::size_of::<O::Scalars>() as u64 * u64::from(SCALAR_CANDIDATES)
 }
 
-/// The group-0 bindings of `O`'s kernel with its gradient declared for `access`.
-pub(crate) fn group0<O: Algorithm>(access: GradAccess) -> Vec<Binding> {
+/// The group-0 bindings of `O`'s kernel with its gradient declared for `access`, over tensors
+/// of `precision`.
+pub(crate) fn group0<O: Algorithm>(access: GradAccess, precision: Precision) -> Vec<Binding> {
     let grad = match access {
         GradAccess::ReadOnly => update::GRAD,
         GradAccess::Shared => update::GRAD.read_write(),
@@ -43,6 +45,9 @@ pub(crate) fn group0<O: Algorithm>(access: GradAccess) -> Vec<Binding> {
     }
     if O::FACTORED {
         bindings.push(update::FACTORS);
+    }
+    if Storage::f32(access, Width::Vec4).with(precision).packed() {
+        bindings.push(update::EXTENT);
     }
     bindings
 }
@@ -77,10 +82,12 @@ impl Form {
     }
 }
 
-/// One way of declaring the gradient: its modules (one per [`Width`]), its group-0 layout and
-/// pipeline layout.
+/// One way of declaring the tensors (the gradient's access and the dtypes): its modules (one
+/// per [`Width`]), its group-0 layout and pipeline layout.
 #[derive(Debug)]
 struct Variant {
+    access: GradAccess,
+    precision: Precision,
     vec4: wgpu::ShaderModule,
     scalar: wgpu::ShaderModule,
     layout: wgpu::BindGroupLayout,
@@ -93,6 +100,7 @@ struct Variant {
 pub(super) struct Pipelines {
     flags: Vec<(&'static str, bool)>,
     access: GradAccess,
+    precision: Precision,
     form: Form,
     pub main: wgpu::ComputePipeline,
     pub norms: Option<wgpu::ComputePipeline>,
@@ -115,14 +123,11 @@ impl Pipelines {
 pub(super) struct Kernels<O: Algorithm> {
     /// Group 1: the step's entry of the scalar table.
     pub scalars_layout: wgpu::BindGroupLayout,
-    /// One per [`GradAccess`], in `ACCESSES` order. Modules are cheap; pipelines are built
-    /// only for the accesses and flags in use.
-    variants: [Variant; 2],
+    /// One per [`GradAccess`] and [`Precision`] in use, built on first use.
+    variants: Vec<Variant>,
     pipelines: Vec<Pipelines>,
     _algorithm: PhantomData<O>,
 }
-
-const ACCESSES: [GradAccess; 2] = [GradAccess::ReadOnly, GradAccess::Shared];
 
 impl<O: Algorithm> Kernels<O> {
     pub fn new(device: &wgpu::Device) -> Self {
@@ -130,62 +135,86 @@ impl<O: Algorithm> Kernels<O> {
             label: Some(O::KERNEL.name),
             entries: &[update::SCALARS.layout_entry(scalars_size::<O>())],
         });
-        let variants = ACCESSES.map(|access| {
-            let vec4 = create_module(device, &O::KERNEL, access, Width::Vec4);
-            let scalar = create_module(device, &O::KERNEL, access, Width::Scalar);
-            let entries: Vec<_> = group0::<O>(access)
-                .iter()
-                .map(|b| b.layout_entry(0))
-                .collect();
-            let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(O::KERNEL.name),
-                entries: &entries,
-            });
-            let pipeline_layout =
-                pipeline_layout(device, O::KERNEL.name, &[&layout, &scalars_layout]);
-            Variant {
-                vec4,
-                scalar,
-                layout,
-                pipeline_layout,
-            }
-        });
         Self {
             scalars_layout,
-            variants,
+            variants: Vec::new(),
             pipelines: Vec::new(),
             _algorithm: PhantomData,
         }
     }
 
-    fn variant(&self, access: GradAccess) -> &Variant {
-        match access {
-            GradAccess::ReadOnly => &self.variants[0],
-            GradAccess::Shared => &self.variants[1],
+    /// The index of the variant for `access` and `precision`, built on first use.
+    fn variant_index(
+        &mut self,
+        device: &wgpu::Device,
+        access: GradAccess,
+        precision: Precision,
+    ) -> usize {
+        if let Some(i) = self
+            .variants
+            .iter()
+            .position(|v| v.access == access && v.precision == precision)
+        {
+            return i;
         }
+        let module = |width| {
+            let storage = Storage::f32(access, width).with(precision);
+            // Single-pass kernels' states are generated; the others declare their own.
+            let states = if O::KERNEL.single_pass {
+                O::STATE_NAMES
+            } else {
+                &[]
+            };
+            create_module_for(device, &O::KERNEL, states, &storage)
+        };
+        let (vec4, scalar) = (module(Width::Vec4), module(Width::Scalar));
+        let entries: Vec<_> = group0::<O>(access, precision)
+            .iter()
+            .map(|b| b.layout_entry(16))
+            .collect();
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(O::KERNEL.name),
+            entries: &entries,
+        });
+        let pipeline_layout =
+            pipeline_layout(device, O::KERNEL.name, &[&layout, &self.scalars_layout]);
+        self.variants.push(Variant {
+            access,
+            precision,
+            vec4,
+            scalar,
+            layout,
+            pipeline_layout,
+        });
+        self.variants.len() - 1
     }
 
-    /// The group-0 layout for `access`.
-    pub fn layout(&self, access: GradAccess) -> &wgpu::BindGroupLayout {
-        &self.variant(access).layout
+    /// The group-0 layout for `access` and `precision` (built by [`Kernels::pipelines`]).
+    pub fn layout(&self, access: GradAccess, precision: Precision) -> &wgpu::BindGroupLayout {
+        let v = self
+            .variants
+            .iter()
+            .find(|v| v.access == access && v.precision == precision);
+        &v.expect("a registered tensor's pipelines were built first")
+            .layout
     }
 
-    /// The index of the pipelines for `flags`, `access` and `form`, built on first use.
+    /// The index of the pipelines for `flags`, `access`, `precision` and `form`, built on
+    /// first use.
     pub fn pipelines(
         &mut self,
         device: &wgpu::Device,
         flags: Vec<(&'static str, bool)>,
-        access: GradAccess,
+        (access, precision): (GradAccess, Precision),
         form: Form,
     ) -> usize {
-        if let Some(i) = self
-            .pipelines
-            .iter()
-            .position(|p| p.flags == flags && p.access == access && p.form == form)
-        {
+        if let Some(i) = self.pipelines.iter().position(|p| {
+            p.flags == flags && p.access == access && p.precision == precision && p.form == form
+        }) {
             return i;
         }
-        let v = self.variant(access);
+        let index = self.variant_index(device, access, precision);
+        let v = &self.variants[index];
         let module = match form.width() {
             Width::Vec4 => &v.vec4,
             Width::Scalar => &v.scalar,
@@ -235,6 +264,7 @@ impl<O: Algorithm> Kernels<O> {
             },
             flags,
             access,
+            precision,
             form,
         };
         self.pipelines.push(pipelines);

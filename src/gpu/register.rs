@@ -14,8 +14,9 @@ use crate::gpu::param::{GpuParam, Window};
 use crate::gpu::reduce::NormBuffers;
 use crate::gpu::scopes::ErrorScopes;
 use crate::host::{GroupId, ParamId};
-use crate::kernel::{GradAccess, Width};
+use crate::kernel::{GradAccess, Storage, Width, extent};
 use crate::optim::{Algorithm, MAX_STATES};
+use crate::precision::Precision;
 
 /// What a registration changes, built before anything is committed.
 struct Rebuilt {
@@ -50,7 +51,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// Registers a parameter buffer and its gradient buffer in `group`, and allocates the
     /// parameter's optimizer state (zeros, or the optimizer's initial value).
     ///
-    /// Both buffers hold f32 values, need `STORAGE` usage and must have the same size; a buffer
+    /// Both buffers hold f32 values (see [`GpuOptimizer::register_typed`] for bf16 and f16), need
+    /// `STORAGE` usage and must have the same size; a buffer
     /// may be registered as a parameter only once, and never as its own gradient. Nothing is
     /// allocated unless every check passes. See [`GpuOptimizer::register_slices`] for parts of
     /// buffers.
@@ -88,7 +90,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
         param: wgpu::BufferSlice<'_>,
         grad: wgpu::BufferSlice<'_>,
     ) -> Result<ParamId> {
-        self.register_inner(group, param, grad, None)
+        self.register_inner(group, param, grad, None, Precision::F32)
     }
 
     /// As [`GpuOptimizer::register_slices`], for a parameter of `shape` (row-major): for
@@ -102,7 +104,30 @@ impl<O: Algorithm> GpuOptimizer<O> {
         grad: wgpu::BufferSlice<'_>,
         shape: &[usize],
     ) -> Result<ParamId> {
-        self.register_inner(group, param, grad, Some(shape))
+        self.register_inner(group, param, grad, Some(shape), Precision::F32)
+    }
+
+    /// As [`GpuOptimizer::register_with_shape`], for a tensor whose parameter, gradient and
+    /// state are stored as `precision` says: f32, bf16 or f16 values, 16-bit ones two per
+    /// 4-byte word (element `2k` in the low half of word `k`). Each slice holds exactly the
+    /// shape's values in its dtype, rounded up to whole words (an odd count leaves the last
+    /// word's high half, which is never written); else an [`Error::DtypeSize`].
+    ///
+    /// Each step loads every value as f32, computes in f32 and rounds each result to its dtype
+    /// once, to nearest even, when storing it ([`crate::precision`]), as PyTorch's fused
+    /// kernels do. 16-bit tensors are stepped by the vec4 kernels whatever their alignment
+    /// (the tail's few values by one invocation, since two share a word). Only the elementwise
+    /// optimizers take 16-bit tensors, and only without clipping or loss scaling on 16-bit
+    /// gradients: an [`Error::UnsupportedPrecision`] otherwise.
+    pub fn register_typed(
+        &mut self,
+        group: GroupId,
+        param: wgpu::BufferSlice<'_>,
+        grad: wgpu::BufferSlice<'_>,
+        shape: &[usize],
+        precision: Precision,
+    ) -> Result<ParamId> {
+        self.register_inner(group, param, grad, Some(shape), precision)
     }
 
     fn register_inner(
@@ -111,14 +136,40 @@ impl<O: Algorithm> GpuOptimizer<O> {
         param: wgpu::BufferSlice<'_>,
         grad: wgpu::BufferSlice<'_>,
         shape: Option<&[usize]>,
+        precision: Precision,
     ) -> Result<ParamId> {
-        let (config, shape) = self
-            .registry
-            .check_register(group, param.size() / 4, shape)?;
+        let len = match shape.filter(|_| !precision.is_f32()) {
+            // 16-bit sizes round up to whole words: the shape says how many values there are.
+            Some(s) => {
+                let numel = s.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+                let len = numel.ok_or_else(|| Error::ShapeMismatch {
+                    shape: s.to_vec(),
+                    len: u64::MAX,
+                })?;
+                for (which, slice, dtype) in [
+                    ("param", &param, precision.param),
+                    ("grad", &grad, precision.grad),
+                ] {
+                    let expected = dtype.buffer_bytes(len);
+                    if slice.size() != expected {
+                        return Err(Error::DtypeSize {
+                            which,
+                            dtype,
+                            len,
+                            size: slice.size(),
+                            expected,
+                        });
+                    }
+                }
+                len
+            }
+            None => param.size() / 4,
+        };
+        let (config, shape) = self.registry.check_register(group, len, shape, precision)?;
         let config = config.clone();
         self.check_slice("param", &param)?;
         self.check_slice("grad", &grad)?;
-        if param.size() != grad.size() {
+        if precision.is_f32() && param.size() != grad.size() {
             return Err(Error::LengthMismatch {
                 param: param.size() / 4,
                 grad: grad.size() / 4,
@@ -143,7 +194,6 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 "parameter bytes {param_range:?} overlap those of parameter {i}, already registered"
             )));
         }
-        let len = param.size() / 4;
         let factors = if O::FACTORED {
             // Factored state is indexed over the whole tensor: it must be one window (the
             // window is the binding limit rounded down to whole aligned vectors).
@@ -167,21 +217,25 @@ impl<O: Algorithm> GpuOptimizer<O> {
         // The vec4 kernels need both the parameter's and the gradient's bytes 16-byte aligned
         // (states are the optimizer's own, at offset 0); the f32 kernels take any offset.
         let aligned = param.offset().is_multiple_of(16) && grad.offset().is_multiple_of(16);
-        let width = if aligned && !self.scalar_only {
+        // 16-bit values are stepped by the vec4 kernels only: the f32 kernels' invocations would
+        // share words (slices of them always start word aligned, 4 values to 8 bytes).
+        let width = if (aligned && !self.scalar_only) || !precision.is_f32() {
             Width::Vec4
         } else {
             Width::Scalar
         };
         let scopes = ErrorScopes::push(&self.device);
         let pipelines_before = self.kernels.len();
-        let (pipeline, tail) = self.pipelines_for(&config, access, width, len);
+        let (pipeline, tail) = self.pipelines_for(&config, (access, precision), width, len);
         let state_len = |slot| config.state_len(slot, &shape);
-        let state_bytes: u64 = (0..MAX_STATES).map(|s| state_len(s) * 4).sum();
+        let state_bytes: u64 = (0..MAX_STATES)
+            .map(|s| precision.state.buffer_bytes(state_len(s)))
+            .sum();
         let states: [Option<wgpu::Buffer>; MAX_STATES] = std::array::from_fn(|slot| {
             (state_len(slot) > 0).then(|| {
                 self.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(O::STATE_NAMES[slot]),
-                    size: state_len(slot) * 4,
+                    size: precision.state.buffer_bytes(state_len(slot)),
                     usage: wgpu::BufferUsages::STORAGE
                         | wgpu::BufferUsages::COPY_SRC
                         | wgpu::BufferUsages::COPY_DST,
@@ -189,6 +243,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 })
             })
         });
+        let windows = window_ranges(len, &self.device.limits());
+        let extents = self.extent_buffers(precision, &windows);
         self.params.push(GpuParam {
             group: group.0,
             len,
@@ -197,12 +253,14 @@ impl<O: Algorithm> GpuOptimizer<O> {
             grad: grad.buffer().clone(),
             grad_offset: grad.offset(),
             access,
+            precision,
             width,
             pipeline,
             tail,
             states,
             factors: factors.map(|dims| Factors::new(&self.device, dims)),
             windows: Vec::new(),
+            extents,
         });
         let rebuilt = self.rebuild();
         let grad_buffers = self.build_grad_stage();
@@ -221,19 +279,43 @@ impl<O: Algorithm> GpuOptimizer<O> {
             let init = config.initial_state(slot);
             if let Some(buffer) = state.as_ref().filter(|_| init != 0.0) {
                 let values = config.state_len(slot, &shape);
-                let piece = vec![init; values.min(1 << 20) as usize];
+                let dtype = precision.state;
+                let piece = dtype.encode(&vec![init; values.min(1 << 20) as usize]);
+                let per_piece = 1 << 20;
                 let mut at = 0;
                 while at < values {
-                    let n = (values - at).min(piece.len() as u64);
-                    let bytes = bytemuck::cast_slice(&piece[..n as usize]);
-                    self.queue.write_buffer(buffer, at * 4, bytes);
+                    let n = (values - at).min(per_piece);
+                    let bytes = &piece[..dtype.buffer_bytes(n) as usize];
+                    self.queue.write_buffer(buffer, at * dtype.bytes(), bytes);
                     at += n;
                 }
             }
         }
         self.commit(rebuilt);
         self.grad_buffers = grad_buffers;
-        Ok(self.registry.push(group, shape))
+        Ok(self.registry.push(group, shape, precision))
+    }
+
+    /// The `extent` uniform of each window of a tensor with 16-bit values (none for f32).
+    fn extent_buffers(&self, precision: Precision, windows: &[(u64, u64)]) -> Vec<wgpu::Buffer> {
+        let storage = Storage::f32(GradAccess::ReadOnly, Width::Vec4).with(precision);
+        if !storage.packed() {
+            return Vec::new();
+        }
+        windows
+            .iter()
+            .map(|&(_, n)| {
+                let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgpu-optim extent"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                self.queue
+                    .write_buffer(&buffer, 0, bytemuck::cast_slice(&extent(n)));
+                buffer
+            })
+            .collect()
     }
 
     /// Bind groups and grids of every parameter's windows (and the shared norm buffers for
@@ -280,19 +362,29 @@ impl<O: Algorithm> GpuOptimizer<O> {
     fn build_windows(&self, index: usize, norms: Option<(&NormBuffers, u64)>) -> Vec<Window> {
         let p = &self.params[index];
         let limits = self.device.limits();
-        let layout = self.kernels.layout(p.access);
+        let layout = self.kernels.layout(p.access, p.precision);
         let mut partials_at = norms.map_or(0, |n| n.1);
+        let (pd, gd, sd) = (p.precision.param, p.precision.grad, p.precision.state);
         window_ranges(p.len, &limits)
             .into_iter()
-            .map(|(start, n)| {
+            .enumerate()
+            .map(|(k, (start, n))| {
                 let grids = WindowGrids::new(n, p.width, &limits);
                 let grad = match p.access {
                     GradAccess::ReadOnly => update::GRAD,
                     GradAccess::Shared => update::GRAD.read_write(),
                 };
                 let mut entries = vec![
-                    update::PARAM.entry(&p.param, p.param_range.start + start * 4, n * 4),
-                    grad.entry(&p.grad, p.grad_offset + start * 4, n * 4),
+                    update::PARAM.entry(
+                        &p.param,
+                        p.param_range.start + start * pd.bytes(),
+                        pd.buffer_bytes(n),
+                    ),
+                    grad.entry(
+                        &p.grad,
+                        p.grad_offset + start * gd.bytes(),
+                        gd.buffer_bytes(n),
+                    ),
                 ];
                 for (slot, state) in p.states.iter().enumerate().take(O::STATE_NAMES.len()) {
                     let binding = update::state(slot, O::STATE_NAMES[slot]);
@@ -303,12 +395,15 @@ impl<O: Algorithm> GpuOptimizer<O> {
                     entries.push(match state {
                         // Factored state is not elementwise: bound whole (one window).
                         Some(b) if O::FACTORED => binding.whole(b),
-                        Some(b) => binding.entry(b, start * 4, n * 4),
+                        Some(b) => binding.entry(b, start * sd.bytes(), sd.buffer_bytes(n)),
                         None => binding.entry(&self.placeholders[slot], 0, 16),
                     });
                 }
                 if let Some(f) = &p.factors {
                     entries.push(update::FACTORS.whole(&f.buffer));
+                }
+                if let Some(extent) = p.extents.get(k) {
+                    entries.push(update::EXTENT.whole(extent));
                 }
                 entries.push(update::GRAD_CONTROL.whole(&self.grad_control));
                 if let Some((buffers, _)) = norms {

@@ -4,7 +4,7 @@
 //!
 //! | tensor | dtype, shape | meaning |
 //! | --- | --- | --- |
-//! | `state.I.NAME` | F32 `[len]` | state `NAME` (PyTorch's key: `exp_avg`, `momentum_buffer`, ...) of the `I`-th registered parameter |
+//! | `state.I.NAME` | F32, BF16 or F16 `[len]` | state `NAME` (PyTorch's key: `exp_avg`, `momentum_buffer`, ...) of the `I`-th registered parameter, in the dtype it is stored in (its bits exactly as the optimizer holds them) |
 //! | `state.I.step` | I64 `[1]` | the step count, per parameter as PyTorch keeps it (an integer here, not a float) |
 //!
 //! Metadata: `format`, `optimizer` (its name), `step`, `checksum` (FNV-1a 64 over every
@@ -16,7 +16,9 @@
 //! scale, growth tracker, skipped steps, whether the last step was skipped}`), and for
 //! Schedule-Free `eval_mode` (`true` when saved in evaluation mode: the parameters held x) and
 //! `fresh` (a JSON list of the parameters registered but not stepped yet, whose z is still to
-//! be copied from them).
+//! be copied from them), and `precisions` (a JSON list of each parameter's
+//! [`Precision`](crate::Precision), `{"param": "bf16", "grad": "bf16", "state": "bf16"}`,
+//! when any is not all f32).
 //!
 //! Saving writes a temporary file and renames it into place. Loading checks everything (format
 //! version, optimizer, groups, options, shapes) before changing anything, so a failed load leaves
@@ -32,6 +34,7 @@ use crate::error::{Error, Result};
 use crate::host::grad_stage::{LossScale, LossScaleState};
 use crate::io::{parse_safetensors, read_f32, read_file, write_atomically};
 use crate::optim::Algorithm;
+use crate::precision::{self, Precision};
 use crate::schedule::Schedule;
 
 /// The largest step count a checkpoint holds: it is stored as an I64, as PyTorch's `step`.
@@ -49,6 +52,8 @@ pub struct SavedParam {
     pub len: usize,
     /// Its shape (`[len]` for a parameter registered without one).
     pub shape: Vec<usize>,
+    /// The dtypes it was registered with; its states hold values of `precision.state`.
+    pub precision: Precision,
     /// Its state buffers, by PyTorch's key, in binding order.
     pub states: Vec<(String, Vec<f32>)>,
 }
@@ -280,15 +285,36 @@ impl Checkpoint {
         if !self.fresh.is_empty() {
             meta.insert("fresh".into(), Value::from(self.fresh.clone()).to_string());
         }
+        if self.params.iter().any(|p| !p.precision.is_f32()) {
+            let list: Vec<Precision> = self.params.iter().map(|p| p.precision).collect();
+            let v = serde_json::to_value(list).map_err(|e| e.to_string())?;
+            meta.insert("precisions".into(), v.to_string());
+        }
         let step_bytes = (self.step as i64).to_le_bytes();
+        // Each state as its dtype stores it (16-bit values without the word padding).
+        let stored: Vec<Vec<Vec<u8>>> = self
+            .params
+            .iter()
+            .map(|p| {
+                let dtype = p.precision.state;
+                p.states
+                    .iter()
+                    .map(|(_, data)| {
+                        let mut bytes = dtype.encode(data);
+                        bytes.truncate(data.len() * dtype.bytes() as usize);
+                        bytes
+                    })
+                    .collect()
+            })
+            .collect();
         let mut views = Vec::new();
         let io = |e: safetensors::SafeTensorError| e.to_string();
         for (i, p) in self.params.iter().enumerate() {
-            for (name, data) in &p.states {
+            for ((name, data), bytes) in p.states.iter().zip(&stored[i]) {
                 let view = safetensors::tensor::TensorView::new(
-                    Dtype::F32,
+                    file_dtype(p.precision.state),
                     vec![data.len()],
-                    bytemuck::cast_slice(data),
+                    bytes,
                 )
                 .map_err(io)?;
                 views.push((format!("state.{i}.{name}"), view));
@@ -430,6 +456,21 @@ impl Checkpoint {
                 ));
             }
         }
+        let precisions: Vec<Precision> = match meta.get("precisions") {
+            None => vec![Precision::F32; lengths.len()],
+            Some(_) => serde_json::from_value(parse_json("precisions")?)
+                .map_err(|e| bad(path, format!("precisions is not a list of precisions: {e}")))?,
+        };
+        if precisions.len() != lengths.len() {
+            return Err(bad(
+                path,
+                format!(
+                    "{} precisions for {} parameters",
+                    precisions.len(),
+                    lengths.len()
+                ),
+            ));
+        }
         let names = st.names();
         let mut params = Vec::new();
         for (i, &len) in lengths.iter().enumerate() {
@@ -480,7 +521,12 @@ impl Checkpoint {
                         },
                         Err(_) => 0,
                     };
-                    let data = read_f32(&st, &name, &[values]).map_err(|r| bad(path, r))?;
+                    let dtype = precisions[i].state;
+                    let data = if dtype == precision::Dtype::F32 {
+                        read_f32(&st, &name, &[values]).map_err(|r| bad(path, r))?
+                    } else {
+                        read_16_bit(&st, &name, values, dtype).map_err(|r| bad(path, r))?
+                    };
                     Ok((n.to_string(), data))
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -489,6 +535,7 @@ impl Checkpoint {
                 group,
                 len,
                 shape,
+                precision: precisions[i],
                 states,
             });
         }
@@ -517,4 +564,36 @@ impl Checkpoint {
         }
         self
     }
+}
+
+/// The safetensors dtype a state of `dtype` is saved as.
+fn file_dtype(dtype: precision::Dtype) -> Dtype {
+    match dtype {
+        precision::Dtype::F32 => Dtype::F32,
+        precision::Dtype::Bf16 => Dtype::BF16,
+        precision::Dtype::F16 => Dtype::F16,
+    }
+}
+
+/// Tensor `name`, `len` values of the 16-bit `dtype`, as the f32 values they are.
+fn read_16_bit(
+    st: &safetensors::SafeTensors<'_>,
+    name: &str,
+    len: usize,
+    dtype: precision::Dtype,
+) -> Result<Vec<f32>, String> {
+    let view = st
+        .tensor(name)
+        .map_err(|_| format!("missing tensor {name:?}"))?;
+    if view.dtype() != file_dtype(dtype) || view.shape() != [len] {
+        return Err(format!(
+            "tensor {name:?} is {:?} {:?}, expected {:?} [{len}]",
+            view.dtype(),
+            view.shape(),
+            file_dtype(dtype)
+        ));
+    }
+    dtype
+        .decode(view.data(), len)
+        .ok_or_else(|| format!("tensor {name:?} is short"))
 }

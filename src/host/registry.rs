@@ -8,6 +8,7 @@ use crate::host::grad_stage::{GradStage, LossScale, LossScaleState, validate_max
 use crate::host::scheduler::StepScheduler;
 use crate::host::{GroupId, ParamId};
 use crate::optim::{Algorithm, MAX_STATES};
+use crate::precision::{Dtype, Precision};
 use crate::schedule::Schedule;
 
 /// One registered parameter, as both backends know it.
@@ -20,6 +21,8 @@ pub(crate) struct Registered {
     /// Not stepped yet, for [`Algorithm::EVAL_MODE`] optimizers: its first step starts its
     /// state from it ([`crate::Pass::Init`]).
     pub fresh: bool,
+    /// The dtypes of its parameter, gradient and states.
+    pub precision: Precision,
 }
 
 impl Registered {
@@ -71,15 +74,17 @@ impl<O: Algorithm> Registry<O> {
         &self.params
     }
 
-    /// Checks a registration of `len` elements of `shape` (`None`: flat) in `group`; returns
-    /// the group's config and the shape.
+    /// Checks a registration of `len` elements of `shape` (`None`: flat) in `group`, stored as
+    /// `precision`; returns the group's config and the shape.
     pub fn check_register(
         &self,
         group: GroupId,
         len: u64,
         shape: Option<&[usize]>,
+        precision: Precision,
     ) -> Result<(&O, Vec<usize>)> {
         let config = self.scheduler.group(group)?;
+        check_precision::<O>(precision, self.grad_stage)?;
         if len == 0 {
             return Err(Error::BadBufferSize {
                 which: "param",
@@ -103,11 +108,12 @@ impl<O: Algorithm> Registry<O> {
     }
 
     /// Records a registration [`Registry::check_register`] accepted.
-    pub fn push(&mut self, group: GroupId, shape: Vec<usize>) -> ParamId {
+    pub fn push(&mut self, group: GroupId, shape: Vec<usize>, precision: Precision) -> ParamId {
         self.params.push(Registered {
             group: group.0,
             shape,
             fresh: O::EVAL_MODE,
+            precision,
         });
         ParamId(self.params.len() - 1)
     }
@@ -148,7 +154,7 @@ impl<O: Algorithm> Registry<O> {
 
     /// Sets clipping (checked); returns the new stage for the backend to build.
     pub fn with_max_norm(&self, max_norm: Option<f64>) -> Result<GradStage> {
-        Ok(GradStage {
+        self.checked_stage(GradStage {
             max_norm: validate_max_norm(max_norm)?,
             ..self.grad_stage
         })
@@ -159,10 +165,18 @@ impl<O: Algorithm> Registry<O> {
         if let Some(s) = &scale {
             s.validate()?;
         }
-        Ok(GradStage {
+        self.checked_stage(GradStage {
             loss_scale: scale,
             ..self.grad_stage
         })
+    }
+
+    /// `stage`, if every registered tensor's precision allows it.
+    fn checked_stage(&self, stage: GradStage) -> Result<GradStage> {
+        for p in &self.params {
+            check_precision::<O>(p.precision, stage)?;
+        }
+        Ok(stage)
     }
 
     /// Everything a checkpoint holds; `states(i)` gives parameter `i`'s states in binding order.
@@ -186,6 +200,7 @@ impl<O: Algorithm> Registry<O> {
                     group: self.params[i].group,
                     len: self.params[i].len() as usize,
                     shape: self.params[i].shape.clone(),
+                    precision: self.params[i].precision,
                     states: states(i)?,
                 })
             })
@@ -219,6 +234,24 @@ impl<O: Algorithm> Registry<O> {
             .collect();
         let checkpoint = checkpoint.clone().in_binding_order::<O>();
         let groups = checkpoint.check_fits(self.scheduler.groups(), &registered)?;
+        let stage = GradStage {
+            max_norm: checkpoint.max_grad_norm,
+            loss_scale: checkpoint.loss_scale.map(|l| l.config),
+        };
+        for (i, (p, saved)) in self.params.iter().zip(&checkpoint.params).enumerate() {
+            if p.precision != saved.precision {
+                return Err(Error::CheckpointMismatch(format!(
+                    "parameter {i} was saved as {}, it is registered as {}",
+                    saved.precision, p.precision
+                )));
+            }
+            check_precision::<O>(p.precision, stage)?;
+            for (name, data) in &saved.states {
+                Precision::check_held("state", p.precision.state, data).map_err(|e| {
+                    Error::CheckpointMismatch(format!("state {name} of parameter {i}: {e}"))
+                })?;
+            }
+        }
         let states = checkpoint
             .params
             .into_iter()
@@ -257,4 +290,27 @@ impl<O: Algorithm> Registry<O> {
             p.fresh = restore.fresh.contains(&i);
         }
     }
+}
+
+/// Whether `O` steps tensors of `precision` under gradient stage `stage`: 16-bit values only in
+/// the elementwise optimizers (the norm and factor passes read f32), and 16-bit gradients only
+/// without clipping or loss scaling (whose passes read f32 gradients).
+pub(crate) fn check_precision<O: Algorithm>(precision: Precision, stage: GradStage) -> Result<()> {
+    let unsupported = |reason| {
+        Err(Error::UnsupportedPrecision {
+            optimizer: O::NAME,
+            precision,
+            reason,
+        })
+    };
+    if precision.is_f32() {
+        return Ok(());
+    }
+    if O::NORMS || O::FACTORED {
+        return unsupported("only elementwise optimizers step 16-bit tensors");
+    }
+    if precision.grad != Dtype::F32 && (stage.max_norm.is_some() || stage.loss_scale.is_some()) {
+        return unsupported("gradient clipping and loss scaling read f32 gradients");
+    }
+    Ok(())
 }

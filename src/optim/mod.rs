@@ -7,6 +7,7 @@
 
 use crate::error::Result;
 use crate::kernel::Kernel;
+use crate::precision::Precision;
 
 mod adadelta;
 mod adafactor;
@@ -392,6 +393,25 @@ pub trait Algorithm:
             .map(|s| 4 * self.state_len(s, shape))
             .sum();
         (self.bytes_per_param() * numel, held)
+    }
+
+    /// As [`Algorithm::step_bytes`], for a tensor stored as `precision` says: the parameter read
+    /// and written, the gradient read and each state read and written, each in its dtype.
+    fn stored_step_bytes(&self, shape: &[usize], precision: Precision) -> (u64, u64) {
+        if precision.is_f32() {
+            return self.step_bytes(shape);
+        }
+        let numel: u64 = shape.iter().map(|&d| d as u64).product();
+        let (p, g, s) = (
+            precision.param.bytes(),
+            precision.grad.bytes(),
+            precision.state.bytes(),
+        );
+        let per = 2 * p + g + 2 * s * self.kept_states().count() as u64;
+        let held = (0..Self::STATE_NAMES.len())
+            .map(|slot| s * self.state_len(slot, shape))
+            .sum();
+        (per * numel, held)
     }
 }
 

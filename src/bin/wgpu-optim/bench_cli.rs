@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use wgpu_optim::tooling::bench::{self, BenchOptions, BenchResult, DEFAULT_VARIANTS, parse_size};
-use wgpu_optim::{GpuContext, Result};
+use wgpu_optim::{Dtype, GpuContext, Precision, Result};
 
 /// Counts heap allocations, so the benchmark can report those one optimizer step makes.
 pub struct CountingAlloc;
@@ -55,7 +55,8 @@ pub struct BenchArgs {
     /// Untimed warm-up steps.
     #[arg(long, default_value_t = 3)]
     warmup: u32,
-    /// Which backends to measure.
+    /// Which backends to measure (`both` measures the GPU alone with 16-bit dtypes, which the
+    /// CPU reference holds as f32).
     #[arg(long, value_enum, default_value = "both")]
     backend: BenchBackend,
     /// Print a JSON array instead of a table.
@@ -80,6 +81,15 @@ pub struct BenchArgs {
     /// Turn loss scaling (GradScaler's defaults) on during each GPU step.
     #[arg(long)]
     loss_scale: bool,
+    /// The parameters' dtype on the GPU: f32, bf16 or f16.
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    param_dtype: Dtype,
+    /// The gradients' dtype on the GPU: f32, bf16 or f16.
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    grad_dtype: Dtype,
+    /// The optimizer state's dtype on the GPU: f32, bf16 or f16.
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    state_dtype: Dtype,
     /// Register the parameters as one tensor of this shape, e.g. 4096x4096 (Adafactor factors
     /// its last two dimensions); replaces --params.
     #[arg(long)]
@@ -160,7 +170,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             .collect::<Result<Vec<u64>>>()?,
     };
     let gpu = matches!(args.backend, BenchBackend::Gpu | BenchBackend::Both);
-    let cpu = matches!(args.backend, BenchBackend::Cpu | BenchBackend::Both);
+    // The CPU reference holds 16-bit values as f32: with other dtypes, `both` measures the GPU
+    // alone (and `cpu` says why it cannot).
+    let f32_only = args.param_dtype == Dtype::F32
+        && args.grad_dtype == Dtype::F32
+        && args.state_dtype == Dtype::F32;
+    let cpu = match args.backend {
+        BenchBackend::Cpu => true,
+        BenchBackend::Both => f32_only,
+        BenchBackend::Gpu => false,
+    };
     let ctx = if gpu { Some(GpuContext::new()?) } else { None };
     if let Some(ctx) = &ctx {
         for &n in &sizes {
@@ -183,6 +202,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         max_grad_norm: args.clip_norm,
         loss_scale: args.loss_scale,
         shape,
+        precision: Precision {
+            param: args.param_dtype,
+            grad: args.grad_dtype,
+            state: args.state_dtype,
+        },
     };
     if !args.json {
         if let Some(ctx) = &ctx {
@@ -222,10 +246,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mut results = Vec::new();
     for &n in &sizes {
         // The vec4 streaming kernel's shape, swept once per size (with two states, AdamW's
-        // bytes) and used for every variant at that size.
+        // bytes, in the dtypes measured) and used for every variant at that size.
         if let Some(ctx) = &ctx {
             let init: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();
-            let buffers = bench::StreamBuffers::new(ctx, 2, &init);
+            let buffers = bench::StreamBuffers::new(ctx, 2, &init, opts.precision);
             let (best, timed) = bench::sweep(ctx, &buffers, 3)?;
             if !args.json {
                 let all: Vec<String> = timed
@@ -272,4 +296,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A dtype named on the command line.
+fn parse_dtype(s: &str) -> std::result::Result<Dtype, String> {
+    Dtype::parse(s).ok_or_else(|| format!("unknown dtype {s:?}: expected f32, bf16 or f16"))
 }

@@ -54,6 +54,11 @@ enum Command {
         /// rmsprop-centered, adagrad, radam).
         #[arg(long)]
         optimizer: Option<String>,
+        /// Instead, print the bytes of state held and moved per parameter by every default
+        /// variant in f32, with bf16 gradients, with bf16 state, and all in bf16 (the README's
+        /// memory table).
+        #[arg(long, conflicts_with = "optimizer")]
+        memory: bool,
     },
     /// Time optimizer steps against a same-bytes streaming kernel (the main job).
     Bench(bench_cli::BenchArgs),
@@ -208,7 +213,11 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }),
-        Command::Info { optimizer } => match optimizer {
+        Command::Info { optimizer, memory } => match optimizer {
+            _ if *memory => {
+                print!("{}", wgpu_optim::tooling::bench::memory_table());
+                Ok(())
+            }
             Some(name) => optimizer_info(name),
             None => info(),
         }

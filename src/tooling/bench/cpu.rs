@@ -7,6 +7,7 @@ use super::{BenchOptions, BenchResult, Layout, median, random, variant, with_con
 use crate::cpu_optimizer::CpuOptimizer;
 use crate::error::{Error, Result};
 use crate::optim::Algorithm;
+use crate::precision::Dtype;
 
 /// Bytes of memory the system can still hand out, from `/proc/meminfo` where it exists.
 fn available_memory() -> Option<u64> {
@@ -67,6 +68,12 @@ fn cpu_typed<O: Algorithm>(
     params: u64,
     opts: &BenchOptions<'_>,
 ) -> Result<BenchResult> {
+    if !opts.precision.is_f32() {
+        return Err(Error::InvalidOptions(format!(
+            "the CPU reference holds 16-bit values as f32: {} is measured on the GPU only",
+            opts.precision
+        )));
+    }
     let shape = opts.shape_of(params)?;
     let (moved, held) = config.step_bytes(&shape);
     let bytes_per_param = moved.div_ceil(params.max(1));
@@ -134,6 +141,9 @@ fn cpu_typed<O: Algorithm>(
         dispatches_per_step: 0,
         state_bytes_per_param: held as f64 / params as f64,
         shape,
+        param_dtype: Dtype::F32,
+        grad_dtype: Dtype::F32,
+        state_dtype: Dtype::F32,
         backend: "cpu",
         adapter: format!("cpu ({threads} threads)"),
         timing: "wall",

@@ -14,11 +14,12 @@ use super::{
 use crate::arena::ArenaLayout;
 use crate::context::GpuContext;
 use crate::cpu_optimizer::CpuOptimizer;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::GpuOptimizer;
 use crate::host::grad_stage::LossScale;
 use crate::kernel::Width;
 use crate::optim::Algorithm;
+use crate::precision::Dtype;
 
 /// How the benchmarked parameters are held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -47,6 +48,10 @@ struct Subject<O: Algorithm> {
     params: Vec<wgpu::Buffer>,
     arena: Option<ArenaLayout>,
     _grads: Vec<wgpu::Buffer>,
+    /// Each buffer's values (0 for the arena, read as f32 and unpacked).
+    lens: Vec<usize>,
+    /// The parameters' dtype.
+    dtype: Dtype,
 }
 
 impl<O: Algorithm> Subject<O> {
@@ -76,12 +81,18 @@ impl<O: Algorithm> Subject<O> {
                 })
                 .collect()
         };
+        let precision = opts.precision;
         let (params, grad_bufs, arena) = match layout {
             Layout::Flat => (
-                vec![ctx.upload("param", init)],
-                vec![ctx.upload("grad", grads)],
+                vec![ctx.upload_as("param", precision.param, init)],
+                vec![ctx.upload_as("grad", precision.grad, grads)],
                 None,
             ),
+            Layout::Arena if !precision.is_f32() => {
+                return Err(Error::InvalidOptions(format!(
+                    "the arena layout holds f32 values, not {precision}"
+                )));
+            }
             Layout::Arena => {
                 let arena = ArenaLayout::for_device(&ctx.device, &lens)?;
                 let pack = |data| {
@@ -99,24 +110,32 @@ impl<O: Algorithm> Subject<O> {
             Layout::Separate => (
                 pieces(init)
                     .iter()
-                    .map(|p| ctx.upload("param", p))
+                    .map(|p| ctx.upload_as("param", precision.param, p))
                     .collect(),
                 pieces(grads)
                     .iter()
-                    .map(|g| ctx.upload("grad", g))
+                    .map(|g| ctx.upload_as("grad", precision.grad, g))
                     .collect(),
                 None,
             ),
         };
-        for (p, g) in params.iter().zip(&grad_bufs) {
+        let mut lens_registered = Vec::new();
+        for (k, (p, g)) in params.iter().zip(&grad_bufs).enumerate() {
+            let group = opt.default_group();
             match layout {
                 Layout::Flat => {
                     let shape = opts.shape_of(init.len() as u64)?;
-                    let group = opt.default_group();
-                    opt.register_with_shape(group, p.slice(..), g.slice(..), &shape)?;
+                    opt.register_typed(group, p.slice(..), g.slice(..), &shape, precision)?;
+                    lens_registered.push(init.len());
                 }
-                _ => {
-                    opt.register(opt.default_group(), p, g)?;
+                Layout::Separate => {
+                    let len = lens[k] as usize;
+                    opt.register_typed(group, p.slice(..), g.slice(..), &[len], precision)?;
+                    lens_registered.push(len);
+                }
+                Layout::Arena => {
+                    opt.register(group, p, g)?;
+                    lens_registered.push(0);
                 }
             }
         }
@@ -125,13 +144,18 @@ impl<O: Algorithm> Subject<O> {
             params,
             arena,
             _grads: grad_bufs,
+            lens: lens_registered,
+            dtype: precision.param,
         })
     }
 
     fn read_flat(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
         let mut out = Vec::new();
-        for p in &self.params {
-            let data = ctx.read(p)?;
+        for (p, &len) in self.params.iter().zip(&self.lens) {
+            let data = match &self.arena {
+                Some(_) => ctx.read(p)?,
+                None => ctx.read_as(p, self.dtype, len)?,
+            };
             match &self.arena {
                 Some(a) => {
                     for i in 0..a.tensors() {
@@ -160,8 +184,11 @@ fn gpu_typed<O: Algorithm>(
     } else {
         opts.tensors.max(1)
     };
-    let init = random(n, 1);
-    let grads = random(n, 2);
+    let precision = opts.precision;
+    let mut init = random(n, 1);
+    precision.param.round_all(&mut init);
+    let mut grads = random(n, 2);
+    precision.grad.round_all(&mut grads);
     let subject = Subject::new(ctx, config, layout, tensors, &init, &grads, opts)?;
     let mut opt = subject.opt;
     let dispatches_per_step = opt.dispatches_per_step();
@@ -170,9 +197,16 @@ fn gpu_typed<O: Algorithm>(
         Layout::Flat => opts.shape_of(params)?,
         _ => vec![n],
     };
-    let (moved, held) = config.step_bytes(&shape);
+    let (moved, held) = config.stored_step_bytes(&shape, precision);
     let bytes_per_param = moved.div_ceil(params);
-    let buffers = StreamBuffers::new(ctx, (bytes_per_param.saturating_sub(12) / 8) as u32, &init);
+    // The stream moves the same bytes: the same dtypes, one buffer per state kept (for
+    // Adafactor's factored state, the f32 buffers its byte count makes).
+    let stream_states = if precision.is_f32() {
+        (bytes_per_param.saturating_sub(12) / 8) as u32
+    } else {
+        config.kept_states().count() as u32
+    };
+    let buffers = StreamBuffers::new(ctx, stream_states, &init, precision);
     let stream_shape = match opts.stream {
         Some(shape) => shape,
         None => sweep(ctx, &buffers, 3)?.0,
@@ -240,7 +274,7 @@ fn gpu_typed<O: Algorithm>(
         if opts.loss_scale {
             cpu.set_loss_scale(Some(LossScale::default()))?;
         }
-        cpu.register_with_shape(cpu.default_group(), &shape)?;
+        cpu.register_typed(cpu.default_group(), &shape, precision)?;
         let mut want = init.clone();
         for _ in 0..subject.opt.scheduler().steps_taken() {
             cpu.step(&mut [&mut want], &[&grads])?;
@@ -278,6 +312,9 @@ fn gpu_typed<O: Algorithm>(
         dispatches_per_step,
         state_bytes_per_param: held as f64 / params as f64,
         shape,
+        param_dtype: precision.param,
+        grad_dtype: precision.grad,
+        state_dtype: precision.state,
         backend: "gpu",
         adapter: format!("{} ({:?})", info.name, info.backend),
         timing,
@@ -346,10 +383,13 @@ pub fn gpu(
 ) -> Result<Vec<BenchResult>> {
     opts.validate()?;
     let config = variant(name)?;
-    let layouts: &[Layout] = if opts.tensors > 1 {
+    let layouts: &[Layout] = if opts.tensors <= 1 {
+        &[Layout::Flat]
+    } else if opts.precision.is_f32() {
         &[Layout::Flat, Layout::Arena, Layout::Separate]
     } else {
-        &[Layout::Flat]
+        // The arena packs f32 values.
+        &[Layout::Flat, Layout::Separate]
     };
     layouts
         .iter()

@@ -16,6 +16,7 @@ use crate::optim::{
     Adadelta, Adafactor, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd, Lamb,
     Lars, Lion, NAdam, RAdam, RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
 };
+use crate::precision::{Dtype, Precision};
 use crate::rng::SplitMix;
 
 mod cpu;
@@ -207,6 +208,73 @@ impl AnyConfig {
     pub fn states(&self) -> u32 {
         ((self.bytes_per_param() - 12) / 8) as u32
     }
+
+    /// Bytes one step moves over a tensor of `shape` stored as `precision`, and bytes of state
+    /// kept for it.
+    pub fn stored_step_bytes(&self, shape: &[usize], precision: Precision) -> (u64, u64) {
+        with_config!(self, c => c.stored_step_bytes(shape, precision))
+    }
+
+    /// Whether this optimizer steps 16-bit tensors (the elementwise ones).
+    pub fn takes_16_bit(&self) -> bool {
+        with_config!(self, c => elementwise(c))
+    }
+}
+
+/// Whether `O` is elementwise: no norm or factor passes.
+fn elementwise<O: Algorithm>(_: &O) -> bool {
+    !O::NORMS && !O::FACTORED
+}
+
+/// The precisions of [`memory_table`]'s columns, with their headings.
+pub const MEMORY_COLUMNS: [(&str, Precision); 4] = [
+    ("f32", Precision::F32),
+    (
+        "f32 master weights, bf16 grads",
+        Precision {
+            param: Dtype::F32,
+            grad: Dtype::Bf16,
+            state: Dtype::F32,
+        },
+    ),
+    (
+        "f32 params and grads, bf16 state",
+        Precision {
+            param: Dtype::F32,
+            grad: Dtype::F32,
+            state: Dtype::Bf16,
+        },
+    ),
+    ("all bf16 (or f16)", Precision::uniform(Dtype::Bf16)),
+];
+
+/// The README's memory table: for each default variant, the bytes of state held and the bytes
+/// one step moves per parameter of a flat tensor, in each precision of [`MEMORY_COLUMNS`]
+/// (`wgpu-optim info --memory` prints it).
+pub fn memory_table() -> String {
+    let mut out = String::from("| optimizer |");
+    for (name, _) in MEMORY_COLUMNS {
+        out.push_str(&format!(" {name}: held / moved |"));
+    }
+    out.push_str("\n| --- |");
+    out.push_str(&" ---: |".repeat(MEMORY_COLUMNS.len()));
+    out.push('\n');
+    let n = 1usize << 20;
+    for &name in DEFAULT_VARIANTS {
+        let Ok(config) = variant(name) else { continue };
+        out.push_str(&format!("| `{name}` |"));
+        for (_, precision) in MEMORY_COLUMNS {
+            if !precision.is_f32() && !config.takes_16_bit() {
+                out.push_str(" f32 only |");
+                continue;
+            }
+            let (moved, held) = config.stored_step_bytes(&[n], precision);
+            let per = |b: u64| b as f64 / n as f64;
+            out.push_str(&format!(" {} / {} |", per(held), per(moved)));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Parses a parameter count such as `1M`, `10M`, `2.5K` or `1G` (decimal multiples).
@@ -248,6 +316,12 @@ pub struct BenchResult {
     pub state_bytes_per_param: f64,
     /// The tensor's shape (the flat layout's, as registered).
     pub shape: Vec<usize>,
+    /// The parameters' dtype (`--param-dtype`).
+    pub param_dtype: Dtype,
+    /// The gradients' dtype (`--grad-dtype`).
+    pub grad_dtype: Dtype,
+    /// The optimizer state's dtype (`--state-dtype`).
+    pub state_dtype: Dtype,
     /// `gpu` or `cpu`.
     pub backend: &'static str,
     /// The adapter (or CPU) measured.
@@ -335,6 +409,9 @@ pub struct BenchOptions<'a> {
     /// Register the flat layout's one tensor with this shape (Adafactor factors a matrix);
     /// `None`: flat. Its product must be the parameter count.
     pub shape: Option<Vec<usize>>,
+    /// The dtypes of the parameters, gradients and state (GPU only: the CPU reference holds
+    /// 16-bit values as f32).
+    pub precision: Precision,
 }
 
 impl BenchOptions<'_> {

@@ -3,15 +3,16 @@
 
 use std::time::Instant;
 
-use crate::abi::bindings::stream;
+use crate::abi::bindings::{stream, update};
 use crate::context::{GpuContext, read_bytes};
 use crate::error::{Error, Result};
 use serde::Serialize;
 
 use crate::gpu::{groups_of, window_ranges};
 use crate::kernel::{
-    GradAccess, Kernel, Width, create_module, pipeline_layout, sized_compute_pipeline,
+    GradAccess, Kernel, Storage, Width, create_module_for, pipeline_layout, sized_compute_pipeline,
 };
+use crate::precision::{Dtype, Precision};
 
 pub(super) fn wait(ctx: &GpuContext) -> Result<()> {
     ctx.device
@@ -189,17 +190,20 @@ pub struct StreamBuffers {
     buffers: Vec<wgpu::Buffer>,
     states: u32,
     len: u64,
+    precision: Precision,
 }
 
 impl StreamBuffers {
-    /// Buffers for a step of `init.len()` parameters that keeps `states` state buffers.
-    pub fn new(ctx: &GpuContext, states: u32, init: &[f32]) -> Self {
+    /// Buffers for a step of `init.len()` parameters that keeps `states` state buffers, stored
+    /// as `precision` says.
+    pub fn new(ctx: &GpuContext, states: u32, init: &[f32], precision: Precision) -> Self {
         let mut padded = init.to_vec();
         padded.resize(init.len().next_multiple_of(4), 0.0);
         let buffers = (0..stream::ALL.len() as u32)
             .map(|b| {
+                let dtype = Self::dtype_of(precision, b);
                 if b < 2 + states {
-                    ctx.upload("stream", &padded)
+                    ctx.upload_as("stream", dtype, &padded)
                 } else {
                     ctx.upload("stream placeholder", &[0.0; 4])
                 }
@@ -209,6 +213,16 @@ impl StreamBuffers {
             buffers,
             states,
             len: padded.len() as u64,
+            precision,
+        }
+    }
+
+    /// The dtype of buffer `index` (param, grad, then the states).
+    fn dtype_of(precision: Precision, index: u32) -> Dtype {
+        match index {
+            0 => precision.param,
+            1 => precision.grad,
+            _ => precision.state,
         }
     }
 }
@@ -226,10 +240,16 @@ impl Stream {
     /// Builds the kernel in `shape` over `buffers`.
     pub fn new(ctx: &GpuContext, buffers: &StreamBuffers, shape: StreamShape) -> Self {
         let device = &ctx.device;
-        let module = create_module(device, &STREAM, GradAccess::ReadOnly, shape.width);
+        let storage = Storage::f32(GradAccess::ReadOnly, shape.width).with(buffers.precision);
+        let module = create_module_for(device, &STREAM, &stream::STATE_NAMES, &storage);
+        let mut bindings = stream::ALL.to_vec();
+        if storage.packed() {
+            bindings.push(update::EXTENT);
+        }
+        let entries: Vec<_> = bindings.iter().map(|b| b.layout_entry(16)).collect();
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(STREAM.name),
-            entries: &stream::ALL.map(|b| b.layout_entry(0)),
+            entries: &entries,
         });
         let pipeline = sized_compute_pipeline(
             device,
@@ -249,18 +269,35 @@ impl Stream {
         let windows = window_ranges(buffers.len, &limits)
             .into_iter()
             .map(|(start, n)| {
-                let entries: Vec<_> = buffers
+                let mut entries: Vec<_> = buffers
                     .buffers
                     .iter()
                     .zip(&stream::ALL)
-                    .map(|(b, binding)| {
-                        if b.size() >= (start + n) * 4 {
-                            binding.entry(b, start * 4, n * 4)
+                    .enumerate()
+                    .map(|(k, (b, binding))| {
+                        let dtype = StreamBuffers::dtype_of(buffers.precision, k as u32);
+                        if (k as u32) < 2 + buffers.states {
+                            binding.entry(b, start * dtype.bytes(), dtype.buffer_bytes(n))
                         } else {
                             binding.whole(b)
                         }
                     })
                     .collect();
+                // The V count of this window (the buffers hold whole vectors).
+                let extent = storage.packed().then(|| {
+                    let e = [(n / lanes) as u32, 0, 0, 0];
+                    let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("stream extent"),
+                        size: 16,
+                        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    });
+                    ctx.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(&e));
+                    buffer
+                });
+                if let Some(e) = &extent {
+                    entries.push(update::EXTENT.whole(e));
+                }
                 let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(STREAM.name),
                     layout: &layout,

@@ -1,13 +1,19 @@
 //! WGSL sources and how they are put together.
 //!
 //! Each optimizer's kernel lives in `shaders/<name>.wgsl`; what they share (the workgroup size,
-//! the `param` and `grad` bindings, each invocation's first index, PyTorch's `lerp`) lives once in
-//! `shaders/common.wgsl` and is prepended by [`compose`].
+//! each invocation's first index, PyTorch's `lerp`) lives once in `shaders/common.wgsl` and is
+//! prepended by [`compose`], after the tensor bindings and their accessors, which [`Storage`]
+//! generates for the tensor's dtypes.
 //!
 //! Every update kernel is written once over the element type `V` and compiled at two
 //! [`Width`]s: `vec4<f32>`, the body of each tensor, [`VEC_PER_INVOCATION`] vectors per
 //! invocation; and `f32`, for the last `len % 4` elements (a one-workgroup tail dispatch) and
 //! for tensors whose bytes do not start 16-byte aligned.
+
+mod storage;
+
+pub use storage::Storage;
+pub(crate) use storage::extent;
 
 /// Threads per workgroup, passed to every kernel as its `WG` override constant.
 pub const WORKGROUP_SIZE: u32 = 256;
@@ -31,10 +37,10 @@ pub const VEC_PER_INVOCATION: u32 = 1;
 pub const SCALAR_CANDIDATES: u32 = 16;
 
 /// The WGSL shared by every kernel.
-pub const COMMON_WGSL: &str = include_str!("../shaders/common.wgsl");
+pub const COMMON_WGSL: &str = include_str!("../../shaders/common.wgsl");
 
 /// The entry point every single-pass optimizer kernel shares (see [`Kernel::single_pass`]).
-pub const ELEMENTWISE_WGSL: &str = include_str!("../shaders/elementwise.wgsl");
+pub const ELEMENTWISE_WGSL: &str = include_str!("../../shaders/elementwise.wgsl");
 
 /// One optimizer kernel: its name and its WGSL source, without the common part.
 #[derive(Debug, Clone, Copy)]
@@ -69,16 +75,12 @@ impl Kernel {
     }
 }
 
-/// How `common.wgsl` declares the gradient.
-pub const GRAD_DECLARATION: &str = "@group(0) @binding(2) var<storage, read> grad: array<V>;";
+/// The exact f32 conversions of the 16-bit dtypes, placed after the width prelude.
+pub const DTYPE_WGSL: &str = include_str!("../../shaders/dtype.wgsl");
 
-/// The gradient's declaration in a kernel whose gradient shares a buffer with its parameter:
-/// wgpu rejects a buffer bound both read-only and read-write in one dispatch, but accepts it
-/// bound read-write twice (the ranges never overlap; registration checks).
-const SHARED_GRAD_DECLARATION: &str =
-    "@group(0) @binding(2) var<storage, read_write> grad: array<V>;";
-
-/// How a kernel's gradient binding is declared.
+/// How a kernel's gradient binding is declared. wgpu rejects a buffer bound both read-only and
+/// read-write in one dispatch, but accepts it bound read-write twice (the ranges never
+/// overlap; registration checks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GradAccess {
     /// `read`: the gradient lives in a buffer of its own (or one its parameter is not in).
@@ -129,21 +131,28 @@ pub fn compose(kernel: &Kernel) -> String {
     compose_with(kernel, GradAccess::ReadOnly, Width::Scalar)
 }
 
-/// As [`compose`], with the gradient declared for `access` and the elements `width` wide.
+/// As [`compose`], with the gradient declared for `access` and the elements `width` wide, over
+/// f32 tensors and no generated states (every kernel but the single-pass updates, which
+/// [`compose_for`] composes).
 pub fn compose_with(kernel: &Kernel, access: GradAccess, width: Width) -> String {
-    let common = match access {
-        GradAccess::ReadOnly => std::borrow::Cow::Borrowed(COMMON_WGSL),
-        GradAccess::Shared => COMMON_WGSL
-            .replacen(GRAD_DECLARATION, SHARED_GRAD_DECLARATION, 1)
-            .into(),
-    };
+    compose_for(kernel, &[], &Storage::f32(access, width))
+}
+
+/// The complete WGSL of `kernel` over tensors stored as `storage` says, with the elementwise
+/// states `states` (binding 3 on) declared for it: the width prelude, `dtype.wgsl`, the
+/// storage layer ([`Storage`]), `common.wgsl`, the kernel's own WGSL, and for single-pass
+/// kernels `elementwise.wgsl`.
+/// Kernels that declare their states themselves (LAMB, LARS, Adafactor, over f32) pass none.
+pub fn compose_for(kernel: &Kernel, states: &[&str], storage: &Storage) -> String {
+    let width = storage.width;
+    let layer = storage::declarations(states, storage);
     let entry = if kernel.single_pass {
         format!("\n// ---- elementwise.wgsl ----\n{ELEMENTWISE_WGSL}")
     } else {
         String::new()
     };
     format!(
-        "// ---- width: {width:?} ----\n{}// ---- common.wgsl ----\n{common}\n// ---- {}.wgsl ----\n{}{entry}",
+        "// ---- width: {width:?} ----\n{}// ---- dtype.wgsl ----\n{DTYPE_WGSL}\n// ---- storage ----\n{layer}// ---- common.wgsl ----\n{COMMON_WGSL}\n// ---- {}.wgsl ----\n{}{entry}",
         width.prelude(),
         kernel.name,
         kernel.source
@@ -167,9 +176,21 @@ pub(crate) fn create_module(
     access: GradAccess,
     width: Width,
 ) -> wgpu::ShaderModule {
+    create_module_for(device, kernel, &[], &Storage::f32(access, width))
+}
+
+/// As [`create_module`], composed by [`compose_for`]. A tensor with 16-bit values is bounded
+/// by its window's `extent` instead of `arrayLength(&param)`, and the tail pipeline's one
+/// working invocation stays within `extent`'s tail, inside the last word bound.
+pub(crate) fn create_module_for(
+    device: &wgpu::Device,
+    kernel: &Kernel,
+    states: &[&str],
+    storage: &Storage,
+) -> wgpu::ShaderModule {
     let desc = wgpu::ShaderModuleDescriptor {
         label: Some(kernel.name),
-        source: wgpu::ShaderSource::Wgsl(compose_with(kernel, access, width).into()),
+        source: wgpu::ShaderSource::Wgsl(compose_for(kernel, states, storage).into()),
     };
     // SAFETY: see above; every access is guarded by the kernel's own bounds check.
     unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
@@ -241,11 +262,19 @@ mod tests {
 
     #[test]
     fn shared_gradients_are_declared_read_write_once() {
-        assert_eq!(COMMON_WGSL.matches(GRAD_DECLARATION).count(), 1);
         let k = Kernel::new("probe", "");
-        let shared = compose_with(&k, GradAccess::Shared, Width::Vec4);
-        assert!(!shared.contains(GRAD_DECLARATION));
-        assert_eq!(shared.matches(SHARED_GRAD_DECLARATION).count(), 1);
+        let read = "var<storage, read> grad: array<V>;";
+        let shared = "var<storage, read_write> grad: array<V>;";
+        let own = compose_with(&k, GradAccess::ReadOnly, Width::Vec4);
+        assert_eq!(
+            (own.matches(read).count(), own.matches(shared).count()),
+            (1, 0)
+        );
+        let pooled = compose_with(&k, GradAccess::Shared, Width::Vec4);
+        assert_eq!(
+            (pooled.matches(read).count(), pooled.matches(shared).count()),
+            (0, 1)
+        );
     }
 
     #[test]

@@ -1,0 +1,148 @@
+//! The storage layer of a kernel: its tensor bindings and their accessors, generated for the
+//! registered tensor's dtypes ([`Precision`]) and the kernel's width.
+//!
+//! Every kernel reads and writes its parameter, gradient and (single-pass kernels) states only
+//! through `load_NAME(i) -> V`, `store_NAME(i, x: V)` and `stored_grad(i) -> V`, so one WGSL
+//! update serves every dtype: an f32 tensor is an `array<V>`; a 16-bit one is an array of
+//! words, two values each, converted exactly by `shaders/dtype.wgsl` (a `vec2<u32>` per
+//! `vec4<f32>` at [`Width::Vec4`]; one `u32` per pair at [`Width::Scalar`], used only by tail
+//! pipelines, where one invocation updates the whole tail so no two write one word).
+//!
+//! A tensor with 16-bit values cannot tell its length from `arrayLength` (the last word may
+//! hold one value), so its windows also bind `extent` (binding 12, [`EXTENT`]): the body's
+//! vectors, and the tail's first and last-plus-one elements.
+//!
+//! [`EXTENT`]: crate::abi::bindings::update::EXTENT
+
+use std::fmt::Write;
+
+use crate::kernel::{GradAccess, Width};
+use crate::precision::{Dtype, Precision};
+
+/// How one kernel module's tensor bindings are declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Storage {
+    /// How the gradient is bound.
+    pub access: GradAccess,
+    /// The element type `V`.
+    pub width: Width,
+    /// The dtypes of the parameter, the gradient and the states.
+    pub precision: Precision,
+}
+
+impl Storage {
+    /// f32 tensors, the gradient bound for `access`, `width` wide.
+    pub const fn f32(access: GradAccess, width: Width) -> Self {
+        Self {
+            access,
+            width,
+            precision: Precision::F32,
+        }
+    }
+
+    /// The same bindings over tensors of `precision`.
+    pub const fn with(self, precision: Precision) -> Self {
+        Self { precision, ..self }
+    }
+
+    /// Whether any binding holds 16-bit values (and so the windows bind `extent`).
+    pub fn packed(&self) -> bool {
+        self.precision.parts().iter().any(|(_, d)| *d != Dtype::F32)
+    }
+
+    /// The WGSL element type of an array of `dtype` values at this width.
+    fn element(&self, dtype: Dtype) -> &'static str {
+        match (dtype, self.width) {
+            (Dtype::F32, _) => "V",
+            (_, Width::Vec4) => "vec2<u32>",
+            (_, Width::Scalar) => "u32",
+        }
+    }
+}
+
+/// `fn load_NAME(i) -> V` for an array `name` of `dtype`.
+fn load(out: &mut String, fn_name: &str, name: &str, dtype: Dtype, width: Width) {
+    let body = match (dtype, width) {
+        (Dtype::F32, _) => format!("{name}[i]"),
+        (d, Width::Vec4) => format!("{}_value(halves({name}[i]))", d.name()),
+        (d, Width::Scalar) => {
+            format!(
+                "{}_value((({name}[i >> 1u]) >> ((i & 1u) * 16u)) & 0xffffu)",
+                d.name()
+            )
+        }
+    };
+    let _ = writeln!(out, "fn {fn_name}(i: u32) -> V {{\n    return {body};\n}}");
+}
+
+/// `fn store_NAME(i, x)` for an array `name` of `dtype`, rounding to nearest even.
+fn store(out: &mut String, name: &str, dtype: Dtype, width: Width) {
+    let body = match (dtype, width) {
+        (Dtype::F32, _) => format!("    {name}[i] = x;"),
+        (d, Width::Vec4) => format!("    {name}[i] = join({}_bits(x));", d.name()),
+        (d, Width::Scalar) => format!(
+            "    let shift = (i & 1u) * 16u;\n    let kept = {name}[i >> 1u] & ~(0xffffu << shift);\n    {name}[i >> 1u] = kept | ({}_bits(x) << shift);",
+            d.name()
+        ),
+    };
+    let _ = writeln!(out, "fn store_{name}(i: u32, x: V) {{\n{body}\n}}");
+}
+
+/// The bindings of `param`, `grad` and `states` (binding 3 on, in order) for `storage`, their
+/// accessors, `PACKED`, `body_end()` and `packed_tail()` (see `update_range` in
+/// `shaders/common.wgsl`).
+pub(crate) fn declarations(states: &[&str], storage: &Storage) -> String {
+    let p = storage.precision;
+    let grad_access = match storage.access {
+        GradAccess::ReadOnly => "read",
+        GradAccess::Shared => "read_write",
+    };
+    let mut out = format!("// storage: {p}, gradient {grad_access}\n");
+    let mut declare = |binding: u32, name: &str, access: &str, dtype: Dtype| {
+        let element = storage.element(dtype);
+        let _ = writeln!(
+            out,
+            "@group(0) @binding({binding}) var<storage, {access}> {name}: array<{element}>;"
+        );
+    };
+    declare(1, "param", "read_write", p.param);
+    declare(2, "grad", grad_access, p.grad);
+    for (k, name) in states.iter().enumerate() {
+        declare(
+            crate::abi::bindings::update::FIRST_STATE + k as u32,
+            name,
+            "read_write",
+            p.state,
+        );
+    }
+    let w = storage.width;
+    load(&mut out, "load_param", "param", p.param, w);
+    store(&mut out, "param", p.param, w);
+    load(&mut out, "stored_grad", "grad", p.grad, w);
+    for name in states {
+        load(&mut out, &format!("load_{name}"), name, p.state, w);
+        store(&mut out, name, p.state, w);
+    }
+    if storage.packed() {
+        out.push_str(
+            "// This window's body vectors (x), and its tail's first (y) and last-plus-one (z) element.\n\
+             @group(0) @binding(12) var<uniform> extent: vec4<u32>;\n\
+             const PACKED: bool = true;\n\
+             fn body_end() -> u32 {\n    return extent.x;\n}\n\
+             fn packed_tail() -> vec2<u32> {\n    return extent.yz;\n}\n",
+        );
+    } else {
+        out.push_str(
+            "const PACKED: bool = false;\n\
+             fn body_end() -> u32 {\n    return arrayLength(&param);\n}\n\
+             fn packed_tail() -> vec2<u32> {\n    return vec2<u32>(0u);\n}\n",
+        );
+    }
+    out
+}
+
+/// The `extent` of a window of `len` elements: body vectors, tail start, tail end.
+pub(crate) fn extent(len: u64) -> [u32; 4] {
+    let len = len as u32;
+    [len / 4, len / 4 * 4, len, 0]
+}

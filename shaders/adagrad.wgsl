@@ -20,7 +20,6 @@ struct AdagradScalars {
 
 override MAXIMIZE: bool = false;
 
-@group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
 
 // One element (one V) of the update.
 fn update_at(s: Scalars, i: u32) {

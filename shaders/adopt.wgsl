@@ -29,7 +29,6 @@ struct AdoptScalars {
 override NESTEROV: bool = false;
 override CLIPPING: bool = true;
 
-@group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
 
 // One element (one V) of the update.
 fn update_at(s: Scalars, i: u32) {

@@ -60,3 +60,35 @@ fn halves(w: vec2<u32>) -> vec4<u32> {
 fn join(h: vec4<u32>) -> vec2<u32> {
     return vec2<u32>(h.x | (h.y << 16u), h.z | (h.w << 16u));
 }
+
+// lowbias32, Chris Wellons' 32-bit integer hash (precision.rs: mix32), on one value and on
+// each lane of a V's worth.
+fn mix32(x: u32) -> u32 {
+    var h = (x ^ (x >> 16u)) * 0x7feb352du;
+    h = (h ^ (h >> 15u)) * 0x846ca68bu;
+    return h ^ (h >> 16u);
+}
+
+fn mix32_lanes(x: VU) -> VU {
+    var h = (x ^ (x >> VU(16u))) * VU(0x7feb352du);
+    h = (h ^ (h >> VU(15u))) * VU(0x846ca68bu);
+    return h ^ (h >> VU(16u));
+}
+
+// Stochastic rounding's random bits (precision.rs: stochastic_bits): the step's key from the
+// seed and the step, then 16 bits per element index.
+fn stream_key(seed: u32, step: vec2<u32>) -> u32 {
+    return mix32(mix32(mix32(seed) ^ step.x) ^ step.y);
+}
+
+fn element_bits(key: u32, index: VU) -> VU {
+    return mix32_lanes(mix32_lanes(index) ^ VU(key)) >> VU(16u);
+}
+
+// bf16 bits of x with r (< 2^16) added below the mantissa, then truncated: torchao's
+// stochastic rounding. NaN as bf16_bits.
+fn bf16_bits_stochastic(x: V, r: VU) -> VU {
+    let b = bitcast<VU>(x);
+    let nan = (b >> VU(16u)) | VU(0x40u);
+    return select((b + r) >> VU(16u), nan, (b & VU(0x7fffffffu)) > VU(0x7f800000u));
+}

@@ -23,7 +23,6 @@ struct LionScalars {
     _pad1: f32,
 }
 
-@group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
 
 // One element (one V) of the update.
 fn update_at(s: Scalars, i: u32) {

@@ -24,7 +24,6 @@ struct RpropScalars {
 
 override MAXIMIZE: bool = false;
 
-@group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
 
 // torch.sign: (0 < x) - (x < 0), so 0 for a zero or NaN (WGSL's own sign of NaN is
 // implementation-defined).

@@ -33,7 +33,6 @@ struct ScheduleFreeScalars {
     _pad1: f32,
 }
 
-@group(1) @binding(0) var<uniform> scalars: array<Scalars, SCALAR_CANDIDATES>;
 
 // One element (one V) of the update.
 fn update_at(s: Scalars, i: u32) {
@@ -74,7 +73,7 @@ fn outside_step(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let s = scalars[0];
+    let s = step_uniform.scalars[0];
     let r = update_range(wid, nwg, lid);
     for (var i = r.x; i < r.y; i = i + r.z) {
         pass_at(s, i);

@@ -7,7 +7,7 @@ use naga::{AddressSpace, ArraySize, StorageAccess, TypeInner};
 
 use crate::abi::bindings::{Binding, Kind, grad_norm, mlp, reduce, stream, update};
 use crate::abi::uniforms::{Dims, GradParams};
-use crate::gpu::{group0, scalars_size};
+use crate::gpu::{group0, scalars_binding, scalars_size};
 use crate::kernel::{GradAccess, Kernel, Storage, Width, compose_for, compose_with};
 use crate::optim::{
     Adadelta, Adafactor, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd, Lamb,
@@ -51,7 +51,15 @@ fn declared(label: &str, wgsl: &str) -> BTreeMap<(u32, u32), Declared> {
         let inner = &module.types[var.ty].inner;
         let (kind, bytes, stride) = match var.space {
             AddressSpace::Uniform => {
-                let stride = match inner {
+                // A uniform array's stride, or that of the array a struct starts with
+                // (StepUniform's scalars).
+                let array = match inner {
+                    TypeInner::Struct { members, .. } => {
+                        members.first().map_or(inner, |m| &module.types[m.ty].inner)
+                    }
+                    other => other,
+                };
+                let stride = match array {
                     TypeInner::Array { stride, .. } => Some(u64::from(*stride)),
                     _ => None,
                 };
@@ -124,10 +132,11 @@ fn check_stored(
         let dtype = match b.binding {
             1 => precision.param,
             2 => precision.grad,
+            9 => precision.copy.unwrap_or(Dtype::F32),
             _ => precision.state,
         };
         let want = match b.kind {
-            Kind::Uniform { .. } if *b == update::EXTENT => 16,
+            Kind::Uniform { .. } if *b == update::EXTENT => crate::kernel::EXTENT_BYTES,
             Kind::Uniform { .. } => uniform_size,
             Kind::Storage { .. } if b.element == 0 && dtype == Dtype::F32 => 4 * width.lanes(),
             Kind::Storage { .. } if b.element == 0 => match width {
@@ -156,22 +165,14 @@ fn check_update<O: Algorithm>() {
             let f = Dtype::F32;
             all.extend([
                 Precision::uniform(d),
-                Precision {
-                    param: d,
-                    grad: f,
-                    state: f,
-                },
-                Precision {
-                    param: f,
-                    grad: d,
-                    state: f,
-                },
-                Precision {
-                    param: f,
-                    grad: f,
-                    state: d,
-                },
+                Precision::new(d, f, f),
+                Precision::new(f, d, f),
+                Precision::new(f, f, d),
+                Precision::new(f, d, f).with_copy(d),
             ]);
+            if d == Dtype::Bf16 {
+                all.push(Precision::uniform(d).stochastic(3));
+            }
         }
         all
     } else {
@@ -190,7 +191,7 @@ fn check_update<O: Algorithm>() {
         };
         let wgsl = compose_for(&O::KERNEL, states, &storage);
         let mut table = group0::<O>(access, precision);
-        table.push(update::SCALARS);
+        table.push(scalars_binding::<O>());
         let label = format!("{} ({access:?}, {width:?}, {precision})", O::NAME);
         check_stored(&label, &wgsl, width, precision, &table, scalars_size::<O>());
         validate(&label, &wgsl);
@@ -283,7 +284,7 @@ fn a_wrong_table_is_caught() {
     let storage = Storage::f32(GradAccess::ReadOnly, Width::Vec4);
     let wgsl = compose_for(&Sgd::KERNEL, Sgd::STATE_NAMES, &storage);
     let mut table = group0::<Sgd>(GradAccess::ReadOnly, Precision::F32);
-    table.push(update::SCALARS);
+    table.push(update::STEP_UNIFORM);
     let renamed = std::panic::catch_unwind(|| {
         let mut t = table.clone();
         t[2] = update::state(0, "momentum");

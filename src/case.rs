@@ -98,14 +98,10 @@ fn parse_precision(path: &Path, v: Value) -> Result<Precision> {
     };
     let (param, grad) = (dtype("param", &meta.param)?, dtype("grad", &meta.grad)?);
     match dtypes::Dtype::parse(&meta.state) {
-        Some(state) => Ok(Precision { param, grad, state }),
+        Some(state) => Ok(Precision::new(param, grad, state)),
         None if matches!(meta.state.as_str(), "q8" | "q4") => Err(Error::UnsupportedPrecision {
             optimizer: "this crate",
-            precision: Precision {
-                param,
-                grad,
-                state: dtypes::Dtype::F32,
-            },
+            precision: Precision::new(param, grad, dtypes::Dtype::F32),
             reason: if meta.block_size.is_some() {
                 "quantized (q8, q4) state is not implemented: the state would be f32"
             } else {

@@ -28,8 +28,15 @@ pub struct CpuOptimizer<O: Algorithm> {
 
 /// Rounds a parameter and its states to their dtypes after an update stored them in f32: the
 /// kernels round each value once when storing it, and an elementwise update stores each once.
-fn round_stored(precision: Precision, param: &mut [f32], states: &mut [Vec<f32>; MAX_STATES]) {
-    precision.param.round_all(param);
+///
+/// `step` is the optimizer's step count, which stochastic rounding's random bits depend on.
+fn round_stored(
+    precision: Precision,
+    param: &mut [f32],
+    states: &mut [Vec<f32>; MAX_STATES],
+    step: u64,
+) {
+    precision.round_param(param, step);
     for state in states {
         precision.state.round_all(state);
     }
@@ -183,8 +190,10 @@ impl<O: Algorithm> CpuOptimizer<O> {
     /// [`crate::GpuOptimizer::register_typed`]). The caller keeps 16-bit parameters and
     /// gradients as the f32 values they are ([`crate::Dtype::round`] gives them; each step
     /// checks), and each step rounds the parameter and the states to their dtypes when it
-    /// stores them, exactly as the kernels do. The states are held as f32 values their dtype
-    /// represents.
+    /// stores them, exactly as the kernels do (stochastically with [`Precision::stochastic`],
+    /// from the same random bits). The states are held as f32 values their dtype represents. A
+    /// master-weights copy ([`Precision::with_copy`]) is the caller's to take: the kernels write
+    /// the parameter rounded to nearest even, [`crate::Dtype::round`] of each value here.
     pub fn register_typed(
         &mut self,
         group: GroupId,
@@ -283,7 +292,7 @@ impl<O: Algorithm> CpuOptimizer<O> {
             let grad = adjusted.as_ref().map_or(grads[i], |c| c[i].as_slice());
             let config = &scheduler.groups()[r.group];
             step_chunked(config, &s, params[i], grad, slices, self.threads);
-            round_stored(r.precision, params[i], states);
+            round_stored(r.precision, params[i], states, t);
         }
         Ok(())
     }
@@ -339,7 +348,7 @@ impl<O: Algorithm> CpuOptimizer<O> {
             let s = scheduler.scalars_at(r.group, t, t);
             let slices = states.each_mut().map(|v| v.as_mut_slice());
             scheduler.groups()[r.group].cpu_pass(pass, &s, params[i], slices);
-            round_stored(r.precision, params[i], states);
+            round_stored(r.precision, params[i], states, t);
         }
     }
 

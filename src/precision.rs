@@ -151,8 +151,30 @@ impl std::fmt::Display for Dtype {
     }
 }
 
+/// How a bf16 parameter is rounded when a step stores it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Rounding {
+    /// To nearest, ties to even, as everything else is.
+    #[default]
+    Nearest,
+    /// torchao's stochastic rounding (`_fp32_to_bf16_sr`): 16 random bits are added below the
+    /// bf16 mantissa, then the f32 is truncated, so a value rounds away from zero with the
+    /// probability of its distance from the value below. The random bits are a counter-based
+    /// hash of (`seed`, the step, the element's index in its tensor) ([`stochastic_bits`]), so
+    /// the CPU reference reproduces the GPU bit for bit, and a resumed run the uninterrupted
+    /// one. Small updates then move the parameter on average, where rounding to nearest drops
+    /// every update smaller than half a bf16 unit.
+    Stochastic {
+        /// The stream's seed.
+        seed: u32,
+    },
+}
+
 /// The dtypes of one registered tensor: its parameter, its gradient and its optimizer state
-/// (every state buffer alike). All f32 by default.
+/// (every state buffer alike), and how its parameter is rounded. All f32 by default.
 ///
 /// f32 parameters with 16-bit gradients are mixed-precision training's master weights: the
 /// update runs on the f32 copy, reading the low-precision gradient exactly. A 16-bit parameter
@@ -168,19 +190,66 @@ pub struct Precision {
     pub grad: Dtype,
     /// Every state buffer's dtype.
     pub state: Dtype,
+    /// How the parameter is rounded when stored ([`Rounding::Stochastic`] for bf16 parameters
+    /// only).
+    #[serde(default)]
+    pub rounding: Rounding,
+    /// The dtype of a copy of the parameter the step also writes (master weights: f32
+    /// parameters, and a bf16 or f16 copy for the next forward pass, rounded to nearest even;
+    /// see [`crate::GpuOptimizer::register_master`]).
+    #[serde(default)]
+    pub copy: Option<Dtype>,
 }
 
 impl Precision {
     /// Everything f32.
     pub const F32: Precision = Precision::uniform(Dtype::F32);
 
+    /// A parameter of `param`, a gradient of `grad` and state of `state`, rounded to nearest.
+    pub const fn new(param: Dtype, grad: Dtype, state: Dtype) -> Precision {
+        Precision {
+            param,
+            grad,
+            state,
+            rounding: Rounding::Nearest,
+            copy: None,
+        }
+    }
+
+    /// The same dtypes, with a `dtype` copy of the parameter written by each step.
+    pub const fn with_copy(self, dtype: Dtype) -> Precision {
+        Precision {
+            copy: Some(dtype),
+            ..self
+        }
+    }
+
     /// Parameter, gradient and state all of `dtype` (PyTorch's fused AdamW on bf16 tensors:
     /// the state takes the parameter's dtype).
     pub const fn uniform(dtype: Dtype) -> Precision {
+        Precision::new(dtype, dtype, dtype)
+    }
+
+    /// The same dtypes, the parameter rounded stochastically from `seed`
+    /// ([`Rounding::Stochastic`]).
+    pub const fn stochastic(self, seed: u32) -> Precision {
         Precision {
-            param: dtype,
-            grad: dtype,
-            state: dtype,
+            rounding: Rounding::Stochastic { seed },
+            ..self
+        }
+    }
+
+    /// Rounds a parameter's f32 values to its dtype as a step stores them: `step` is the
+    /// optimizer's step count (1 at the first step), the values those of the whole tensor.
+    pub fn round_param(&self, values: &mut [f32], step: u64) {
+        match self.rounding {
+            Rounding::Stochastic { seed } if self.param == Dtype::Bf16 => {
+                let key = stream_key(seed, step);
+                for (i, v) in values.iter_mut().enumerate() {
+                    *v = bf16_value(bf16_bits_stochastic(*v, element_bits(key, i as u32)));
+                }
+            }
+            _ => self.param.round_all(values),
         }
     }
 
@@ -223,8 +292,51 @@ impl std::fmt::Display for Precision {
             f,
             "param {}, grad {}, state {}",
             self.param, self.grad, self.state
-        )
+        )?;
+        if let Rounding::Stochastic { seed } = self.rounding {
+            write!(f, ", stochastic rounding (seed {seed})")?;
+        }
+        match self.copy {
+            Some(d) => write!(f, ", a {d} copy"),
+            None => Ok(()),
+        }
     }
+}
+
+/// lowbias32 (Chris Wellons' 32-bit integer hash), `mix32` in `shaders/dtype.wgsl`.
+fn mix32(x: u32) -> u32 {
+    let mut h = x;
+    h = (h ^ (h >> 16)).wrapping_mul(0x7feb_352d);
+    h = (h ^ (h >> 15)).wrapping_mul(0x846c_a68b);
+    h ^ (h >> 16)
+}
+
+/// One step's key of the stochastic-rounding stream: `mix32(mix32(mix32(seed) ^ step_low) ^
+/// step_high)`.
+fn stream_key(seed: u32, step: u64) -> u32 {
+    mix32(mix32(mix32(seed) ^ step as u32) ^ (step >> 32) as u32)
+}
+
+/// The 16 random bits of element `index` under `key`: the high half of
+/// `mix32(mix32(index) ^ key)`.
+fn element_bits(key: u32, index: u32) -> u32 {
+    mix32(mix32(index) ^ key) >> 16
+}
+
+/// The 16 random bits stochastic rounding adds below element `index`'s bf16 mantissa at
+/// optimizer step `step` of a stream seeded `seed` (the kernels compute the same).
+pub fn stochastic_bits(seed: u32, step: u64, index: u32) -> u32 {
+    element_bits(stream_key(seed, step), index)
+}
+
+/// bf16 bits of `x` with `r` (below 2^16) added below the mantissa, then truncated; a NaN stays
+/// a NaN, as in [`Dtype::to_bits`].
+fn bf16_bits_stochastic(x: f32, r: u32) -> u16 {
+    let b = x.to_bits();
+    if b & 0x7fff_ffff > 0x7f80_0000 {
+        return ((b >> 16) | 0x40) as u16;
+    }
+    ((b + r) >> 16) as u16
 }
 
 /// bf16 bits of `x`, rounded to nearest, ties to even (`bf16_bits` in `shaders/dtype.wgsl`).

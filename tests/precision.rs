@@ -26,7 +26,7 @@ fn every_precision() -> Vec<Precision> {
     for param in Dtype::ALL {
         for grad in Dtype::ALL {
             for state in Dtype::ALL {
-                all.push(Precision { param, grad, state });
+                all.push(Precision::new(param, grad, state));
             }
         }
     }
@@ -191,11 +191,7 @@ fn every_elementwise_optimizer_takes_16_bit_tensors() {
     let Some(ctx) = gpu() else { return };
     fn run<O: Algorithm>(ctx: &GpuContext, config: O) {
         let lens = &LENS[..4];
-        let master = Precision {
-            param: Dtype::F32,
-            grad: Dtype::Bf16,
-            state: Dtype::F32,
-        };
+        let master = Precision::new(Dtype::F32, Dtype::Bf16, Dtype::F32);
         for precision in [
             Precision::uniform(Dtype::Bf16),
             Precision::uniform(Dtype::F16),
@@ -265,11 +261,7 @@ fn the_kernels_round_to_nearest_even_like_the_reference() {
     ]);
     let len = grads.len();
     for dtype in [Dtype::Bf16, Dtype::F16] {
-        let precision = Precision {
-            param: dtype,
-            grad: Dtype::F32,
-            state: dtype,
-        };
+        let precision = Precision::new(dtype, Dtype::F32, dtype);
         let sgd = Sgd {
             lr: 1.0,
             momentum: 0.5,
@@ -380,15 +372,21 @@ fn low_precision_cases_replay_on_gpu() {
 fn checkpoints_hold_16_bit_state_and_resume_bit_for_bit() {
     let Some(ctx) = gpu() else { return };
     let dir = scratch_dir("precision-checkpoint");
-    for dtype in [Dtype::Bf16, Dtype::F16] {
-        let precision = Precision::uniform(dtype);
+    // Stochastic rounding's bits follow the restored step count, so it resumes exactly too.
+    let sr = Precision::uniform(Dtype::Bf16).stochastic(7);
+    for precision in [
+        Precision::uniform(Dtype::Bf16),
+        Precision::uniform(Dtype::F16),
+        sr,
+    ] {
+        let dtype = precision.param;
         let mut rng = Rng::new(3);
         let mut pair = Pair::new(&ctx, AdamW::default(), &[5, 1757], precision, &mut rng);
         for _ in 0..3 {
             let grads = pair.grads(&mut rng);
             pair.step(&ctx, &grads);
         }
-        let path = dir.join(format!("{dtype}.safetensors"));
+        let path = dir.join(format!("{precision}.safetensors"));
         pair.gpu.save_checkpoint(&path).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
@@ -645,4 +643,188 @@ fn the_readme_memory_table_is_the_one_the_code_computes() {
         readme.contains(&table),
         "README.md lacks the table `wgpu-optim info --memory` prints:\n{table}"
     );
+}
+
+/// Stochastic rounding (torchao's rule, random bits from a hash of the seed, the step and the
+/// index): the GPU reproduces the CPU bit for bit, and updates far below half a bf16 unit move
+/// the parameters on average, where rounding to nearest leaves them where they were.
+#[test]
+fn stochastic_rounding_is_reproducible_and_unbiased() {
+    let Some(ctx) = gpu() else { return };
+    let sr = Precision::new(Dtype::Bf16, Dtype::F32, Dtype::Bf16).stochastic(42);
+    let adamw = AdamW {
+        weight_decay: 0.1,
+        ..AdamW::default()
+    };
+    identical_for_every_length(&ctx, adamw, sr);
+    identical_for_every_length(
+        &ctx,
+        Sgd {
+            lr: 0.01,
+            momentum: 0.9,
+            ..Sgd::default()
+        },
+        sr,
+    );
+
+    // Plain SGD, lr 0.1 on a gradient of 1e-3: 1e-4 per step, 1/40 of the bf16 spacing below
+    // 1.0 (2^-8). After 200 steps the exact value is 0.98.
+    let (len, steps) = (4096, 200);
+    let sgd = Sgd {
+        lr: 0.1,
+        ..Sgd::default()
+    };
+    let mut means = Vec::new();
+    for precision in [sr, Precision::new(Dtype::Bf16, Dtype::F32, Dtype::Bf16)] {
+        let mut pair = Pair::new(&ctx, sgd, &[len], precision, &mut Rng::new(5));
+        pair.params[0].iter_mut().for_each(|p| *p = 1.0);
+        ctx.write_as(&pair.buffers[0].0, Dtype::Bf16, &pair.params[0]);
+        let grads = vec![vec![1e-3f32; len]];
+        for _ in 0..steps {
+            pair.step(&ctx, &grads);
+        }
+        pair.assert_identical(&ctx, &format!("{precision}"));
+        let mean = pair.params[0].iter().map(|&p| f64::from(p)).sum::<f64>() / len as f64;
+        means.push(mean);
+    }
+    let exact = 1.0 - 200.0 * 0.1 * f64::from(1e-3f32);
+    // Each element's error is a sum of 200 independent roundings of at most 2^-8: its standard
+    // deviation is below 2^-8 · sqrt(200) / 2 ≈ 0.028, the mean's over 4096 below 0.0005.
+    assert!(
+        (means[0] - exact).abs() < 0.002,
+        "stochastic: mean {} vs {exact}",
+        means[0]
+    );
+    assert_eq!(means[1], 1.0, "to nearest, every update is lost");
+    // Other dtypes do not take it.
+    let mut cpu = CpuOptimizer::new(Sgd::default()).unwrap();
+    let g = cpu.default_group();
+    let f16 = Precision::uniform(Dtype::F16).stochastic(1);
+    assert!(matches!(
+        cpu.register_typed(g, &[4], f16),
+        Err(Error::UnsupportedPrecision { .. })
+    ));
+}
+
+/// As [`identical_for_every_precision`], for one precision.
+fn identical_for_every_length<O: Algorithm>(ctx: &GpuContext, config: O, precision: Precision) {
+    let label = format!("{} ({precision})", O::NAME);
+    let mut rng = Rng::new(0x5a ^ label.len() as u64);
+    let mut pair = Pair::new(ctx, config, &LENS, precision, &mut rng);
+    for _ in 0..3 {
+        let grads = pair.grads(&mut rng);
+        pair.step(ctx, &grads);
+    }
+    pair.assert_identical(ctx, &label);
+}
+
+/// Master weights with a copy: f32 parameters and moments, bf16 or f16 gradients, and the
+/// step also writing a 16-bit copy of the updated parameters, which is the CPU's parameters
+/// rounded to nearest even, bit for bit.
+#[test]
+fn master_weights_write_their_16_bit_copy_in_the_step() {
+    let Some(ctx) = gpu() else { return };
+    for dtype in [Dtype::Bf16, Dtype::F16] {
+        let precision = Precision::new(Dtype::F32, dtype, Dtype::F32).with_copy(dtype);
+        let mut rng = Rng::new(21);
+        let mut cpu = CpuOptimizer::new(AdamW::default()).unwrap();
+        let mut gpu = GpuOptimizer::new(&ctx.device, &ctx.queue, AdamW::default()).unwrap();
+        let group = gpu.default_group();
+        let (mut params, mut buffers) = (Vec::new(), Vec::new());
+        for len in LENS {
+            let init = rng.vec(len);
+            let p = ctx.upload("param", &init);
+            let g = ctx.upload_as("grad", dtype, &vec![0.0; len]);
+            let c = ctx.upload_as("copy", dtype, &vec![0.0; len]);
+            let slices = (p.slice(..), g.slice(..), c.slice(..));
+            gpu.register_master(group, slices, &[len], precision)
+                .unwrap();
+            cpu.register_typed(group, &[len], precision).unwrap();
+            params.push(init);
+            buffers.push((p, g, c));
+        }
+        for _ in 0..3 {
+            let grads: Vec<Vec<f32>> = params
+                .iter()
+                .map(|p| {
+                    let mut g = rng.vec(p.len());
+                    dtype.round_all(&mut g);
+                    g
+                })
+                .collect();
+            for ((_, gb, _), g) in buffers.iter().zip(&grads) {
+                ctx.write_as(gb, dtype, g);
+            }
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            gpu.step(&mut encoder);
+            ctx.queue.submit([encoder.finish()]);
+            let mut views: Vec<&mut [f32]> = params.iter_mut().map(Vec::as_mut_slice).collect();
+            let grad_views: Vec<&[f32]> = grads.iter().map(Vec::as_slice).collect();
+            cpu.step(&mut views, &grad_views).unwrap();
+            for (k, (p, _, c)) in buffers.iter().enumerate() {
+                let len = params[k].len();
+                let label = format!("{dtype} copy, len {len}");
+                assert_bits(
+                    &ctx.read(p).unwrap(),
+                    &params[k],
+                    &format!("{label}: param"),
+                );
+                let want: Vec<f32> = params[k].iter().map(|&v| dtype.round(v)).collect();
+                assert_bits(&ctx.read_as(c, dtype, len).unwrap(), &want, &label);
+            }
+        }
+    }
+}
+
+#[test]
+fn copies_that_do_not_fit_are_typed_errors() {
+    let Some(ctx) = gpu() else { return };
+    let mut opt = GpuOptimizer::new(&ctx.device, &ctx.queue, AdamW::default()).unwrap();
+    let g = opt.default_group();
+    let buf = |bytes: u64| {
+        ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        })
+    };
+    let (p, gr, c, small) = (buf(20), buf(20), buf(12), buf(8));
+    let master = Precision::F32.with_copy(Dtype::Bf16);
+    let e = opt.register_master(
+        g,
+        (p.slice(..), gr.slice(..), small.slice(..)),
+        &[5],
+        master,
+    );
+    assert!(
+        matches!(
+            e,
+            Err(Error::DtypeSize {
+                which: "copy",
+                size: 8,
+                expected: 12,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    let e = opt.register_master(g, (p.slice(..), gr.slice(..), gr.slice(..12)), &[5], master);
+    assert!(matches!(e, Err(Error::AliasedBuffer(_))), "{e:?}");
+    let e = opt.register_typed(g, p.slice(..), gr.slice(..), &[5], master);
+    assert!(matches!(e, Err(Error::InvalidOptions(_))), "{e:?}");
+    let bf16_copy = Precision::uniform(Dtype::Bf16).with_copy(Dtype::F16);
+    let (p16, g16) = (buf(12), buf(12));
+    let e = opt.register_master(
+        g,
+        (p16.slice(..), g16.slice(..), c.slice(..)),
+        &[5],
+        bf16_copy,
+    );
+    assert!(
+        matches!(e, Err(Error::UnsupportedPrecision { .. })),
+        "{e:?}"
+    );
+    opt.register_master(g, (p.slice(..), gr.slice(..), c.slice(..)), &[5], master)
+        .unwrap();
 }

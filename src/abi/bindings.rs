@@ -128,10 +128,15 @@ pub(crate) mod update {
 
     /// Group 1: the step's entry of the scalar table (`array<XScalars, SCALAR_CANDIDATES>`).
     pub const SCALARS: Binding = Binding::uniform(1, 0, "scalars", true);
+    /// The same binding in single-pass kernels: `StepUniform` (`kernel::storage`), every
+    /// candidate's scalars and then the step's counter.
+    pub const STEP_UNIFORM: Binding = Binding::uniform(1, 0, "step_uniform", true);
     /// The parameter, updated in place.
     pub const PARAM: Binding = Binding::storage(0, 1, "param", false).values();
     /// Its gradient ([`Binding::read_write`] when it shares the parameter's buffer).
     pub const GRAD: Binding = Binding::storage(0, 2, "grad", true).values();
+    /// The 16-bit copy of an f32 parameter a step also writes (`Precision::copy`).
+    pub const PARAM_COPY: Binding = Binding::storage(0, 9, "param_copy", false).values();
     /// State `k` (named `Algorithm::STATE_NAMES[k]` in the WGSL) is at `FIRST_STATE + k`.
     pub const FIRST_STATE: u32 = 3;
     /// Per-workgroup partial sums of a `norms` entry point (LAMB, LARS).
@@ -142,7 +147,8 @@ pub(crate) mod update {
     pub const GRAD_CONTROL: Binding = Binding::storage(0, 11, "grad_control", true);
 
     /// A window's extent when its tensor holds 16-bit values (`kernel::Storage`): body
-    /// vectors, tail start, tail end, as `vec4<u32>`.
+    /// vectors, tail start, tail end, the window's first element; the stochastic-rounding seed
+    /// (`array<vec4<u32>, 2>`).
     pub const EXTENT: Binding = Binding::uniform(0, 12, "extent", false);
 
     /// Adafactor's per-tensor dimensions and row-factor means (`array<f32>`).

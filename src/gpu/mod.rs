@@ -43,7 +43,7 @@ use grad_passes::{GradBuffers, GradPasses, NO_CLIP};
 use param::GpuParam;
 use pipelines::{FACTOR_PASSES, Form, Kernels};
 #[cfg(test)]
-pub(crate) use pipelines::{group0, scalars_size};
+pub(crate) use pipelines::{group0, scalars_binding, scalars_size};
 use reduce::{NormBuffers, NormStage};
 use scalars::ScalarTables;
 use scopes::ErrorScopes;

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 
 use crate::abi::bindings::{Binding, update};
 use crate::kernel::{
-    GradAccess, NORM_ELEMS, SCALAR_CANDIDATES, Storage, VEC_PER_INVOCATION, Width,
+    EXTENT_BYTES, GradAccess, NORM_ELEMS, SCALAR_CANDIDATES, Storage, VEC_PER_INVOCATION, Width,
     compute_pipeline, create_module_for, pipeline_layout,
 };
 use crate::optim::{Algorithm, Pass};
@@ -19,10 +19,29 @@ pub(crate) const FACTOR_SLOTS: usize = 2;
 /// factor, then each matrix's mean of the row factor.
 pub(crate) const FACTOR_PASSES: [&str; 3] = ["rows", "cols", "stats"];
 
-/// Bytes of one step's scalars as the kernel binds them: every candidate.
+/// Bytes of one step's scalars as the kernel binds them: every candidate, then for single-pass
+/// kernels the step's counter (`StepUniform` in `kernel::storage`).
 pub(crate) fn scalars_size<O: Algorithm>() -> u64 {
-    std::mem::size_of::<O::Scalars>() as u64 * u64::from(SCALAR_CANDIDATES)
+    let candidates = std::mem::size_of::<O::Scalars>() as u64 * u64::from(SCALAR_CANDIDATES);
+    candidates
+        + if O::KERNEL.single_pass {
+            COUNTER_BYTES
+        } else {
+            0
+        }
 }
+
+/// The group-1 binding of `O`'s kernel: its scalars, in `StepUniform` for single-pass kernels.
+pub(crate) fn scalars_binding<O: Algorithm>() -> Binding {
+    if O::KERNEL.single_pass {
+        update::STEP_UNIFORM
+    } else {
+        update::SCALARS
+    }
+}
+
+/// Bytes of the step counter after the candidates' scalars (a `vec4<u32>`).
+pub(crate) const COUNTER_BYTES: u64 = 16;
 
 /// The group-0 bindings of `O`'s kernel with its gradient declared for `access`, over tensors
 /// of `precision`.
@@ -32,6 +51,9 @@ pub(crate) fn group0<O: Algorithm>(access: GradAccess, precision: Precision) -> 
         GradAccess::Shared => update::GRAD.read_write(),
     };
     let mut bindings = vec![update::PARAM, grad];
+    if precision.copy.is_some() {
+        bindings.push(update::PARAM_COPY);
+    }
     bindings.extend(O::STATE_NAMES.iter().enumerate().map(|(slot, &name)| {
         if O::FACTORED && slot < FACTOR_SLOTS {
             update::factor_state(slot, name)
@@ -133,7 +155,7 @@ impl<O: Algorithm> Kernels<O> {
     pub fn new(device: &wgpu::Device) -> Self {
         let scalars_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(O::KERNEL.name),
-            entries: &[update::SCALARS.layout_entry(scalars_size::<O>())],
+            entries: &[scalars_binding::<O>().layout_entry(scalars_size::<O>())],
         });
         Self {
             scalars_layout,
@@ -170,7 +192,7 @@ impl<O: Algorithm> Kernels<O> {
         let (vec4, scalar) = (module(Width::Vec4), module(Width::Scalar));
         let entries: Vec<_> = group0::<O>(access, precision)
             .iter()
-            .map(|b| b.layout_entry(16))
+            .map(|b| b.layout_entry(EXTENT_BYTES))
             .collect();
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(O::KERNEL.name),

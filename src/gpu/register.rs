@@ -14,9 +14,16 @@ use crate::gpu::param::{GpuParam, Window};
 use crate::gpu::reduce::NormBuffers;
 use crate::gpu::scopes::ErrorScopes;
 use crate::host::{GroupId, ParamId};
-use crate::kernel::{GradAccess, Storage, Width, extent};
+use crate::kernel::{EXTENT_BYTES, GradAccess, Storage, Width, extent};
 use crate::optim::{Algorithm, MAX_STATES};
 use crate::precision::Precision;
+
+/// A registration's parameter, gradient and (master weights) copy slices.
+type Slices<'a> = (
+    wgpu::BufferSlice<'a>,
+    wgpu::BufferSlice<'a>,
+    Option<wgpu::BufferSlice<'a>>,
+);
 
 /// What a registration changes, built before anything is committed.
 struct Rebuilt {
@@ -90,7 +97,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
         param: wgpu::BufferSlice<'_>,
         grad: wgpu::BufferSlice<'_>,
     ) -> Result<ParamId> {
-        self.register_inner(group, param, grad, None, Precision::F32)
+        self.register_inner(group, (param, grad, None), None, Precision::F32)
     }
 
     /// As [`GpuOptimizer::register_slices`], for a parameter of `shape` (row-major): for
@@ -104,7 +111,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
         grad: wgpu::BufferSlice<'_>,
         shape: &[usize],
     ) -> Result<ParamId> {
-        self.register_inner(group, param, grad, Some(shape), Precision::F32)
+        self.register_inner(group, (param, grad, None), Some(shape), Precision::F32)
     }
 
     /// As [`GpuOptimizer::register_with_shape`], for a tensor whose parameter, gradient and
@@ -127,17 +134,43 @@ impl<O: Algorithm> GpuOptimizer<O> {
         shape: &[usize],
         precision: Precision,
     ) -> Result<ParamId> {
-        self.register_inner(group, param, grad, Some(shape), precision)
+        self.register_inner(group, (param, grad, None), Some(shape), precision)
+    }
+
+    /// Registers f32 master weights with a 16-bit copy the step writes: as
+    /// [`GpuOptimizer::register_typed`] with `precision.copy` set (see [`Precision::with_copy`]),
+    /// where each step also stores the updated parameter, rounded to nearest even, into `copy`
+    /// (a slice of exactly the shape's values in that dtype), in the same kernel: no extra
+    /// pass, for the next forward pass to read, as apex's and DeepSpeed's mixed-precision
+    /// optimizers do. The parameter must be f32 and the copy bf16 or f16; the copy may not
+    /// overlap the parameter or its gradient.
+    pub fn register_master(
+        &mut self,
+        group: GroupId,
+        (param, grad, copy): (
+            wgpu::BufferSlice<'_>,
+            wgpu::BufferSlice<'_>,
+            wgpu::BufferSlice<'_>,
+        ),
+        shape: &[usize],
+        precision: Precision,
+    ) -> Result<ParamId> {
+        self.register_inner(group, (param, grad, Some(copy)), Some(shape), precision)
     }
 
     fn register_inner(
         &mut self,
         group: GroupId,
-        param: wgpu::BufferSlice<'_>,
-        grad: wgpu::BufferSlice<'_>,
+        (param, grad, copy): Slices<'_>,
         shape: Option<&[usize]>,
         precision: Precision,
     ) -> Result<ParamId> {
+        if precision.copy.is_some() != copy.is_some() {
+            return Err(Error::InvalidOptions(format!(
+                "a tensor of {precision} is registered {} a copy slice (register_master takes one)",
+                if copy.is_some() { "with" } else { "without" }
+            )));
+        }
         let len = match shape.filter(|_| !precision.is_f32()) {
             // 16-bit sizes round up to whole words: the shape says how many values there are.
             Some(s) => {
@@ -146,10 +179,12 @@ impl<O: Algorithm> GpuOptimizer<O> {
                     shape: s.to_vec(),
                     len: u64::MAX,
                 })?;
-                for (which, slice, dtype) in [
+                let copies = copy.iter().zip(precision.copy).map(|(c, d)| ("copy", c, d));
+                let all = [
                     ("param", &param, precision.param),
                     ("grad", &grad, precision.grad),
-                ] {
+                ];
+                for (which, slice, dtype) in all.into_iter().chain(copies) {
                     let expected = dtype.buffer_bytes(len);
                     if slice.size() != expected {
                         return Err(Error::DtypeSize {
@@ -169,6 +204,9 @@ impl<O: Algorithm> GpuOptimizer<O> {
         let config = config.clone();
         self.check_slice("param", &param)?;
         self.check_slice("grad", &grad)?;
+        if let Some(c) = &copy {
+            self.check_slice("copy", c)?;
+        }
         if precision.is_f32() && param.size() != grad.size() {
             return Err(Error::LengthMismatch {
                 param: param.size() / 4,
@@ -184,6 +222,18 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 "gradient bytes {:?} overlap their parameter's bytes {param_range:?} in the same buffer",
                 range(&grad)
             )));
+        }
+        if let Some(c) = &copy {
+            let own = [(&param, param_range.clone()), (&grad, range(&grad))];
+            if let Some((_, r)) = own
+                .iter()
+                .find(|(s, r)| s.buffer() == c.buffer() && overlaps(r, &range(c)))
+            {
+                return Err(Error::AliasedBuffer(format!(
+                    "copy bytes {:?} overlap bytes {r:?} of its parameter or gradient",
+                    range(c)
+                )));
+            }
         }
         if let Some(i) = self
             .params
@@ -252,6 +302,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
             param_range,
             grad: grad.buffer().clone(),
             grad_offset: grad.offset(),
+            copy: copy.map(|c| (c.buffer().clone(), c.offset())),
             access,
             precision,
             width,
@@ -304,15 +355,18 @@ impl<O: Algorithm> GpuOptimizer<O> {
         }
         windows
             .iter()
-            .map(|&(_, n)| {
+            .map(|&(start, n)| {
                 let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("wgpu-optim extent"),
-                    size: 16,
+                    size: EXTENT_BYTES,
                     usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 });
-                self.queue
-                    .write_buffer(&buffer, 0, bytemuck::cast_slice(&extent(n)));
+                self.queue.write_buffer(
+                    &buffer,
+                    0,
+                    bytemuck::cast_slice(&extent(start, n, precision)),
+                );
                 buffer
             })
             .collect()
@@ -374,6 +428,9 @@ impl<O: Algorithm> GpuOptimizer<O> {
                     GradAccess::ReadOnly => update::GRAD,
                     GradAccess::Shared => update::GRAD.read_write(),
                 };
+                let copy = p.copy.as_ref().zip(p.precision.copy).map(|((b, at), d)| {
+                    update::PARAM_COPY.entry(b, at + start * d.bytes(), d.buffer_bytes(n))
+                });
                 let mut entries = vec![
                     update::PARAM.entry(
                         &p.param,
@@ -386,6 +443,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
                         gd.buffer_bytes(n),
                     ),
                 ];
+                entries.extend(copy);
                 for (slot, state) in p.states.iter().enumerate().take(O::STATE_NAMES.len()) {
                     let binding = update::state(slot, O::STATE_NAMES[slot]);
                     debug_assert!(

@@ -12,9 +12,10 @@
 
 use crate::abi::bindings::update;
 use crate::error::{Error, Result};
-use crate::gpu::pipelines::scalars_size;
+use crate::gpu::pipelines::{COUNTER_BYTES, scalars_size};
 use crate::host::grad_stage::state_step;
 use crate::host::scheduler::StepScheduler;
+use crate::kernel::SCALAR_CANDIDATES;
 use crate::optim::Algorithm;
 
 /// The most steps one table covers.
@@ -123,6 +124,13 @@ impl ScalarTables {
                     let s = scheduler.scalars_at(g, t, state_step(t, j as u64));
                     data[at + j * size..at + (j + 1) * size]
                         .copy_from_slice(bytemuck::bytes_of(&s));
+                }
+                if O::KERNEL.single_pass {
+                    // The step's counter, after every candidate's slot.
+                    let c = at + SCALAR_CANDIDATES as usize * size;
+                    let counter = [t as u32, (t >> 32) as u32, 0, 0];
+                    data[c..c + COUNTER_BYTES as usize]
+                        .copy_from_slice(bytemuck::cast_slice(&counter));
                 }
             }
         }

@@ -303,6 +303,14 @@ pub(crate) fn check_precision<O: Algorithm>(precision: Precision, stage: GradSta
             reason,
         })
     };
+    if precision.rounding != crate::precision::Rounding::Nearest && precision.param != Dtype::Bf16 {
+        return unsupported("stochastic rounding is for bf16 parameters");
+    }
+    if let Some(copy) = precision.copy
+        && (precision.param != Dtype::F32 || copy == Dtype::F32)
+    {
+        return unsupported("a copy is a bf16 or f16 copy of f32 master weights");
+    }
     if precision.is_f32() {
         return Ok(());
     }

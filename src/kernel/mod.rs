@@ -13,7 +13,7 @@
 mod storage;
 
 pub use storage::Storage;
-pub(crate) use storage::extent;
+pub(crate) use storage::{EXTENT_BYTES, extent};
 
 /// Threads per workgroup, passed to every kernel as its `WG` override constant.
 pub const WORKGROUP_SIZE: u32 = 256;
@@ -145,7 +145,10 @@ pub fn compose_with(kernel: &Kernel, access: GradAccess, width: Width) -> String
 /// Kernels that declare their states themselves (LAMB, LARS, Adafactor, over f32) pass none.
 pub fn compose_for(kernel: &Kernel, states: &[&str], storage: &Storage) -> String {
     let width = storage.width;
-    let layer = storage::declarations(states, storage);
+    let mut layer = storage::declarations(states, storage);
+    if kernel.single_pass {
+        layer.push_str(storage::STEP_UNIFORM);
+    }
     let entry = if kernel.single_pass {
         format!("\n// ---- elementwise.wgsl ----\n{ELEMENTWISE_WGSL}")
     } else {

@@ -17,7 +17,7 @@
 use std::fmt::Write;
 
 use crate::kernel::{GradAccess, Width};
-use crate::precision::{Dtype, Precision};
+use crate::precision::{Dtype, Precision, Rounding};
 
 /// How one kernel module's tensor bindings are declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,6 +48,7 @@ impl Storage {
     /// Whether any binding holds 16-bit values (and so the windows bind `extent`).
     pub fn packed(&self) -> bool {
         self.precision.parts().iter().any(|(_, d)| *d != Dtype::F32)
+            || self.precision.copy.is_some()
     }
 
     /// The WGSL element type of an array of `dtype` values at this width.
@@ -75,18 +76,55 @@ fn load(out: &mut String, fn_name: &str, name: &str, dtype: Dtype, width: Width)
     let _ = writeln!(out, "fn {fn_name}(i: u32) -> V {{\n    return {body};\n}}");
 }
 
-/// `fn store_NAME(i, x)` for an array `name` of `dtype`, rounding to nearest even.
-fn store(out: &mut String, name: &str, dtype: Dtype, width: Width) {
+/// `fn FN_NAME(i, x)` storing into an array `name` of `dtype`, rounding to nearest even, or with
+/// `stochastic` (bf16 parameters), adding the random bits of each element's index in the
+/// tensor (the window's first element, `extent[0].w`, plus its index in the window) under the
+/// key of the seed (`extent[1].x`) and the step (`step_uniform.counter`).
+fn store(
+    out: &mut String,
+    (fn_name, name): (&str, &str),
+    dtype: Dtype,
+    width: Width,
+    stochastic: bool,
+) {
+    let bits = if stochastic {
+        "bf16_bits_stochastic(x, element_bits(stream_key(extent[1].x, step_uniform.counter.xy), e))"
+            .to_string()
+    } else {
+        format!("{}_bits(x)", dtype.name())
+    };
     let body = match (dtype, width) {
         (Dtype::F32, _) => format!("    {name}[i] = x;"),
-        (d, Width::Vec4) => format!("    {name}[i] = join({}_bits(x));", d.name()),
-        (d, Width::Scalar) => format!(
-            "    let shift = (i & 1u) * 16u;\n    let kept = {name}[i >> 1u] & ~(0xffffu << shift);\n    {name}[i >> 1u] = kept | ({}_bits(x) << shift);",
-            d.name()
-        ),
+        (_, Width::Vec4) => {
+            let e = if stochastic {
+                "    let e = VU(extent[0].w + 4u * i) + VU(0u, 1u, 2u, 3u);\n"
+            } else {
+                ""
+            };
+            format!("{e}    {name}[i] = join({bits});")
+        }
+        (_, Width::Scalar) => {
+            let e = if stochastic {
+                "    let e = extent[0].w + i;\n"
+            } else {
+                ""
+            };
+            format!(
+                "{e}    let shift = (i & 1u) * 16u;\n    let kept = {name}[i >> 1u] & ~(0xffffu << shift);\n    {name}[i >> 1u] = kept | ({bits} << shift);"
+            )
+        }
     };
-    let _ = writeln!(out, "fn store_{name}(i: u32, x: V) {{\n{body}\n}}");
+    let _ = writeln!(out, "fn {fn_name}(i: u32, x: V) {{\n{body}\n}}");
 }
+
+/// The group-1 uniform of single-pass kernels: each step-count candidate's scalars, then the
+/// step's counter (`[step, step >> 32, 0, 0]`, for stochastic rounding's random bits).
+pub(crate) const STEP_UNIFORM: &str = "struct StepUniform {
+    scalars: array<Scalars, SCALAR_CANDIDATES>,
+    counter: vec4<u32>,
+}
+@group(1) @binding(0) var<uniform> step_uniform: StepUniform;
+";
 
 /// The bindings of `param`, `grad` and `states` (binding 3 on, in order) for `storage`, their
 /// accessors, `PACKED`, `body_end()` and `packed_tail()` (see `update_range` in
@@ -107,6 +145,9 @@ pub(crate) fn declarations(states: &[&str], storage: &Storage) -> String {
     };
     declare(1, "param", "read_write", p.param);
     declare(2, "grad", grad_access, p.grad);
+    if let Some(copy) = p.copy {
+        declare(9, "param_copy", "read_write", copy);
+    }
     for (k, name) in states.iter().enumerate() {
         declare(
             crate::abi::bindings::update::FIRST_STATE + k as u32,
@@ -116,20 +157,40 @@ pub(crate) fn declarations(states: &[&str], storage: &Storage) -> String {
         );
     }
     let w = storage.width;
+    let stochastic = matches!(p.rounding, Rounding::Stochastic { .. }) && p.param == Dtype::Bf16;
     load(&mut out, "load_param", "param", p.param, w);
-    store(&mut out, "param", p.param, w);
+    match p.copy {
+        None => store(&mut out, ("store_param", "param"), p.param, w, stochastic),
+        Some(copy) => {
+            // The parameter's store also writes its copy, rounded to nearest even.
+            store(&mut out, ("store_master", "param"), p.param, w, false);
+            store(&mut out, ("store_param_copy", "param_copy"), copy, w, false);
+            let _ = writeln!(
+                out,
+                "fn store_param(i: u32, x: V) {{\n    store_master(i, x);\n    store_param_copy(i, x);\n}}"
+            );
+        }
+    }
     load(&mut out, "stored_grad", "grad", p.grad, w);
     for name in states {
         load(&mut out, &format!("load_{name}"), name, p.state, w);
-        store(&mut out, name, p.state, w);
+        store(
+            &mut out,
+            (&format!("store_{name}"), name),
+            p.state,
+            w,
+            false,
+        );
     }
     if storage.packed() {
         out.push_str(
-            "// This window's body vectors (x), and its tail's first (y) and last-plus-one (z) element.\n\
-             @group(0) @binding(12) var<uniform> extent: vec4<u32>;\n\
+            "// This window's body vectors ([0].x), its tail's first ([0].y) and last-plus-one\n\
+             // ([0].z) element, the index of its first element in the tensor ([0].w), and the\n\
+             // tensor's stochastic-rounding seed ([1].x).\n\
+             @group(0) @binding(12) var<uniform> extent: array<vec4<u32>, 2>;\n\
              const PACKED: bool = true;\n\
-             fn body_end() -> u32 {\n    return extent.x;\n}\n\
-             fn packed_tail() -> vec2<u32> {\n    return extent.yz;\n}\n",
+             fn body_end() -> u32 {\n    return extent[0].x;\n}\n\
+             fn packed_tail() -> vec2<u32> {\n    return extent[0].yz;\n}\n",
         );
     } else {
         out.push_str(
@@ -141,8 +202,16 @@ pub(crate) fn declarations(states: &[&str], storage: &Storage) -> String {
     out
 }
 
-/// The `extent` of a window of `len` elements: body vectors, tail start, tail end.
-pub(crate) fn extent(len: u64) -> [u32; 4] {
+/// The `extent` of a window of `len` elements starting at element `start` of a tensor of
+/// `precision`: body vectors, tail start, tail end, `start`; the stochastic-rounding seed.
+pub(crate) fn extent(start: u64, len: u64, precision: Precision) -> [u32; 8] {
     let len = len as u32;
-    [len / 4, len / 4 * 4, len, 0]
+    let seed = match precision.rounding {
+        Rounding::Stochastic { seed } => seed,
+        Rounding::Nearest => 0,
+    };
+    [len / 4, len / 4 * 4, len, start as u32, seed, 0, 0, 0]
 }
+
+/// Bytes of the `extent` uniform.
+pub(crate) const EXTENT_BYTES: u64 = 32;

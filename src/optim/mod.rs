@@ -396,7 +396,8 @@ pub trait Algorithm:
     }
 
     /// As [`Algorithm::step_bytes`], for a tensor stored as `precision` says: the parameter read
-    /// and written, the gradient read and each state read and written, each in its dtype.
+    /// and written, the gradient read, each state read and written, each in its dtype, and the
+    /// parameter's copy written.
     fn stored_step_bytes(&self, shape: &[usize], precision: Precision) -> (u64, u64) {
         if precision.is_f32() {
             return self.step_bytes(shape);
@@ -407,7 +408,8 @@ pub trait Algorithm:
             precision.grad.bytes(),
             precision.state.bytes(),
         );
-        let per = 2 * p + g + 2 * s * self.kept_states().count() as u64;
+        let copy = precision.copy.map_or(0, |d| d.bytes());
+        let per = 2 * p + g + 2 * s * self.kept_states().count() as u64 + copy;
         let held = (0..Self::STATE_NAMES.len())
             .map(|slot| s * self.state_len(slot, shape))
             .sum();

@@ -202,11 +202,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         max_grad_norm: args.clip_norm,
         loss_scale: args.loss_scale,
         shape,
-        precision: Precision {
-            param: args.param_dtype,
-            grad: args.grad_dtype,
-            state: args.state_dtype,
-        },
+        precision: Precision::new(args.param_dtype, args.grad_dtype, args.state_dtype),
     };
     if !args.json {
         if let Some(ctx) = &ctx {

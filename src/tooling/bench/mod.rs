@@ -231,19 +231,11 @@ pub const MEMORY_COLUMNS: [(&str, Precision); 4] = [
     ("f32", Precision::F32),
     (
         "f32 master weights, bf16 grads",
-        Precision {
-            param: Dtype::F32,
-            grad: Dtype::Bf16,
-            state: Dtype::F32,
-        },
+        Precision::new(Dtype::F32, Dtype::Bf16, Dtype::F32),
     ),
     (
         "f32 params and grads, bf16 state",
-        Precision {
-            param: Dtype::F32,
-            grad: Dtype::F32,
-            state: Dtype::Bf16,
-        },
+        Precision::new(Dtype::F32, Dtype::F32, Dtype::Bf16),
     ),
     ("all bf16 (or f16)", Precision::uniform(Dtype::Bf16)),
 ];

@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use crate::gpu::{groups_of, window_ranges};
 use crate::kernel::{
-    GradAccess, Kernel, Storage, Width, create_module_for, pipeline_layout, sized_compute_pipeline,
+    EXTENT_BYTES, GradAccess, Kernel, Storage, Width, create_module_for, pipeline_layout,
+    sized_compute_pipeline,
 };
 use crate::precision::{Dtype, Precision};
 
@@ -246,7 +247,10 @@ impl Stream {
         if storage.packed() {
             bindings.push(update::EXTENT);
         }
-        let entries: Vec<_> = bindings.iter().map(|b| b.layout_entry(16)).collect();
+        let entries: Vec<_> = bindings
+            .iter()
+            .map(|b| b.layout_entry(EXTENT_BYTES))
+            .collect();
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(STREAM.name),
             entries: &entries,
@@ -285,10 +289,10 @@ impl Stream {
                     .collect();
                 // The V count of this window (the buffers hold whole vectors).
                 let extent = storage.packed().then(|| {
-                    let e = [(n / lanes) as u32, 0, 0, 0];
+                    let e = [(n / lanes) as u32, 0, 0, 0, 0, 0, 0, 0];
                     let buffer = device.create_buffer(&wgpu::BufferDescriptor {
                         label: Some("stream extent"),
-                        size: 16,
+                        size: EXTENT_BYTES,
                         usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                         mapped_at_creation: false,
                     });

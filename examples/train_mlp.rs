@@ -3,13 +3,15 @@
 //! loss is read back, every `--log-every` steps.
 //!
 //! `cargo run --release --example train_mlp -- [--optimizer adamw] [--lr 0.01] [--steps 1500]
-//!  [--schedule warmup-cosine|constant|JSON]`
+//!  [--schedule warmup-cosine|constant|JSON] [--param-dtype f32|bf16] [--state-dtype f32|bf16|f16]
+//!  [--stochastic-rounding]` (the gradients are f32; bf16 parameters are read exactly by the
+//!  forward pass; `--stochastic-rounding` rounds them as torchao does, for bf16 parameters).
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use wgpu_optim::tooling::mlp::{spiral, train_variant};
-use wgpu_optim::{GpuContext, Schedule};
+use wgpu_optim::{Dtype, GpuContext, Precision, Schedule};
 
 struct Args {
     optimizer: String,
@@ -17,6 +19,7 @@ struct Args {
     steps: u64,
     schedule: String,
     log_every: u64,
+    precision: Precision,
 }
 
 fn parse() -> Result<Args, String> {
@@ -26,6 +29,7 @@ fn parse() -> Result<Args, String> {
         steps: 1500,
         schedule: "warmup-cosine".into(),
         log_every: 100,
+        precision: Precision::F32,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -38,6 +42,16 @@ fn parse() -> Result<Args, String> {
             "--log-every" => {
                 a.log_every = value()?.parse().map_err(|e| format!("--log-every: {e}"))?
             }
+            "--param-dtype" | "--state-dtype" => {
+                let v = value()?;
+                let d = Dtype::parse(&v).ok_or(format!("{flag}: unknown dtype {v}"))?;
+                if flag == "--param-dtype" {
+                    a.precision.param = d;
+                } else {
+                    a.precision.state = d;
+                }
+            }
+            "--stochastic-rounding" => a.precision = a.precision.stochastic(1),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -62,8 +76,8 @@ fn run() -> Result<(), String> {
     };
     let info = ctx.adapter.get_info();
     println!(
-        "training on {} ({:?}): {}, lr {lr}, schedule {}, {} steps",
-        info.name, info.backend, args.optimizer, args.schedule, args.steps
+        "training on {} ({:?}): {}, lr {lr}, schedule {}, {} steps, {}",
+        info.name, info.backend, args.optimizer, args.schedule, args.steps, args.precision
     );
     let data = spiral(100, 7);
     let t0 = Instant::now();
@@ -73,8 +87,8 @@ fn run() -> Result<(), String> {
         &args.optimizer,
         Some(lr),
         schedule,
-        args.steps,
-        args.log_every,
+        (args.steps, args.log_every),
+        args.precision,
         |step, loss, acc| {
             println!("step {step:>5}  loss {loss:.4}  accuracy {acc:.3}");
         },

@@ -6,7 +6,8 @@
 //   1  param  read_write  the parameter, updated in place (load_param, store_param)
 //   2  grad   read        its gradient (stored_grad; read_write when it shares a buffer with
 //                         its parameter)
-// Group 1 binding 0 is the kernel's own uniform of per-step scalars, one entry of the host's
+// Group 1 binding 0 is the kernel's uniform of per-step scalars (for single-pass kernels
+// kernel::storage's StepUniform: the scalars, then the step's counter), one row of the host's
 // scalar table picked by a dynamic offset; group 0 bindings 3.. are its state buffers; binding
 // 11 is the gradient control (below). The Rust side of every binding is src/abi/bindings.rs.
 // Every buffer is bound with exactly the parameter's length, so `arrayLength(&param)` is the

@@ -7,7 +7,7 @@
 //   stats:  one workgroup: the mean loss and the accuracy (common.wgsl's workgroup_sum).
 //
 // Bindings (group 0, numbered apart from common.wgsl's): 20 Dims (uniform), 21 params (read;
-// the parameter arena), 22 data (read; x, y, label per sample), 23 per_sample (read_write;
+// the parameter arena, f32 or bf16 words: param_at), 22 data (read; x, y, label per sample), 23 per_sample (read_write;
 // samples × arena length), 24 sample_stats (read_write; loss, correct per sample),
 // 25 grads (read_write; the gradient arena), 26 stats (read_write; mean loss, accuracy).
 
@@ -26,7 +26,18 @@ struct Dims {
 }
 
 @group(0) @binding(20) var<uniform> dims: Dims;
-@group(0) @binding(21) var<storage, read> params: array<f32>;
+@group(0) @binding(21) var<storage, read> params: array<u32>;
+
+// The parameter arena holds bf16 values (two per word, element 2k in the low half of word k)
+// instead of f32 ones: the forward and backward passes read them exactly, as f32.
+override PARAMS_BF16: bool = false;
+
+fn param_at(k: u32) -> f32 {
+    if (PARAMS_BF16) {
+        return bitcast<f32>(((params[k >> 1u] >> ((k & 1u) * 16u)) & 0xffffu) << 16u);
+    }
+    return bitcast<f32>(params[k]);
+}
 @group(0) @binding(22) var<storage, read> data: array<f32>;
 @group(0) @binding(23) var<storage, read_write> per_sample: array<f32>;
 @group(0) @binding(24) var<storage, read_write> sample_stats: array<f32>;
@@ -45,14 +56,14 @@ fn sample(@builtin(global_invocation_id) gid: vec3<u32>) {
     // Forward.
     var h1: array<f32, 64>;
     for (var j = 0u; j < HIDDEN; j = j + 1u) {
-        let z = params[dims.w1 + 2u * j] * x.x + params[dims.w1 + 2u * j + 1u] * x.y + params[dims.b1 + j];
+        let z = param_at(dims.w1 + 2u * j) * x.x + param_at(dims.w1 + 2u * j + 1u) * x.y + param_at(dims.b1 + j);
         h1[j] = max(z, 0.0);
     }
     var h2: array<f32, 64>;
     for (var j = 0u; j < HIDDEN; j = j + 1u) {
-        var z = params[dims.b2 + j];
+        var z = param_at(dims.b2 + j);
         for (var k = 0u; k < HIDDEN; k = k + 1u) {
-            z = z + params[dims.w2 + HIDDEN * j + k] * h1[k];
+            z = z + param_at(dims.w2 + HIDDEN * j + k) * h1[k];
         }
         h2[j] = max(z, 0.0);
     }
@@ -60,9 +71,9 @@ fn sample(@builtin(global_invocation_id) gid: vec3<u32>) {
     var top = -3.4e38;
     var best = 0u;
     for (var c = 0u; c < CLASSES; c = c + 1u) {
-        var z = params[dims.b3 + c];
+        var z = param_at(dims.b3 + c);
         for (var k = 0u; k < HIDDEN; k = k + 1u) {
-            z = z + params[dims.w3 + HIDDEN * c + k] * h2[k];
+            z = z + param_at(dims.w3 + HIDDEN * c + k) * h2[k];
         }
         logits[c] = z;
         if (z > top) {
@@ -92,7 +103,7 @@ fn sample(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var k = 0u; k < HIDDEN; k = k + 1u) {
         var d = 0.0;
         for (var c = 0u; c < CLASSES; c = c + 1u) {
-            d = d + params[dims.w3 + HIDDEN * c + k] * dlogits[c];
+            d = d + param_at(dims.w3 + HIDDEN * c + k) * dlogits[c];
         }
         dh2[k] = select(0.0, d, h2[k] > 0.0);
         per_sample[row + dims.b2 + k] = dh2[k];
@@ -104,7 +115,7 @@ fn sample(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var j = 0u; j < HIDDEN; j = j + 1u) {
         for (var k = 0u; k < HIDDEN; k = k + 1u) {
             per_sample[row + dims.w2 + HIDDEN * j + k] = dh2[j] * h1[k];
-            dh1[k] = dh1[k] + params[dims.w2 + HIDDEN * j + k] * dh2[j];
+            dh1[k] = dh1[k] + param_at(dims.w2 + HIDDEN * j + k) * dh2[j];
         }
     }
     for (var k = 0u; k < HIDDEN; k = k + 1u) {

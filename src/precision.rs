@@ -239,6 +239,18 @@ impl Precision {
         }
     }
 
+    /// The same precision with a stochastic seed of 0: what the kernels are compiled for (the
+    /// seed travels in a uniform, so tensors of different seeds share pipelines).
+    pub(crate) fn kernel_key(self) -> Precision {
+        match self.rounding {
+            Rounding::Stochastic { .. } => Precision {
+                rounding: Rounding::Stochastic { seed: 0 },
+                ..self
+            },
+            Rounding::Nearest => self,
+        }
+    }
+
     /// Rounds a parameter's f32 values to its dtype as a step stores them: `step` is the
     /// optimizer's step count (1 at the first step), the values those of the whole tensor.
     pub fn round_param(&self, values: &mut [f32], step: u64) {

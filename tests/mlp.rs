@@ -5,7 +5,7 @@ mod common;
 
 use common::gpu;
 use wgpu_optim::tooling::mlp::{Mlp, TENSORS, spiral, train_variant};
-use wgpu_optim::{GpuContext, Schedule};
+use wgpu_optim::{Dtype, GpuContext, Precision, Schedule};
 
 fn loss_at(ctx: &GpuContext, mlp: &Mlp, params: &[f32]) -> f64 {
     ctx.write(&mlp.params, params);
@@ -63,8 +63,8 @@ fn a_short_run_drives_the_loss_down() {
         "adamw",
         Some(1e-2),
         Some(schedule),
-        200,
-        50,
+        (200, 50),
+        Precision::F32,
         |s, l, a| {
             seen.push((s, l, a));
         },
@@ -129,4 +129,31 @@ fn compare_draws_every_picture_and_the_table() {
         );
     }
     assert!(stdout.contains("mlp loss"), "{stdout}");
+}
+
+/// bf16 parameters, stepped with stochastic rounding (and bf16 moments), clear the example's
+/// accuracy bar (0.95) on its data and schedule, as f32 does (`examples/train_mlp.rs`).
+#[test]
+fn bf16_parameters_with_stochastic_rounding_reach_the_accuracy_bar() {
+    let Some(ctx) = gpu() else { return };
+    let data = spiral(100, 7);
+    let schedule = Schedule::warmup_cosine(1e-2, 50, 1000, 0.1).unwrap();
+    let sr = Precision::new(Dtype::Bf16, Dtype::F32, Dtype::Bf16).stochastic(1);
+    let run = train_variant(
+        &ctx,
+        &data,
+        "adamw",
+        Some(1e-2),
+        Some(schedule),
+        (1000, 250),
+        sr,
+        |_, _, _| {},
+    )
+    .unwrap();
+    assert!(
+        run.accuracy >= 0.95,
+        "bf16 with stochastic rounding: accuracy {}, loss {}",
+        run.accuracy,
+        run.final_loss
+    );
 }

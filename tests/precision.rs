@@ -827,4 +827,61 @@ fn copies_that_do_not_fit_are_typed_errors() {
     );
     opt.register_master(g, (p.slice(..), gr.slice(..), c.slice(..)), &[5], master)
         .unwrap();
+    // A later parameter, or copy, on bytes an earlier tensor writes.
+    let (p2, g2) = (buf(20), buf(20));
+    let e = opt.register_master(g, (p2.slice(..), g2.slice(..), c.slice(..)), &[5], master);
+    assert!(matches!(e, Err(Error::AliasedBuffer(_))), "{e:?}");
+    let e = opt.register_typed(
+        g,
+        c.slice(..),
+        g2.slice(..12),
+        &[5],
+        Precision::uniform(Dtype::Bf16),
+    );
+    assert!(matches!(e, Err(Error::AliasedBuffer(_))), "{e:?}");
+}
+
+/// A framework's bf16 pool holding gradients and master-weight copies side by side: the
+/// gradient is then bound read-write, as wgpu requires, and the step is the separate buffers'.
+#[test]
+fn copies_pooled_with_their_gradients_step_as_separate_ones() {
+    let Some(ctx) = gpu() else { return };
+    let precision = Precision::new(Dtype::F32, Dtype::Bf16, Dtype::F32).with_copy(Dtype::Bf16);
+    let len = 1757usize;
+    let align = u64::from(ctx.device.limits().min_storage_buffer_offset_alignment);
+    let bytes = Dtype::Bf16.buffer_bytes(len as u64);
+    let at = bytes.div_ceil(align) * align;
+    let mut rng = Rng::new(4);
+    let init = rng.vec(len);
+    let mut grad = rng.vec(len);
+    Dtype::Bf16.round_all(&mut grad);
+    let mut pool_bytes = Dtype::Bf16.encode(&grad);
+    pool_bytes.resize((at + bytes) as usize, 0);
+    let pool = ctx.upload(
+        "pool",
+        &bytemuck::pod_collect_to_vec::<u8, f32>(&pool_bytes),
+    );
+    let param = ctx.upload("param", &init);
+    let mut gpu = GpuOptimizer::new(&ctx.device, &ctx.queue, AdamW::default()).unwrap();
+    let g = gpu.default_group();
+    let slices = (
+        param.slice(..),
+        pool.slice(..bytes),
+        pool.slice(at..at + bytes),
+    );
+    gpu.register_master(g, slices, &[len], precision).unwrap();
+    let mut cpu = CpuOptimizer::new(AdamW::default()).unwrap();
+    cpu.register_typed(g, &[len], precision).unwrap();
+    let mut want = init.clone();
+    for _ in 0..2 {
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        gpu.step(&mut encoder);
+        ctx.queue.submit([encoder.finish()]);
+        cpu.step(&mut [&mut want], &[&grad]).unwrap();
+    }
+    assert_bits(&ctx.read(&param).unwrap(), &want, "pooled copy: param");
+    let after = wgpu_optim::read_bytes(&ctx.device, &ctx.queue, &pool).unwrap();
+    let copy = Dtype::Bf16.decode(&after[at as usize..], len).unwrap();
+    let rounded: Vec<f32> = want.iter().map(|&v| Dtype::Bf16.round(v)).collect();
+    assert_bits(&copy, &rounded, "pooled copy");
 }

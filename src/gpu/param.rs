@@ -26,8 +26,8 @@ pub(crate) struct GpuParam {
     pub param_range: Range<u64>,
     pub grad: wgpu::Buffer,
     pub grad_offset: u64,
-    /// The 16-bit copy of an f32 parameter the step writes, and its first byte.
-    pub copy: Option<(wgpu::Buffer, u64)>,
+    /// The 16-bit copy of an f32 parameter the step writes, and its registered bytes.
+    pub copy: Option<(wgpu::Buffer, Range<u64>)>,
     /// Whether the gradient shares the parameter's buffer.
     pub access: GradAccess,
     /// The dtypes of the parameter, gradient and states.

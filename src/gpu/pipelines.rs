@@ -213,6 +213,7 @@ impl<O: Algorithm> Kernels<O> {
 
     /// The group-0 layout for `access` and `precision` (built by [`Kernels::pipelines`]).
     pub fn layout(&self, access: GradAccess, precision: Precision) -> &wgpu::BindGroupLayout {
+        let precision = precision.kernel_key();
         let v = self
             .variants
             .iter()
@@ -230,6 +231,7 @@ impl<O: Algorithm> Kernels<O> {
         (access, precision): (GradAccess, Precision),
         form: Form,
     ) -> usize {
+        let precision = precision.kernel_key();
         if let Some(i) = self.pipelines.iter().position(|p| {
             p.flags == flags && p.access == access && p.precision == precision && p.form == form
         }) {

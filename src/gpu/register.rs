@@ -216,8 +216,11 @@ impl<O: Algorithm> GpuOptimizer<O> {
         let range = |s: &wgpu::BufferSlice<'_>| s.offset()..s.offset() + s.size();
         let overlaps = |a: &Range<u64>, b: &Range<u64>| a.start < b.end && b.start < a.end;
         let param_range = range(&param);
-        let shared = param.buffer() == grad.buffer();
-        if shared && overlaps(&param_range, &range(&grad)) {
+        // The gradient is bound read-write when a buffer it is in is also written: its
+        // parameter's, or its copy's (wgpu forbids one buffer bound read-only and read-write).
+        let shared = param.buffer() == grad.buffer()
+            || copy.as_ref().is_some_and(|c| c.buffer() == grad.buffer());
+        if param.buffer() == grad.buffer() && overlaps(&param_range, &range(&grad)) {
             return Err(Error::AliasedBuffer(format!(
                 "gradient bytes {:?} overlap their parameter's bytes {param_range:?} in the same buffer",
                 range(&grad)
@@ -235,14 +238,24 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 )));
             }
         }
-        if let Some(i) = self
-            .params
-            .iter()
-            .position(|p| p.param == *param.buffer() && overlaps(&p.param_range, &param_range))
-        {
-            return Err(Error::AliasedBuffer(format!(
-                "parameter bytes {param_range:?} overlap those of parameter {i}, already registered"
-            )));
+        // Every byte a step writes belongs to one tensor: the new parameter and copy may not
+        // overlap a registered parameter or copy.
+        fn written(p: &GpuParam) -> impl Iterator<Item = (&wgpu::Buffer, Range<u64>)> {
+            let copy = p.copy.as_ref().map(|(b, r)| (b, r.clone()));
+            std::iter::once((&p.param, p.param_range.clone())).chain(copy)
+        }
+        let mine = std::iter::once(("parameter", &param)).chain(copy.iter().map(|c| ("copy", c)));
+        for (what, slice) in mine {
+            let r = range(slice);
+            if let Some(i) = self
+                .params
+                .iter()
+                .position(|p| written(p).any(|(b, w)| b == slice.buffer() && overlaps(&w, &r)))
+            {
+                return Err(Error::AliasedBuffer(format!(
+                    "{what} bytes {r:?} overlap bytes that parameter {i}, already registered, writes"
+                )));
+            }
         }
         let factors = if O::FACTORED {
             // Factored state is indexed over the whole tensor: it must be one window (the
@@ -302,7 +315,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
             param_range,
             grad: grad.buffer().clone(),
             grad_offset: grad.offset(),
-            copy: copy.map(|c| (c.buffer().clone(), c.offset())),
+            copy: copy.map(|c| (c.buffer().clone(), range(&c))),
             access,
             precision,
             width,
@@ -428,8 +441,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
                     GradAccess::ReadOnly => update::GRAD,
                     GradAccess::Shared => update::GRAD.read_write(),
                 };
-                let copy = p.copy.as_ref().zip(p.precision.copy).map(|((b, at), d)| {
-                    update::PARAM_COPY.entry(b, at + start * d.bytes(), d.buffer_bytes(n))
+                let copy = p.copy.as_ref().zip(p.precision.copy).map(|((b, r), d)| {
+                    update::PARAM_COPY.entry(b, r.start + start * d.bytes(), d.buffer_bytes(n))
                 });
                 let mut entries = vec![
                     update::PARAM.entry(

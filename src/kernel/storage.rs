@@ -10,7 +10,8 @@
 //!
 //! A tensor with 16-bit values cannot tell its length from `arrayLength` (the last word may
 //! hold one value), so its windows also bind `extent` (binding 12, [`EXTENT`]): the body's
-//! vectors, and the tail's first and last-plus-one elements.
+//! vectors, the tail's first and last-plus-one elements, the window's first element in the
+//! tensor, and the tensor's stochastic-rounding seed.
 //!
 //! [`EXTENT`]: crate::abi::bindings::update::EXTENT
 
@@ -135,7 +136,7 @@ pub(crate) fn declarations(states: &[&str], storage: &Storage) -> String {
         GradAccess::ReadOnly => "read",
         GradAccess::Shared => "read_write",
     };
-    let mut out = format!("// storage: {p}, gradient {grad_access}\n");
+    let mut out = format!("// storage: {}, gradient {grad_access}\n", p.kernel_key());
     let mut declare = |binding: u32, name: &str, access: &str, dtype: Dtype| {
         let element = storage.element(dtype);
         let _ = writeln!(

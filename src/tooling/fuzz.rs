@@ -79,7 +79,8 @@ fn same(a: &Checkpoint, b: &Checkpoint) -> bool {
         && (a.eval_mode, &a.fresh) == (b.eval_mode, &b.fresh)
         && a.params.len() == b.params.len()
         && a.params.iter().zip(&b.params).all(|(p, q)| {
-            (p.group, p.len, &p.shape) == (q.group, q.len, &q.shape) && bits(p) == bits(q)
+            (p.group, p.len, &p.shape, p.precision) == (q.group, q.len, &q.shape, q.precision)
+                && bits(p) == bits(q)
         })
 }
 
@@ -105,7 +106,8 @@ fn restore_and_step<O: Algorithm>(checkpoint: &Checkpoint) {
         let Some(&g) = groups.get(p.group) else {
             return;
         };
-        if opt.register_with_shape(g, &p.shape).is_err() {
+        // In its saved dtypes (0.5 and 0.25 below are exact in every one).
+        if opt.register_typed(g, &p.shape, p.precision).is_err() {
             return;
         }
     }

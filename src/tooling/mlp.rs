@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::gpu::GpuOptimizer;
 use crate::kernel::{GradAccess, Kernel, Width, compute_pipeline, create_module, pipeline_layout};
 use crate::optim::Algorithm;
+use crate::precision::{Dtype, Precision};
 use crate::rng::SplitMix;
 use crate::schedule::Schedule;
 
@@ -73,8 +74,10 @@ pub fn init_params(layout: &ArenaLayout, seed: u64) -> Result<Vec<f32>> {
 pub struct Mlp {
     /// Where each tensor lives in the parameter and gradient buffers.
     pub layout: ArenaLayout,
-    /// The parameter arena.
+    /// The parameter arena, of [`Mlp::param_dtype`] values.
     pub params: wgpu::Buffer,
+    /// The parameters' dtype: f32, or bf16 (read exactly by the forward and backward passes).
+    pub param_dtype: Dtype,
     /// The gradient arena, written by [`Mlp::record_gradients`].
     pub grads: wgpu::Buffer,
     samples: u32,
@@ -88,11 +91,30 @@ pub struct Mlp {
 impl Mlp {
     /// The network on `ctx` with `data` (from [`spiral`]) and weights from `seed`.
     pub fn new(ctx: &GpuContext, data: &[f32], seed: u64) -> Result<Self> {
+        Self::with_params(ctx, data, seed, Dtype::F32)
+    }
+
+    /// As [`Mlp::new`], its parameters stored as `param_dtype` (f32 or bf16; the gradients are
+    /// f32). A bf16 arena places each tensor at the f32 arena's element offsets, which the
+    /// layout aligns for 2-byte values too.
+    pub fn with_params(
+        ctx: &GpuContext,
+        data: &[f32],
+        seed: u64,
+        param_dtype: Dtype,
+    ) -> Result<Self> {
+        if !matches!(param_dtype, Dtype::F32 | Dtype::Bf16) {
+            return Err(crate::error::Error::InvalidOptions(format!(
+                "the MLP reads f32 or bf16 parameters, not {param_dtype}"
+            )));
+        }
         let device = &ctx.device;
         let lens: Vec<u64> = TENSORS.iter().map(|t| t.1 as u64).collect();
-        let layout = ArenaLayout::for_device(device, &lens)?;
+        // Offsets aligned for 2-byte values: twice the f32 alignment in elements.
+        let alignment = 2 * u64::from(device.limits().min_storage_buffer_offset_alignment);
+        let layout = ArenaLayout::new(&lens, alignment)?;
         let samples = (data.len() / 3) as u32;
-        let params = ctx.upload("mlp params", &init_params(&layout, seed)?);
+        let params = ctx.upload_as("mlp params", param_dtype, &init_params(&layout, seed)?);
         let grads = ctx.upload("mlp grads", &vec![0.0; layout.len() as usize]);
         let storage = |label, size: u64| {
             device.create_buffer(&wgpu::BufferDescriptor {
@@ -149,11 +171,16 @@ impl Mlp {
             .collect::<Vec<_>>(),
         });
         let layout_all = pipeline_layout(device, "mlp", &[&bgl]);
+        let bf16 = [(
+            "PARAMS_BF16",
+            f64::from(u8::from(param_dtype == Dtype::Bf16)),
+        )];
         let pipeline =
-            |entry: &str| compute_pipeline(device, "mlp", &layout_all, &module, entry, &[]);
+            |entry: &str| compute_pipeline(device, "mlp", &layout_all, &module, entry, &bf16);
         Ok(Self {
             layout,
             params,
+            param_dtype,
             grads,
             samples,
             stats,
@@ -164,14 +191,24 @@ impl Mlp {
         })
     }
 
-    /// Registers each tensor's parameter and gradient slices with `opt`, in `TENSORS` order.
-    pub fn register<O: Algorithm>(&self, opt: &mut GpuOptimizer<O>) -> Result<()> {
-        for i in 0..TENSORS.len() {
-            let bytes = self.layout.byte_range(i)?;
-            opt.register_slices(
+    /// Registers each tensor's parameter and gradient slices with `opt`, in `TENSORS` order,
+    /// stored as `precision` says (its parameter dtype must be [`Mlp::param_dtype`], its
+    /// gradient f32).
+    pub fn register<O: Algorithm>(
+        &self,
+        opt: &mut GpuOptimizer<O>,
+        precision: Precision,
+    ) -> Result<()> {
+        for (i, &(_, len)) in TENSORS.iter().enumerate() {
+            let grad = self.layout.byte_range(i)?;
+            let start = self.layout.range(i)?.start * self.param_dtype.bytes();
+            let param = start..start + self.param_dtype.buffer_bytes(len as u64);
+            opt.register_typed(
                 opt.default_group(),
-                self.params.slice(bytes.clone()),
-                self.grads.slice(bytes),
+                self.params.slice(param),
+                self.grads.slice(grad),
+                &[len],
+                precision,
             )?;
         }
         Ok(())
@@ -209,20 +246,22 @@ pub struct Training {
 }
 
 /// Trains a fresh network on `data` with `config` (and `schedule`) for `steps` full-batch steps,
-/// reading the loss back every `log_every` steps (and only then); `log` sees each reading.
+/// its parameters and optimizer state stored as `precision` says (f32 gradients), reading the
+/// loss back every `log_every` steps (and only then); `log` sees each reading.
+#[allow(clippy::too_many_arguments)] // the run's knobs, passed straight through
 pub fn train<O: Algorithm>(
     ctx: &GpuContext,
     data: &[f32],
     config: O,
     schedule: Option<Schedule>,
-    steps: u64,
-    log_every: u64,
+    (steps, log_every): (u64, u64),
+    precision: Precision,
     mut log: impl FnMut(u64, f32, f32),
 ) -> Result<Training> {
-    let mlp = Mlp::new(ctx, data, 42)?;
+    let mlp = Mlp::with_params(ctx, data, 42, precision.param)?;
     let mut opt = GpuOptimizer::new(&ctx.device, &ctx.queue, config)?;
     opt.set_schedule(schedule)?;
-    mlp.register(&mut opt)?;
+    mlp.register(&mut opt, precision)?;
     let mut losses = Vec::new();
     for step in 0..steps {
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
@@ -256,15 +295,15 @@ pub fn train_variant(
     name: &str,
     lr: Option<f64>,
     schedule: Option<Schedule>,
-    steps: u64,
-    log_every: u64,
+    steps: (u64, u64),
+    precision: Precision,
     log: impl FnMut(u64, f32, f32),
 ) -> Result<Training> {
     let mut config = crate::tooling::bench::variant(name)?;
     if let Some(lr) = lr {
         config = config.with_lr(lr);
     }
-    train_any(ctx, data, config, schedule, steps, log_every, log)
+    train_any(ctx, data, config, schedule, steps, precision, log)
 }
 
 /// [`train`] with any optimizer's configuration.
@@ -273,9 +312,9 @@ pub fn train_any(
     data: &[f32],
     config: crate::tooling::bench::AnyConfig,
     schedule: Option<Schedule>,
-    steps: u64,
-    log_every: u64,
+    steps: (u64, u64),
+    precision: Precision,
     log: impl FnMut(u64, f32, f32),
 ) -> Result<Training> {
-    crate::tooling::bench::with_config!(config, c => train(ctx, data, c, schedule, steps, log_every, log))
+    crate::tooling::bench::with_config!(config, c => train(ctx, data, c, schedule, steps, precision, log))
 }

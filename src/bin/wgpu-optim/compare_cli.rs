@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
+use wgpu_optim::Precision;
 use wgpu_optim::tooling::mlp::{spiral, train_any};
 use wgpu_optim::tooling::testfns::{TestFn, contestants, descend};
 use wgpu_optim::{Error, GpuContext, Result};
@@ -219,7 +220,16 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         let data = spiral(100, 7);
         let mut curves = Vec::new();
         for (k, (name, config)) in contestants(None).into_iter().enumerate() {
-            let run = train_any(&ctx, &data, config, None, args.mlp_steps, 5, |_, _, _| {})?;
+            let steps = (args.mlp_steps, 5);
+            let run = train_any(
+                &ctx,
+                &data,
+                config,
+                None,
+                steps,
+                Precision::F32,
+                |_, _, _| {},
+            )?;
             table[k].push(format!("{:.3e}", run.final_loss));
             table[k].push(format!("{:.3}", run.accuracy));
             curves.push((

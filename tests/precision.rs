@@ -144,18 +144,31 @@ fn assert_bits(got: &[f32], want: &[f32], label: &str) {
     }
 }
 
-/// Steps `config` over tensors of every length in [`LENS`] for a few steps on both backends,
-/// for every dtype combination, and holds the GPU to the CPU bit for bit.
+/// Steps `config` over tensors of `lens` values, all of `precision`, for `steps` steps of random
+/// gradients (from `seed`) on both backends, and holds the GPU to the CPU bit for bit.
+fn identical<O: Algorithm>(
+    ctx: &GpuContext,
+    config: O,
+    (lens, precision): (&[usize], Precision),
+    steps: usize,
+    seed: u64,
+) {
+    let label = format!("{} ({precision})", O::NAME);
+    let mut rng = Rng::new(seed);
+    let mut pair = Pair::new(ctx, config, lens, precision, &mut rng);
+    for _ in 0..steps {
+        let grads = pair.grads(&mut rng);
+        pair.step(ctx, &grads);
+    }
+    pair.assert_identical(ctx, &label);
+}
+
+/// [`identical`] over tensors of every length in `lens` for three steps, for every dtype
+/// combination.
 fn identical_for_every_precision<O: Algorithm>(ctx: &GpuContext, config: O, lens: &[usize]) {
     for precision in every_precision() {
-        let label = format!("{} ({precision})", O::NAME);
-        let mut rng = Rng::new(0x16b ^ label.len() as u64);
-        let mut pair = Pair::new(ctx, config.clone(), lens, precision, &mut rng);
-        for _ in 0..3 {
-            let grads = pair.grads(&mut rng);
-            pair.step(ctx, &grads);
-        }
-        pair.assert_identical(ctx, &label);
+        let seed = 0x16b ^ format!("{} ({precision})", O::NAME).len() as u64;
+        identical(ctx, config.clone(), (lens, precision), 3, seed);
     }
 }
 
@@ -197,14 +210,7 @@ fn every_elementwise_optimizer_takes_16_bit_tensors() {
             Precision::uniform(Dtype::F16),
             master,
         ] {
-            let label = format!("{} ({precision})", O::NAME);
-            let mut rng = Rng::new(0x5eed);
-            let mut pair = Pair::new(ctx, config.clone(), lens, precision, &mut rng);
-            for _ in 0..4 {
-                let grads = pair.grads(&mut rng);
-                pair.step(ctx, &grads);
-            }
-            pair.assert_identical(ctx, &label);
+            identical(ctx, config.clone(), (lens, precision), 4, 0x5eed);
         }
     }
     run(&ctx, Adagrad::default());
@@ -706,16 +712,10 @@ fn stochastic_rounding_is_reproducible_and_unbiased() {
     ));
 }
 
-/// As [`identical_for_every_precision`], for one precision.
+/// [`identical`] at every length in [`LENS`] for three steps, in `precision`.
 fn identical_for_every_length<O: Algorithm>(ctx: &GpuContext, config: O, precision: Precision) {
-    let label = format!("{} ({precision})", O::NAME);
-    let mut rng = Rng::new(0x5a ^ label.len() as u64);
-    let mut pair = Pair::new(ctx, config, &LENS, precision, &mut rng);
-    for _ in 0..3 {
-        let grads = pair.grads(&mut rng);
-        pair.step(ctx, &grads);
-    }
-    pair.assert_identical(ctx, &label);
+    let seed = 0x5a ^ format!("{} ({precision})", O::NAME).len() as u64;
+    identical(ctx, config, (&LENS, precision), 3, seed);
 }
 
 /// Master weights with a copy: f32 parameters and moments, bf16 or f16 gradients, and the

@@ -3,15 +3,16 @@
 //! loss is read back, every `--log-every` steps.
 //!
 //! `cargo run --release --example train_mlp -- [--optimizer adamw] [--lr 0.01] [--steps 1500]
-//!  [--schedule warmup-cosine|constant|JSON] [--param-dtype f32|bf16] [--state-dtype f32|bf16|f16]
+//!  [--schedule warmup-cosine|constant|JSON] [--param-dtype f32|bf16] [--state-dtype f32|bf16|f16|q8|q4]
 //!  [--stochastic-rounding]` (the gradients are f32; bf16 parameters are read exactly by the
-//!  forward pass; `--stochastic-rounding` rounds them as torchao does, for bf16 parameters).
+//!  forward pass; `--stochastic-rounding` rounds them as torchao does, for bf16 parameters;
+//!  `q8` and `q4` quantize the moments of the 64 × 64 layer, the others keep f32).
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use wgpu_optim::tooling::mlp::{spiral, train_variant};
-use wgpu_optim::{Dtype, GpuContext, Precision, Schedule};
+use wgpu_optim::{Dtype, GpuContext, Precision, Quant, Schedule};
 
 struct Args {
     optimizer: String,
@@ -44,6 +45,10 @@ fn parse() -> Result<Args, String> {
             }
             "--param-dtype" | "--state-dtype" => {
                 let v = value()?;
+                if let (Some(q), "--state-dtype") = (Quant::parse(&v), flag.as_str()) {
+                    a.precision.quant = Some(q);
+                    continue;
+                }
                 let d = Dtype::parse(&v).ok_or(format!("{flag}: unknown dtype {v}"))?;
                 if flag == "--param-dtype" {
                     a.precision.param = d;

@@ -12,6 +12,10 @@
 //           values, whose x is the V count (at f32 width, every value: the stream's buffers
 //           hold whole vectors). So it moves the bytes of the same dtypes, converting them as
 //           the optimizer does.
+// `stream_states(i, g)`, generated after this file (tooling::bench::roofline), reads, adds to
+// and writes each state at vector i: its value, or over quantized state (whose buffers are
+// block records of codes and a scale) the code word of this vector's values, and, once per
+// block, the scale: the bytes a quantized step moves.
 // Bounds guard: each invocation stops at the first of its VPI indices past body_end().
 
 override N_STATES: u32 = 0u;
@@ -30,14 +34,6 @@ fn main(
         }
         let g = stored_grad(i);
         store_param(i, load_param(i) + g);
-        if (N_STATES > 0u) {
-            store_state0(i, load_state0(i) + g);
-        }
-        if (N_STATES > 1u) {
-            store_state1(i, load_state1(i) + g);
-        }
-        if (N_STATES > 2u) {
-            store_state2(i, load_state2(i) + g);
-        }
+        stream_states(i, g);
     }
 }

@@ -135,8 +135,14 @@ fn check_stored(
             9 => precision.copy.unwrap_or(Dtype::F32),
             _ => precision.state,
         };
+        // A quantized state is an array of u32 words (block records).
+        let quantized_state = precision.quant.is_some() && (3..6).contains(&b.binding);
         let want = match b.kind {
             Kind::Uniform { .. } if *b == update::EXTENT => crate::kernel::EXTENT_BYTES,
+            Kind::Uniform { .. } if *b == update::QMAPS => precision
+                .quant
+                .map_or(0, |q| q.uniform_bytes().len() as u64),
+            Kind::Storage { .. } if quantized_state => 4,
             Kind::Uniform { .. } => uniform_size,
             Kind::Storage { .. } if b.element == 0 && dtype == Dtype::F32 => 4 * width.lanes(),
             Kind::Storage { .. } if b.element == 0 => match width {
@@ -178,10 +184,32 @@ fn check_update<O: Algorithm>() {
     } else {
         vec![Precision::F32]
     };
+    // Quantized state, at vec4 width only, with f32 and with 16-bit parameters and gradients.
+    let quantized: Vec<Precision> = if O::QUANT_MAPS.is_empty() {
+        Vec::new()
+    } else {
+        crate::Quant::ALL
+            .into_iter()
+            .flat_map(|q| {
+                [
+                    Precision::F32.quantized(q),
+                    Precision::uniform(Dtype::Bf16).quantized(q),
+                    Precision::new(Dtype::F32, Dtype::F16, Dtype::F32)
+                        .with_copy(Dtype::Bf16)
+                        .quantized(q),
+                ]
+            })
+            .collect()
+    };
     let variants = [GradAccess::ReadOnly, GradAccess::Shared]
         .into_iter()
         .flat_map(|a| [(a, Width::Vec4), (a, Width::Scalar)])
-        .flat_map(|v| precisions.iter().map(move |&p| (v, p)));
+        .flat_map(|v| precisions.iter().map(move |&p| (v, p)))
+        .chain(
+            [GradAccess::ReadOnly, GradAccess::Shared]
+                .into_iter()
+                .flat_map(|a| quantized.iter().map(move |&p| ((a, Width::Vec4), p))),
+        );
     for ((access, width), precision) in variants {
         let storage = Storage::f32(access, width).with(precision);
         let states = if O::KERNEL.single_pass {
@@ -189,7 +217,7 @@ fn check_update<O: Algorithm>() {
         } else {
             &[]
         };
-        let wgsl = compose_for(&O::KERNEL, states, &storage);
+        let wgsl = compose_for(&O::KERNEL, states, O::QUANT_MAPS, &storage);
         let mut table = group0::<O>(access, precision);
         table.push(scalars_binding::<O>());
         let label = format!("{} ({access:?}, {width:?}, {precision})", O::NAME);
@@ -250,24 +278,29 @@ fn support_kernels_match_their_bindings() {
             std::mem::size_of::<GradParams>() as u64,
         );
     }
-    let stream = Kernel::new("stream", include_str!("../shaders/stream.wgsl"));
     let bf16 = Precision::uniform(Dtype::Bf16);
     let mixed = Precision {
         grad: Dtype::F16,
         ..Precision::F32
     };
-    for width in [Width::Vec4, Width::Scalar] {
-        for precision in [Precision::F32, bf16, mixed] {
-            let storage = Storage::f32(GradAccess::ReadOnly, width).with(precision);
-            let stream_wgsl = compose_for(&stream, &stream::STATE_NAMES, &storage);
-            let mut table = stream::ALL.to_vec();
-            if storage.packed() {
-                table.push(update::EXTENT);
-            }
-            let label = format!("stream ({width:?}, {precision})");
-            check_stored(&label, &stream_wgsl, width, precision, &table, 0);
-            validate(&label, &stream_wgsl);
+    let quantized = crate::Quant::ALL.map(|q| bf16.quantized(q));
+    let streams = [Width::Vec4, Width::Scalar]
+        .into_iter()
+        .flat_map(|w| [Precision::F32, bf16, mixed].map(|p| (w, p)))
+        .chain(quantized.map(|p| (Width::Vec4, p)));
+    for (width, precision) in streams {
+        let storage = Storage::f32(GradAccess::ReadOnly, width).with(precision);
+        let stream_wgsl = crate::tooling::bench::stream_wgsl(&storage);
+        let mut table = stream::ALL.to_vec();
+        if storage.packed() {
+            table.push(update::EXTENT);
         }
+        if precision.quant.is_some() {
+            table.push(update::QMAPS);
+        }
+        let label = format!("stream ({width:?}, {precision})");
+        check_stored(&label, &stream_wgsl, width, precision, &table, 0);
+        validate(&label, &stream_wgsl);
     }
     let mlp_wgsl = compose_file("mlp", include_str!("../shaders/mlp.wgsl"));
     check(
@@ -282,7 +315,7 @@ fn support_kernels_match_their_bindings() {
 #[test]
 fn a_wrong_table_is_caught() {
     let storage = Storage::f32(GradAccess::ReadOnly, Width::Vec4);
-    let wgsl = compose_for(&Sgd::KERNEL, Sgd::STATE_NAMES, &storage);
+    let wgsl = compose_for(&Sgd::KERNEL, Sgd::STATE_NAMES, &[], &storage);
     let mut table = group0::<Sgd>(GradAccess::ReadOnly, Precision::F32);
     table.push(update::STEP_UNIFORM);
     let renamed = std::panic::catch_unwind(|| {

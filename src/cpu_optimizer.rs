@@ -9,6 +9,7 @@ use crate::host::scheduler::StepScheduler;
 use crate::host::{GroupId, ParamId};
 use crate::optim::{Algorithm, MAX_STATES, Pass, States, sub_states};
 use crate::precision::Precision;
+use crate::quant::{self, Blocks};
 use crate::schedule::Schedule;
 
 /// An optimizer running the CPU reference ([`crate::cpu`]) on host slices.
@@ -18,8 +19,11 @@ use crate::schedule::Schedule;
 #[derive(Debug, Clone)]
 pub struct CpuOptimizer<O: Algorithm> {
     registry: Registry<O>,
-    /// Each parameter's state buffers by slot (empty where its options keep none).
+    /// Each parameter's state buffers by slot (empty where its options keep none): the values
+    /// the next step loads (a quantized state's values are those its codes stand for).
     states: Vec<[Vec<f32>; MAX_STATES]>,
+    /// Each parameter's quantized states as stored ([`Precision::quant`]), by slot.
+    quantized: Vec<[Option<Blocks>; MAX_STATES]>,
     threads: usize,
     last_grad_norm: Option<f32>,
     /// GradScaler's state while loss scaling is on.
@@ -28,17 +32,29 @@ pub struct CpuOptimizer<O: Algorithm> {
 
 /// Rounds a parameter and its states to their dtypes after an update stored them in f32: the
 /// kernels round each value once when storing it, and an elementwise update stores each once.
+/// A quantized state is quantized instead (`quantized`, by slot), and takes the values its codes
+/// stand for; the update already used the exact ones, as the kernels do.
 ///
 /// `step` is the optimizer's step count, which stochastic rounding's random bits depend on.
-fn round_stored(
+fn round_stored<O: Algorithm>(
     precision: Precision,
     param: &mut [f32],
-    states: &mut [Vec<f32>; MAX_STATES],
+    (states, quantized): (
+        &mut [Vec<f32>; MAX_STATES],
+        &mut [Option<Blocks>; MAX_STATES],
+    ),
     step: u64,
 ) {
     precision.round_param(param, step);
-    for state in states {
-        precision.state.round_all(state);
+    for (slot, state) in states.iter_mut().enumerate() {
+        match (precision.quant, &mut quantized[slot]) {
+            (Some(q), Some(blocks)) => {
+                let map = O::QUANT_MAPS[slot];
+                *blocks = quant::quantize(q, map, state);
+                *state = quant::dequantize(q, map, blocks);
+            }
+            _ => precision.state.round_all(state),
+        }
     }
 }
 
@@ -142,6 +158,7 @@ impl<O: Algorithm> CpuOptimizer<O> {
         Ok(Self {
             registry: Registry::new(config)?,
             states: Vec::new(),
+            quantized: Vec::new(),
             threads: 1,
             last_grad_norm: None,
             scaler: None,
@@ -194,6 +211,9 @@ impl<O: Algorithm> CpuOptimizer<O> {
     /// from the same random bits). The states are held as f32 values their dtype represents. A
     /// master-weights copy ([`Precision::with_copy`]) is the caller's to take: the kernels write
     /// the parameter rounded to nearest even, [`crate::Dtype::round`] of each value here.
+    /// Quantized moments ([`Precision::quant`]) are quantized after each step with the kernels'
+    /// rule ([`crate::quant::quantize`]), their codes and scales kept
+    /// ([`CpuOptimizer::quantized_state`]) and their values those the codes stand for.
     pub fn register_typed(
         &mut self,
         group: GroupId,
@@ -218,10 +238,18 @@ impl<O: Algorithm> CpuOptimizer<O> {
         let (config, shape) = self
             .registry
             .check_register(group, len as u64, shape, precision)?;
+        let precision = precision.for_len(len as u64);
         let mut states: [Vec<f32>; MAX_STATES] = Default::default();
+        let mut quantized: [Option<Blocks>; MAX_STATES] = Default::default();
         for (slot, state) in states.iter_mut().enumerate() {
             let n = config.state_len(slot, &shape) as usize;
-            if n > 0 {
+            if let (Some(q), true) = (precision.quant, n > 0) {
+                // Zero codes and scales, as a zero-filled buffer holds (every optimizer with a
+                // map starts its state at zero).
+                let blocks = Blocks::zeros(q, n as u64);
+                *state = quant::dequantize(q, O::QUANT_MAPS[slot], &blocks);
+                quantized[slot] = Some(blocks);
+            } else if n > 0 {
                 state.try_reserve_exact(n).map_err(|e| Error::OutOfMemory {
                     what: format!(
                         "state {} of a parameter of shape {shape:?}",
@@ -233,6 +261,7 @@ impl<O: Algorithm> CpuOptimizer<O> {
             }
         }
         self.states.push(states);
+        self.quantized.push(quantized);
         Ok(self.registry.push(group, shape, precision))
     }
 
@@ -286,13 +315,14 @@ impl<O: Algorithm> CpuOptimizer<O> {
         let state_step = state_step(t, skipped);
         let scheduler = &self.registry.scheduler;
         let registered = self.registry.params();
-        for (i, (r, states)) in registered.iter().zip(&mut self.states).enumerate() {
+        let all = self.states.iter_mut().zip(&mut self.quantized);
+        for (i, (r, (states, quantized))) in registered.iter().zip(all).enumerate() {
             let s = scheduler.scalars_at(r.group, t, state_step);
             let slices = states.each_mut().map(|v| v.as_mut_slice());
             let grad = adjusted.as_ref().map_or(grads[i], |c| c[i].as_slice());
             let config = &scheduler.groups()[r.group];
             step_chunked(config, &s, params[i], grad, slices, self.threads);
-            round_stored(r.precision, params[i], states, t);
+            round_stored::<O>(r.precision, params[i], (states, quantized), t);
         }
         Ok(())
     }
@@ -335,20 +365,15 @@ impl<O: Algorithm> CpuOptimizer<O> {
             return;
         }
         let scheduler = &self.registry.scheduler;
-        for (i, (r, states)) in self
-            .registry
-            .params()
-            .iter()
-            .zip(&mut self.states)
-            .enumerate()
-        {
+        let all = self.states.iter_mut().zip(&mut self.quantized);
+        for (i, (r, (states, quantized))) in self.registry.params().iter().zip(all).enumerate() {
             if r.fresh != (pass == Pass::Init) {
                 continue;
             }
             let s = scheduler.scalars_at(r.group, t, t);
             let slices = states.each_mut().map(|v| v.as_mut_slice());
             scheduler.groups()[r.group].cpu_pass(pass, &s, params[i], slices);
-            round_stored(r.precision, params[i], states, t);
+            round_stored::<O>(r.precision, params[i], (states, quantized), t);
         }
     }
 
@@ -409,11 +434,15 @@ impl<O: Algorithm> CpuOptimizer<O> {
     pub fn checkpoint(&self) -> Result<Checkpoint> {
         self.registry.capture(
             |i| {
-                Ok(self
-                    .registry
-                    .slots(i)
-                    .map(|s| (O::STATE_NAMES[s].to_string(), self.states[i][s].clone()))
-                    .collect())
+                let (mut values, mut quantized) = (Vec::new(), Vec::new());
+                for s in self.registry.slots(i) {
+                    let name = O::STATE_NAMES[s].to_string();
+                    match &self.quantized[i][s] {
+                        Some(blocks) => quantized.push((name, blocks.clone())),
+                        None => values.push((name, self.states[i][s].clone())),
+                    }
+                }
+                Ok((values, quantized))
             },
             self.scaler,
         )
@@ -430,10 +459,22 @@ impl<O: Algorithm> CpuOptimizer<O> {
     /// error the optimizer is exactly as it was.
     pub fn restore(&mut self, checkpoint: &Checkpoint) -> Result<()> {
         let mut plan = self.registry.plan_restore(checkpoint)?;
-        for (mine, saved) in self.states.iter_mut().zip(std::mem::take(&mut plan.states)) {
-            for (slot, data) in saved.into_iter().enumerate() {
-                if !mine[slot].is_empty() {
-                    mine[slot] = data;
+        let saved = std::mem::take(&mut plan.states)
+            .into_iter()
+            .zip(std::mem::take(&mut plan.quantized));
+        let registered = self.registry.params();
+        let mine = self.states.iter_mut().zip(&mut self.quantized);
+        for ((r, (values, quantized)), (data, blocks)) in registered.iter().zip(mine).zip(saved) {
+            for (slot, (data, blocks)) in data.into_iter().zip(blocks).enumerate() {
+                match (r.precision.quant, blocks) {
+                    (Some(q), Some(blocks)) if quantized[slot].is_some() => {
+                        values[slot] = quant::dequantize(q, O::QUANT_MAPS[slot], &blocks);
+                        quantized[slot] = Some(blocks);
+                    }
+                    _ if !values[slot].is_empty() && quantized[slot].is_none() => {
+                        values[slot] = data;
+                    }
+                    _ => {}
                 }
             }
         }
@@ -451,5 +492,12 @@ impl<O: Algorithm> CpuOptimizer<O> {
     pub fn state(&self, param: ParamId, name: &str) -> Option<&[f32]> {
         let slot = self.registry.state_slot(param, name)?;
         Some(&self.states[param.0][slot])
+    }
+
+    /// The codes and block scales of state `name` of `param`, if it is quantized
+    /// ([`Precision::quant`]; [`CpuOptimizer::state`] gives the values they stand for).
+    pub fn quantized_state(&self, param: ParamId, name: &str) -> Option<&Blocks> {
+        let slot = self.registry.state_slot(param, name)?;
+        self.quantized[param.0][slot].as_ref()
     }
 }

@@ -25,7 +25,11 @@
 //! - Global-norm gradient clipping and `GradScaler`-style loss scaling on the device:
 //!   [`GpuOptimizer::set_max_grad_norm`], [`GpuOptimizer::set_loss_scale`].
 //!
-//! Gradients are f32 and dense. A parameter and its gradient may share one buffer (a
+//! - [`Precision`]: bf16 and f16 parameters, gradients and state, f32 master weights with a
+//!   16-bit copy, stochastic rounding, and 8- and 4-bit moments ([`quant`], torchao's
+//!   `AdamW8bit`/`AdamW4bit`), each tensor its own.
+//!
+//! Gradients are dense (f32, bf16 or f16). A parameter and its gradient may share one buffer (a
 //! framework's memory pool), and any number of steps may be recorded before one submit.
 //!
 //! The `cli` feature (on by default) builds the `wgpu-optim` binary and its dependencies
@@ -51,6 +55,7 @@ mod io;
 pub mod kernel;
 pub mod optim;
 pub mod precision;
+pub mod quant;
 mod rng;
 pub mod schedule;
 #[doc(hidden)]
@@ -70,4 +75,5 @@ pub use optim::{
     Lars, Lion, NAdam, Pass, RAdam, RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
 };
 pub use precision::{Dtype, Precision};
+pub use quant::Quant;
 pub use schedule::Schedule;

@@ -24,6 +24,7 @@
 //! zero compute with zero there.
 
 use crate::error::{Error, Result};
+pub use crate::quant::Quant;
 
 /// How the values of a parameter, a gradient or a state are stored.
 #[derive(
@@ -188,7 +189,8 @@ pub struct Precision {
     pub param: Dtype,
     /// The gradient's dtype.
     pub grad: Dtype,
-    /// Every state buffer's dtype.
+    /// Every state buffer's dtype (with [`Precision::quant`], the dtype of the states it leaves
+    /// unquantized).
     pub state: Dtype,
     /// How the parameter is rounded when stored ([`Rounding::Stochastic`] for bf16 parameters
     /// only).
@@ -199,6 +201,11 @@ pub struct Precision {
     /// see [`crate::GpuOptimizer::register_master`]).
     #[serde(default)]
     pub copy: Option<Dtype>,
+    /// Quantized moments ([`crate::quant`]): the states of optimizers that have a map for them
+    /// ([`crate::Algorithm::QUANT_MAPS`]) are held as codes and block scales, in tensors of
+    /// [`Quant::MIN_LEN`] values or more that are whole blocks; the others keep `state`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quant: Option<Quant>,
 }
 
 impl Precision {
@@ -213,6 +220,28 @@ impl Precision {
             state,
             rounding: Rounding::Nearest,
             copy: None,
+            quant: None,
+        }
+    }
+
+    /// The same dtypes, with the moments quantized as `quant` (torchao's `AdamW8bit` or
+    /// `AdamW4bit`) where the tensor is large enough: see [`Precision::quant`].
+    pub const fn quantized(self, quant: Quant) -> Precision {
+        Precision {
+            quant: Some(quant),
+            ..self
+        }
+    }
+
+    /// What a tensor of `len` values is stored as: the same, without quantization when `len`
+    /// is under [`Quant::MIN_LEN`] or not a whole number of blocks (its state then `state`).
+    pub fn for_len(self, len: u64) -> Precision {
+        match self.quant {
+            Some(q) if !q.applies(len) => Precision {
+                quant: None,
+                ..self
+            },
+            _ => self,
         }
     }
 
@@ -300,11 +329,11 @@ impl Precision {
 
 impl std::fmt::Display for Precision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "param {}, grad {}, state {}",
-            self.param, self.grad, self.state
-        )?;
+        write!(f, "param {}, grad {}, state ", self.param, self.grad)?;
+        match self.quant {
+            Some(q) => write!(f, "{q} ({} below {} values)", self.state, Quant::MIN_LEN)?,
+            None => write!(f, "{}", self.state)?,
+        }
         if let Rounding::Stochastic { seed } = self.rounding {
             write!(f, ", stochastic rounding (seed {seed})")?;
         }

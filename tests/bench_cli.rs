@@ -71,11 +71,11 @@ fn json_has_every_field_and_verify_matches_the_cpu() {
             assert!(err < 1e-4, "{r}");
         }
     }
-    let bytes: Vec<u64> = rows
+    let bytes: Vec<f64> = rows
         .iter()
-        .map(|r| r["bytes_per_param"].as_u64().unwrap())
+        .map(|r| r["bytes_per_param"].as_f64().unwrap())
         .collect();
-    assert!(bytes.contains(&28) && bytes.contains(&20));
+    assert!(bytes.contains(&28.0) && bytes.contains(&20.0));
 }
 
 #[test]
@@ -206,7 +206,9 @@ fn adafactor_factors_a_shaped_matrix_and_reports_its_memory() {
         // (R + C) values of 4 bytes per R × C matrix.
         let held = r["state_bytes_per_param"].as_f64().unwrap();
         assert_eq!(held, 4.0 * (256.0 + 384.0) / (256.0 * 384.0), "{r}");
-        assert_eq!(r["bytes_per_param"], 29, "{r}");
+        // 28 bytes per element over the passes, 12 per row factor and 8 per column factor.
+        let moved = 28.0 + (12.0 * 256.0 + 8.0 * 384.0) / (256.0 * 384.0);
+        assert_eq!(r["bytes_per_param"].as_f64(), Some(moved), "{r}");
     }
     assert!(rows[0]["max_abs_err_vs_cpu"].as_f64().unwrap() < 1e-4);
     let bad = bench(&["--optimizer", "adafactor", "--shape", "256x0", "--json"]);
@@ -247,9 +249,9 @@ fn dtypes_set_the_bytes_and_the_stream_and_verify_bit_for_bit() {
         assert!(r["stream_ms"].as_f64().unwrap() > 0.0, "{r}");
     }
     // AdamW: 2 + 2 (param) + 2 (grad) + 2 × 4 (two moments); SGD with momentum: one moment.
-    assert_eq!(rows[0]["bytes_per_param"], 14);
+    assert_eq!(rows[0]["bytes_per_param"], 14.0);
     assert_eq!(rows[0]["state_bytes_per_param"], 4.0);
-    assert_eq!(rows[1]["bytes_per_param"], 10);
+    assert_eq!(rows[1]["bytes_per_param"], 10.0);
     let master = bench_rows(&[
         "--optimizer",
         "adamw",
@@ -265,7 +267,7 @@ fn dtypes_set_the_bytes_and_the_stream_and_verify_bit_for_bit() {
         "--backend",
         "gpu",
     ]);
-    assert_eq!(master[0]["bytes_per_param"], 26);
+    assert_eq!(master[0]["bytes_per_param"], 26.0);
     assert_eq!(master[0]["grad_dtype"], "f16");
     let out = bench(&[
         "--optimizer",
@@ -292,4 +294,83 @@ fn dtypes_set_the_bytes_and_the_stream_and_verify_bit_for_bit() {
         String::from_utf8_lossy(&out.stderr).contains("CPU reference"),
         "{out:?}"
     );
+}
+
+#[test]
+fn quantized_state_sets_the_bytes_and_verifies_bit_for_bit() {
+    if gpu().is_none() {
+        return;
+    }
+    let rows = bench_rows(&[
+        "--optimizer",
+        "adamw,lion",
+        "--params",
+        "65536",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+        "--verify",
+        "--state-dtype",
+        "q8",
+    ]);
+    assert_eq!(rows.len(), 2, "the GPU alone: {rows:?}");
+    for r in &rows {
+        assert_eq!(r["state_dtype"], "q8", "{r}");
+        assert_eq!(r["max_abs_err_vs_cpu"].as_f64(), Some(0.0), "{r}");
+        assert!(r["stream_ms"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    // AdamW: 12 bytes of f32 parameter and gradient, two moments of one code byte and 4 bytes
+    // of scale per 256 values, each read and written.
+    let moment = 1.0 + 4.0 / 256.0;
+    assert_eq!(
+        rows[0]["state_bytes_per_param"].as_f64(),
+        Some(2.0 * moment)
+    );
+    assert_eq!(
+        rows[0]["bytes_per_param"].as_f64(),
+        Some(12.0 + 4.0 * moment)
+    );
+    assert_eq!(
+        rows[1]["bytes_per_param"].as_f64(),
+        Some(12.0 + 2.0 * moment)
+    );
+    let q4 = bench_rows(&[
+        "--optimizer",
+        "adamw",
+        "--params",
+        "8192",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+        "--state-dtype",
+        "q4",
+        "--backend",
+        "gpu",
+    ]);
+    assert_eq!(
+        q4[0]["state_bytes_per_param"].as_f64(),
+        Some(2.0 * (0.5 + 4.0 / 128.0))
+    );
+    // Sizes that would keep f32 state, and optimizers without maps, are refused.
+    for (args, says) in [
+        (&["--params", "70001"][..], "whole 256-value blocks"),
+        (
+            &["--optimizer", "rmsprop", "--params", "65536"],
+            "q8 and q4 state is for",
+        ),
+    ] {
+        let mut all = vec!["--backend", "gpu", "--state-dtype", "q8", "--steps", "1"];
+        if !args.contains(&"--optimizer") {
+            all.extend(["--optimizer", "adamw"]);
+        }
+        all.extend_from_slice(args);
+        let out = bench(&all);
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
 }

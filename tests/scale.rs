@@ -3,25 +3,11 @@
 
 mod common;
 
-use common::{Rng, gpu};
+use common::{Rng, gpu, small_limits_context};
 use wgpu_optim::{
     Adam, AdamW, Algorithm, ArenaLayout, CpuOptimizer, Error, GpuContext, GpuOptimizer, RmsProp,
-    Sgd, enumerate_adapters, pick_adapter,
+    Sgd,
 };
-
-/// A device with deliberately small limits: 64 KiB storage bindings (16384 f32) and at most
-/// 8 workgroups per grid dimension, so windows and 2-D grids are exercised at small sizes.
-fn small_limits_context() -> Option<GpuContext> {
-    gpu()?;
-    let (_instance, adapters) = enumerate_adapters();
-    let adapter = pick_adapter(&adapters)?.clone();
-    let limits = wgpu::Limits {
-        max_storage_buffer_binding_size: 64 << 10,
-        max_compute_workgroups_per_dimension: 8,
-        ..adapter.limits()
-    };
-    Some(GpuContext::from_adapter(adapter, Some(limits)).unwrap())
-}
 
 /// Steps a GPU and a CPU optimizer `steps` times from the same inputs; returns both results.
 fn run<O: Algorithm>(

@@ -151,6 +151,10 @@ pub(crate) mod update {
     /// (`array<vec4<u32>, 2>`).
     pub const EXTENT: Binding = Binding::uniform(0, 12, "extent", false);
 
+    /// The code maps and thresholds of quantized state (`array<vec4<f32>, 4 * levels / 4>`,
+    /// `quant::Quant::uniform_bytes`).
+    pub const QMAPS: Binding = Binding::uniform(0, 10, "qmaps", false);
+
     /// Adafactor's per-tensor dimensions and row-factor means (`array<f32>`).
     pub const FACTORS: Binding = Binding::storage(0, 8, "factors", false);
 

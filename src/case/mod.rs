@@ -17,6 +17,7 @@ use crate::host::{GroupId, ParamId};
 use crate::io::{parse_safetensors, read_f32, read_file, write_atomically};
 use crate::optim::{Algorithm, MAX_STATES, Pass, by_name};
 use crate::precision::{self as dtypes, Precision};
+use crate::quant::Quant;
 use crate::schedule::Schedule;
 
 /// The `format` metadata value this crate reads.
@@ -87,8 +88,9 @@ struct PrecisionMeta {
     block_size: Option<u64>,
 }
 
-/// The [`Precision`] of a case's `precision` metadata; quantized state (`q8`, `q4`) is not
-/// implemented here yet, an [`Error::UnsupportedPrecision`].
+/// The [`Precision`] of a case's `precision` metadata. Quantized state (`q8`, `q4`) keeps f32
+/// below its threshold ([`crate::Quant::applies`]) and needs this crate's block size (torchao's
+/// default: 256 for q8, 128 for q4); another is an [`Error::UnsupportedPrecision`].
 fn parse_precision(path: &Path, v: Value) -> Result<Precision> {
     let meta: PrecisionMeta = serde_json::from_value(v)
         .map_err(|e| bad(path, format!("precision is not a precision: {e}")))?;
@@ -97,18 +99,21 @@ fn parse_precision(path: &Path, v: Value) -> Result<Precision> {
             .ok_or_else(|| bad(path, format!("precision {which} {name:?} is unknown")))
     };
     let (param, grad) = (dtype("param", &meta.param)?, dtype("grad", &meta.grad)?);
-    match dtypes::Dtype::parse(&meta.state) {
-        Some(state) => Ok(Precision::new(param, grad, state)),
-        None if matches!(meta.state.as_str(), "q8" | "q4") => Err(Error::UnsupportedPrecision {
-            optimizer: "this crate",
-            precision: Precision::new(param, grad, dtypes::Dtype::F32),
-            reason: if meta.block_size.is_some() {
-                "quantized (q8, q4) state is not implemented: the state would be f32"
-            } else {
-                "quantized state needs a block_size"
-            },
-        }),
-        None => Err(bad(
+    match (dtypes::Dtype::parse(&meta.state), Quant::parse(&meta.state)) {
+        (Some(state), _) => Ok(Precision::new(param, grad, state)),
+        (None, Some(q)) => {
+            let precision = Precision::new(param, grad, dtypes::Dtype::F32).quantized(q);
+            match meta.block_size {
+                Some(b) if b == q.block() => Ok(precision),
+                Some(_) => Err(Error::UnsupportedPrecision {
+                    optimizer: "this crate",
+                    precision,
+                    reason: "q8 state is in blocks of 256 values and q4 in blocks of 128",
+                }),
+                None => Err(bad(path, "quantized state needs a block_size")),
+            }
+        }
+        (None, None) => Err(bad(
             path,
             format!("precision state {:?} is unknown", meta.state),
         )),

@@ -1,7 +1,8 @@
 //! Pure geometry of a step: workgroup grids, the windows a buffer is bound in, and where each
 //! window's partial sums go. No wgpu objects, only numbers and limits.
 
-use crate::kernel::{NORM_ELEMS, VEC_PER_INVOCATION, WORKGROUP_SIZE, Width};
+use crate::kernel::{NORM_ELEMS, VEC_PER_INVOCATION, WORKGROUP_SIZE, Width, blocks_per_group};
+use crate::quant::Quant;
 
 /// Bytes between two tensors' norm pairs in the norms buffer (`NORM_STRIDE` floats in
 /// `shaders/reduce.wgsl`), so each pair can be bound alone at an aligned offset.
@@ -43,6 +44,18 @@ impl WindowGrids {
         }
     }
 
+    /// A window of `len` elements (whole blocks) of a tensor whose state is quantized as `q`:
+    /// one workgroup per [`blocks_per_group`] blocks (`shaders/blockwise.wgsl`), no tail, no
+    /// norms.
+    pub fn blocks(len: u64, q: Quant, limits: &wgpu::Limits) -> Self {
+        let max = limits.max_compute_workgroups_per_dimension;
+        Self {
+            body: groups_of(len / q.block(), blocks_per_group(q), max),
+            norms: (0, 0),
+            tail: false,
+        }
+    }
+
     /// Partial sums the `norms` stage writes: one per body workgroup, then the tail's.
     pub fn partial_slots(&self) -> u64 {
         u64::from(self.norms.0) * u64::from(self.norms.1) + u64::from(self.tail)
@@ -66,11 +79,26 @@ impl WindowGrids {
 /// elements than a 2-D grid within the per-dimension workgroup limit covers. Every window but
 /// the last holds a multiple of 4 elements, so each starts as 16-byte aligned as the first.
 pub(crate) fn window_ranges(len: u64, limits: &wgpu::Limits) -> Vec<(u64, u64)> {
+    window_ranges_in(len, limits, None)
+}
+
+/// As [`window_ranges`], for a tensor whose state is quantized as `quant`: every window but the
+/// last is also a multiple of 64 blocks, so each window's block records (`kernel::storage`)
+/// start at a bindable offset too (64 records of `4 * record words` bytes: a multiple of 256).
+pub(crate) fn window_ranges_in(
+    len: u64,
+    limits: &wgpu::Limits,
+    quant: Option<Quant>,
+) -> Vec<(u64, u64)> {
     // In elements of 2 bytes, so the starts are bindable for 16-bit values too.
     let align = (u64::from(limits.min_storage_buffer_offset_alignment) / 2).max(4);
+    let align = quant.map_or(align, |q| align.max(64 * q.block()));
+    // Elements one workgroup steps (over quantized state, its blocks).
+    let per_group = quant.map_or(u64::from(WORKGROUP_SIZE), |q| {
+        q.block() * blocks_per_group(q)
+    });
     let per_dim = u64::from(limits.max_compute_workgroups_per_dimension);
-    let window = (limits.max_storage_buffer_binding_size / 4)
-        .min(per_dim * per_dim * u64::from(WORKGROUP_SIZE));
+    let window = (limits.max_storage_buffer_binding_size / 4).min(per_dim * per_dim * per_group);
     let window = (window / align * align).max(align);
     (0..len.div_ceil(window))
         .map(|k| (k * window, window.min(len - k * window)))

@@ -31,14 +31,15 @@ use crate::host::checkpoint::Checkpoint;
 use crate::host::registry::Registry;
 use crate::host::scheduler::StepScheduler;
 use crate::host::{GroupId, ParamId};
-use crate::kernel::{GradAccess, Width};
+use crate::kernel::{GradAccess, Width, from_records, records};
 use crate::optim::{Algorithm, MAX_STATES, Pass};
 use crate::precision::Precision;
+use crate::quant::Blocks;
 use crate::schedule::Schedule;
 
 use commands::Commands;
 pub use commands::DirectCalls;
-pub(crate) use geometry::{groups_of, window_ranges};
+pub(crate) use geometry::{groups_of, window_ranges_in};
 use grad_passes::{GradBuffers, GradPasses, NO_CLIP};
 use param::GpuParam;
 use pipelines::{FACTOR_PASSES, Form, Kernels};
@@ -98,6 +99,9 @@ pub struct GpuOptimizer<O: Algorithm> {
     scaler: wgpu::Buffer,
     /// Bound in place of the states these options do not keep; never read or written.
     placeholders: [wgpu::Buffer; MAX_STATES],
+    /// The code maps of quantized state ([`crate::quant`]), by [`crate::Quant`], made at the
+    /// first registration that needs one.
+    qmaps: [Option<wgpu::Buffer>; 2],
     /// Register every parameter with the `f32` kernels (benchmarks and tests of that path).
     scalar_only: bool,
 }
@@ -151,6 +155,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
             grad_buffers: None,
             scaler,
             placeholders,
+            qmaps: [None, None],
             scalar_only: false,
         };
         this.pipeline_for(&config, (GradAccess::ReadOnly, Precision::F32), Form::Vec4);
@@ -176,6 +181,9 @@ impl<O: Algorithm> GpuOptimizer<O> {
         width: Width,
         len: u64,
     ) -> (usize, Option<usize>) {
+        if access.1.quant.is_some() {
+            return (self.pipeline_for(config, access, Form::Blocks), None);
+        }
         match width {
             Width::Vec4 => (
                 self.pipeline_for(config, access, Form::Vec4),
@@ -419,7 +427,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
     }
 
     /// The buffer holding state `name` (PyTorch's key) of `param`, if these options keep it,
-    /// in the tensor's state dtype (16-bit values two per word).
+    /// in the tensor's state dtype (16-bit values two per word; a quantized state as block
+    /// records, each block's codes then its f32 scale).
     pub fn state_buffer(&self, param: ParamId, name: &str) -> Option<&wgpu::Buffer> {
         let slot = self.registry.state_slot(param, name)?;
         self.params.get(param.0)?.states[slot].as_ref()
@@ -434,12 +443,42 @@ impl<O: Algorithm> GpuOptimizer<O> {
         self.read_slot(param.0, slot).map(Some)
     }
 
-    /// The values of state `slot` of parameter `index`, decoded from its dtype.
+    /// Reads the codes and block scales of state `name` of `param` back to the host, if it is
+    /// quantized ([`Precision::quant`]; [`GpuOptimizer::read_state`] gives the values they
+    /// stand for). Waits for the GPU; not for the hot path.
+    pub fn read_quantized_state(&self, param: ParamId, name: &str) -> Result<Option<Blocks>> {
+        let Some(slot) = self.registry.state_slot(param, name) else {
+            return Ok(None);
+        };
+        self.read_blocks(param.0, slot)
+    }
+
+    /// The codes and scales of state `slot` of parameter `index`, if it is quantized.
+    fn read_blocks(&self, index: usize, slot: usize) -> Result<Option<Blocks>> {
+        let p = &self.params[index];
+        let (Some(buffer), Some(q)) = (p.states[slot].as_ref(), p.precision.quant) else {
+            return Ok(None);
+        };
+        let bytes = read_bytes(&self.device, &self.queue, buffer)?;
+        from_records(q, &bytes, p.len).map(Some).ok_or_else(|| {
+            Error::Readback(format!(
+                "state buffer of {} bytes holds fewer than {} values' blocks",
+                bytes.len(),
+                p.len
+            ))
+        })
+    }
+
+    /// The values of state `slot` of parameter `index`, decoded from its dtype (a quantized
+    /// state's, from its codes and scales).
     fn read_slot(&self, index: usize, slot: usize) -> Result<Vec<f32>> {
         let p = &self.params[index];
         let Some(buffer) = p.states[slot].as_ref() else {
             return Ok(Vec::new());
         };
+        if let (Some(q), Some(blocks)) = (p.precision.quant, self.read_blocks(index, slot)?) {
+            return Ok(crate::quant::dequantize(q, O::QUANT_MAPS[slot], &blocks));
+        }
         let r = &self.registry.params()[index];
         let len = self.registry.scheduler.groups()[r.group].state_len(slot, &r.shape) as usize;
         let bytes = read_bytes(&self.device, &self.queue, buffer)?;
@@ -461,11 +500,18 @@ impl<O: Algorithm> GpuOptimizer<O> {
         };
         self.registry.capture(
             |i| {
-                self.registry
-                    .slots(i)
-                    .filter(|&s| self.params[i].states[s].is_some())
-                    .map(|s| Ok((O::STATE_NAMES[s].to_string(), self.read_slot(i, s)?)))
-                    .collect()
+                let (mut values, mut quantized) = (Vec::new(), Vec::new());
+                for s in self.registry.slots(i) {
+                    let name = O::STATE_NAMES[s].to_string();
+                    match self.read_blocks(i, s)? {
+                        Some(blocks) => quantized.push((name, blocks)),
+                        None if self.params[i].states[s].is_some() => {
+                            values.push((name, self.read_slot(i, s)?));
+                        }
+                        None => {}
+                    }
+                }
+                Ok((values, quantized))
             },
             loss_scale,
         )
@@ -490,10 +536,16 @@ impl<O: Algorithm> GpuOptimizer<O> {
         if let Some(state) = &plan.loss_scale {
             self.write_loss_scale(state);
         }
-        for (p, saved) in self.params.iter().zip(std::mem::take(&mut plan.states)) {
-            for (buffer, data) in p.states.iter().zip(&saved) {
+        let saved = std::mem::take(&mut plan.states)
+            .into_iter()
+            .zip(std::mem::take(&mut plan.quantized));
+        for (p, (values, blocks)) in self.params.iter().zip(saved) {
+            for ((buffer, data), blocks) in p.states.iter().zip(&values).zip(&blocks) {
+                let bytes = match (p.precision.quant, blocks) {
+                    (Some(q), Some(blocks)) => records(q, blocks),
+                    _ => p.precision.state.encode(data),
+                };
                 if let Some(buffer) = buffer {
-                    let bytes = p.precision.state.encode(data);
                     self.queue.write_buffer(buffer, 0, &bytes);
                 }
             }

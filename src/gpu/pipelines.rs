@@ -71,7 +71,18 @@ pub(crate) fn group0<O: Algorithm>(access: GradAccess, precision: Precision) -> 
     if Storage::f32(access, Width::Vec4).with(precision).packed() {
         bindings.push(update::EXTENT);
     }
+    if precision.quant.is_some() {
+        bindings.push(update::QMAPS);
+    }
     bindings
+}
+
+/// Bytes of the uniform `binding` of group 0 for tensors of `precision`.
+fn uniform_size(binding: &Binding, precision: Precision) -> u64 {
+    match precision.quant {
+        Some(q) if *binding == update::QMAPS => q.uniform_bytes().len() as u64,
+        _ => EXTENT_BYTES,
+    }
 }
 
 /// Which part of a tensor a pipeline updates, and how.
@@ -84,12 +95,15 @@ pub(crate) enum Form {
     Tail,
     /// `f32`, one per invocation: all of a tensor that does not start 16-byte aligned.
     Scalar,
+    /// `vec4<f32>`, one per invocation, one workgroup per block: a tensor whose state is
+    /// quantized (`shaders/blockwise.wgsl`).
+    Blocks,
 }
 
 impl Form {
     fn width(self) -> Width {
         match self {
-            Form::Vec4 => Width::Vec4,
+            Form::Vec4 | Form::Blocks => Width::Vec4,
             Form::Tail | Form::Scalar => Width::Scalar,
         }
     }
@@ -99,7 +113,7 @@ impl Form {
         match self {
             Form::Vec4 => [("VPI", f64::from(VEC_PER_INVOCATION)), ("TAIL", 0.0)],
             Form::Tail => [("VPI", 1.0), ("TAIL", 1.0)],
-            Form::Scalar => [("VPI", 1.0), ("TAIL", 0.0)],
+            Form::Scalar | Form::Blocks => [("VPI", 1.0), ("TAIL", 0.0)],
         }
     }
 }
@@ -111,7 +125,8 @@ struct Variant {
     access: GradAccess,
     precision: Precision,
     vec4: wgpu::ShaderModule,
-    scalar: wgpu::ShaderModule,
+    /// None over quantized state, which is stepped at vec4 width only.
+    scalar: Option<wgpu::ShaderModule>,
     layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
 }
@@ -187,12 +202,13 @@ impl<O: Algorithm> Kernels<O> {
             } else {
                 &[]
             };
-            create_module_for(device, &O::KERNEL, states, &storage)
+            create_module_for(device, &O::KERNEL, states, O::QUANT_MAPS, &storage)
         };
-        let (vec4, scalar) = (module(Width::Vec4), module(Width::Scalar));
+        let vec4 = module(Width::Vec4);
+        let scalar = precision.quant.is_none().then(|| module(Width::Scalar));
         let entries: Vec<_> = group0::<O>(access, precision)
             .iter()
-            .map(|b| b.layout_entry(EXTENT_BYTES))
+            .map(|b| b.layout_entry(uniform_size(b, precision)))
             .collect();
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(O::KERNEL.name),
@@ -239,9 +255,9 @@ impl<O: Algorithm> Kernels<O> {
         }
         let index = self.variant_index(device, access, precision);
         let v = &self.variants[index];
-        let module = match form.width() {
-            Width::Vec4 => &v.vec4,
-            Width::Scalar => &v.scalar,
+        let module = match (form.width(), &v.scalar) {
+            (Width::Scalar, Some(scalar)) => scalar,
+            _ => &v.vec4,
         };
         let mut constants: Vec<(&str, f64)> = form.constants().to_vec();
         if O::NORMS {
@@ -280,7 +296,8 @@ impl<O: Algorithm> Kernels<O> {
                     .iter()
                     .map(|name| {
                         let layout = &v.pipeline_layout;
-                        compute_pipeline(device, O::KERNEL.name, layout, &v.scalar, name, &scalar)
+                        let module = v.scalar.as_ref().unwrap_or(&v.vec4);
+                        compute_pipeline(device, O::KERNEL.name, layout, module, name, &scalar)
                     })
                     .collect()
             } else {

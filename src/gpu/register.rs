@@ -9,12 +9,14 @@ use crate::abi::bindings::update;
 use crate::error::{Error, Result};
 use crate::gpu::GpuOptimizer;
 use crate::gpu::factors::{FactorDims, Factors};
-use crate::gpu::geometry::{NORM_STRIDE_BYTES, WindowGrids, partial_layout, window_ranges};
+use crate::gpu::geometry::{
+    NORM_STRIDE_BYTES, WindowGrids, partial_layout, window_ranges, window_ranges_in,
+};
 use crate::gpu::param::{GpuParam, Window};
 use crate::gpu::reduce::NormBuffers;
 use crate::gpu::scopes::ErrorScopes;
 use crate::host::{GroupId, ParamId};
-use crate::kernel::{EXTENT_BYTES, GradAccess, Storage, Width, extent};
+use crate::kernel::{EXTENT_BYTES, GradAccess, Storage, Width, extent, quantized_bytes};
 use crate::optim::{Algorithm, MAX_STATES};
 use crate::precision::Precision;
 
@@ -126,6 +128,11 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// (the tail's few values by one invocation, since two share a word). Only the elementwise
     /// optimizers take 16-bit tensors, and only without clipping or loss scaling on 16-bit
     /// gradients: an [`Error::UnsupportedPrecision`] otherwise.
+    ///
+    /// With [`Precision::quant`] (Adam, AdamW, Lion, SGD), the moments of a tensor of 4096
+    /// values or more in whole blocks are held as codes and block scales ([`crate::quant`]),
+    /// stepped by one workgroup per few blocks; both slices must then start 16-byte aligned.
+    /// [`GpuOptimizer::read_quantized_state`] reads them back as stored.
     pub fn register_typed(
         &mut self,
         group: GroupId,
@@ -202,6 +209,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
         };
         let (config, shape) = self.registry.check_register(group, len, shape, precision)?;
         let config = config.clone();
+        let precision = precision.for_len(len);
         self.check_slice("param", &param)?;
         self.check_slice("grad", &grad)?;
         if let Some(c) = &copy {
@@ -282,6 +290,14 @@ impl<O: Algorithm> GpuOptimizer<O> {
         let aligned = param.offset().is_multiple_of(16) && grad.offset().is_multiple_of(16);
         // 16-bit values are stepped by the vec4 kernels only: the f32 kernels' invocations would
         // share words (slices of them always start word aligned, 4 values to 8 bytes).
+        if precision.quant.is_some() && !aligned {
+            return Err(Error::UnsupportedPrecision {
+                optimizer: O::NAME,
+                precision,
+                reason: "quantized state is stepped by the vec4 kernels: the parameter and \
+                         gradient slices must start 16-byte aligned",
+            });
+        }
         let width = if (aligned && !self.scalar_only) || !precision.is_f32() {
             Width::Vec4
         } else {
@@ -291,14 +307,35 @@ impl<O: Algorithm> GpuOptimizer<O> {
         let pipelines_before = self.kernels.len();
         let (pipeline, tail) = self.pipelines_for(&config, (access, precision), width, len);
         let state_len = |slot| config.state_len(slot, &shape);
-        let state_bytes: u64 = (0..MAX_STATES)
-            .map(|s| precision.state.buffer_bytes(state_len(s)))
-            .sum();
+        // Quantized states hold block records (codes, then the scale) in place of values.
+        let stored_bytes = |n| match precision.quant {
+            Some(q) => quantized_bytes(q, n),
+            None => precision.state.buffer_bytes(n),
+        };
+        let state_bytes: u64 = (0..MAX_STATES).map(|s| stored_bytes(state_len(s))).sum();
+        // The code maps, made by the first registration that needs them (and dropped again if
+        // it fails, so a later one makes them anew).
+        let mut made_qmaps = None;
+        if let Some(q) = precision.quant {
+            let qmaps = &mut self.qmaps[q as usize];
+            if qmaps.is_none() {
+                made_qmaps = Some(q as usize);
+                let contents = q.uniform_bytes();
+                let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgpu-optim qmaps"),
+                    size: contents.len() as u64,
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                self.queue.write_buffer(&buffer, 0, &contents);
+                *qmaps = Some(buffer);
+            }
+        }
         let states: [Option<wgpu::Buffer>; MAX_STATES] = std::array::from_fn(|slot| {
             (state_len(slot) > 0).then(|| {
                 self.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(O::STATE_NAMES[slot]),
-                    size: precision.state.buffer_bytes(state_len(slot)),
+                    size: stored_bytes(state_len(slot)),
                     usage: wgpu::BufferUsages::STORAGE
                         | wgpu::BufferUsages::COPY_SRC
                         | wgpu::BufferUsages::COPY_DST,
@@ -306,7 +343,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 })
             })
         });
-        let windows = window_ranges(len, &self.device.limits());
+        let windows = window_ranges_in(len, &self.device.limits(), precision.quant);
         let extents = self.extent_buffers(precision, &windows);
         self.params.push(GpuParam {
             group: group.0,
@@ -333,6 +370,9 @@ impl<O: Algorithm> GpuOptimizer<O> {
         }) {
             self.params.pop();
             self.kernels.truncate(pipelines_before);
+            if let Some(q) = made_qmaps {
+                self.qmaps[q] = None;
+            }
             return Err(e);
         }
         // wgpu zero-fills new buffers; only a non-zero start needs an upload, which lands at the
@@ -341,7 +381,9 @@ impl<O: Algorithm> GpuOptimizer<O> {
         let last = self.params.len() - 1;
         for (slot, state) in self.params[last].states.iter().enumerate() {
             let init = config.initial_state(slot);
-            if let Some(buffer) = state.as_ref().filter(|_| init != 0.0) {
+            // Quantized states start at zero (every optimizer with a map starts there).
+            let quantized = precision.quant.is_some();
+            if let Some(buffer) = state.as_ref().filter(|_| init != 0.0 && !quantized) {
                 let values = config.state_len(slot, &shape);
                 let dtype = precision.state;
                 let piece = dtype.encode(&vec![init; values.min(1 << 20) as usize]);
@@ -432,11 +474,14 @@ impl<O: Algorithm> GpuOptimizer<O> {
         let layout = self.kernels.layout(p.access, p.precision);
         let mut partials_at = norms.map_or(0, |n| n.1);
         let (pd, gd, sd) = (p.precision.param, p.precision.grad, p.precision.state);
-        window_ranges(p.len, &limits)
+        window_ranges_in(p.len, &limits, p.precision.quant)
             .into_iter()
             .enumerate()
             .map(|(k, (start, n))| {
-                let grids = WindowGrids::new(n, p.width, &limits);
+                let grids = match p.precision.quant {
+                    Some(q) => WindowGrids::blocks(n, q, &limits),
+                    None => WindowGrids::new(n, p.width, &limits),
+                };
                 let grad = match p.access {
                     GradAccess::ReadOnly => update::GRAD,
                     GradAccess::Shared => update::GRAD.read_write(),
@@ -463,11 +508,15 @@ impl<O: Algorithm> GpuOptimizer<O> {
                         !O::FACTORED || start == 0,
                         "a factored tensor has one window"
                     );
-                    entries.push(match state {
+                    entries.push(match (state, p.precision.quant) {
                         // Factored state is not elementwise: bound whole (one window).
-                        Some(b) if O::FACTORED => binding.whole(b),
-                        Some(b) => binding.entry(b, start * sd.bytes(), sd.buffer_bytes(n)),
-                        None => binding.entry(&self.placeholders[slot], 0, 16),
+                        (Some(b), _) if O::FACTORED => binding.whole(b),
+                        // A window of whole blocks: its block records.
+                        (Some(b), Some(q)) => {
+                            binding.entry(b, quantized_bytes(q, start), quantized_bytes(q, n))
+                        }
+                        (Some(b), None) => binding.entry(b, start * sd.bytes(), sd.buffer_bytes(n)),
+                        (None, _) => binding.entry(&self.placeholders[slot], 0, 16),
                     });
                 }
                 if let Some(f) = &p.factors {
@@ -475,6 +524,10 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 }
                 if let Some(extent) = p.extents.get(k) {
                     entries.push(update::EXTENT.whole(extent));
+                }
+                if let Some(q) = p.precision.quant {
+                    let qmaps = self.qmaps[q as usize].as_ref();
+                    entries.push(update::QMAPS.whole(qmaps.expect("made at registration")));
                 }
                 entries.push(update::GRAD_CONTROL.whole(&self.grad_control));
                 if let Some((buffers, _)) = norms {

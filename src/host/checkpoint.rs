@@ -5,6 +5,8 @@
 //! | tensor | dtype, shape | meaning |
 //! | --- | --- | --- |
 //! | `state.I.NAME` | F32, BF16 or F16 `[len]` | state `NAME` (PyTorch's key: `exp_avg`, `momentum_buffer`, ...) of the `I`-th registered parameter, in the dtype it is stored in (its bits exactly as the optimizer holds them) |
+//! | `state.I.NAME` | U8 `[bytes]` | a quantized state ([`Precision::quant`]): its codes, packed as [`crate::quant`] says (torchao's `codes`) |
+//! | `state.I.NAME.scale` | F32 `[blocks]` | that state's block scales |
 //! | `state.I.step` | I64 `[1]` | the step count, per parameter as PyTorch keeps it (an integer here, not a float) |
 //!
 //! Metadata: `format`, `optimizer` (its name), `step`, `checksum` (FNV-1a 64 over every
@@ -17,8 +19,9 @@
 //! Schedule-Free `eval_mode` (`true` when saved in evaluation mode: the parameters held x) and
 //! `fresh` (a JSON list of the parameters registered but not stepped yet, whose z is still to
 //! be copied from them), and `precisions` (a JSON list of each parameter's
-//! [`Precision`](crate::Precision), `{"param": "bf16", "grad": "bf16", "state": "bf16"}`,
-//! when any is not all f32).
+//! [`Precision`](crate::Precision) as stored, `{"param": "bf16", "grad": "bf16", "state":
+//! "bf16"}`, with `"quant": "q8"` or `"q4"` where the tensor's moments are quantized (a tensor
+//! too small to quantize records none), when any is not all f32).
 //!
 //! Saving writes a temporary file and renames it into place. Loading checks everything (format
 //! version, optimizer, groups, options, shapes) before changing anything, so a failed load leaves
@@ -35,6 +38,7 @@ use crate::host::grad_stage::{LossScale, LossScaleState};
 use crate::io::{parse_safetensors, read_f32, read_file, write_atomically};
 use crate::optim::Algorithm;
 use crate::precision::{self, Precision};
+use crate::quant::Blocks;
 use crate::schedule::Schedule;
 
 /// The largest step count a checkpoint holds: it is stored as an I64, as PyTorch's `step`.
@@ -54,8 +58,11 @@ pub struct SavedParam {
     pub shape: Vec<usize>,
     /// The dtypes it was registered with; its states hold values of `precision.state`.
     pub precision: Precision,
-    /// Its state buffers, by PyTorch's key, in binding order.
+    /// Its state buffers, by PyTorch's key, in binding order: the unquantized ones.
     pub states: Vec<(String, Vec<f32>)>,
+    /// Its quantized states ([`Precision::quant`]), as stored: codes and block scales, by
+    /// PyTorch's key, in binding order.
+    pub quantized: Vec<(String, Blocks)>,
 }
 
 /// Loss scaling's settings and state, as saved.
@@ -204,18 +211,43 @@ impl Checkpoint {
                 .filter(|&s| config.state_len(s, shape) > 0)
                 .collect();
             let want: Vec<&str> = kept.iter().map(|&s| O::STATE_NAMES[s]).collect();
-            let have: Vec<&str> = p.states.iter().map(|(n, _)| n.as_str()).collect();
-            if want != have {
+            let names =
+                |list: Vec<&str>| -> Vec<String> { list.into_iter().map(str::to_string).collect() };
+            let (have, kind) = match p.precision.quant {
+                Some(_) => (
+                    names(p.quantized.iter().map(|(n, _)| n.as_str()).collect()),
+                    "quantized ",
+                ),
+                None => (
+                    names(p.states.iter().map(|(n, _)| n.as_str()).collect()),
+                    "",
+                ),
+            };
+            let stray = match p.precision.quant {
+                Some(_) => p.states.first().map(|(n, _)| n),
+                None => p.quantized.first().map(|(n, _)| n),
+            };
+            if want != have || stray.is_some() {
                 return Err(mismatch(format!(
-                    "parameter {i} has states {have:?}, expected {want:?}"
+                    "parameter {i} has {kind}states {have:?}{}, expected {want:?}",
+                    stray.map_or(String::new(), |n| format!(" and also {n}"))
                 )));
             }
-            for (&slot, (name, data)) in kept.iter().zip(&p.states) {
+            for (k, &slot) in kept.iter().enumerate() {
                 let expected = config.state_len(slot, shape);
-                if data.len() as u64 != expected {
+                let (name, got) = match p.precision.quant {
+                    Some(q) => {
+                        let (name, blocks) = &p.quantized[k];
+                        (name, blocks.len(q))
+                    }
+                    None => (&p.states[k].0, Some(p.states[k].1.len() as u64)),
+                };
+                if got != Some(expected) {
                     return Err(mismatch(format!(
-                        "state {name} of parameter {i} has {} values, a parameter of shape {shape:?} keeps {expected}",
-                        data.len()
+                        "state {name} of parameter {i} holds {}, a parameter of shape {shape:?} keeps {expected} values",
+                        got.map_or("codes and scales that disagree".to_string(), |n| format!(
+                            "{n} values"
+                        ))
                     )));
                 }
             }
@@ -318,6 +350,21 @@ impl Checkpoint {
                 )
                 .map_err(io)?;
                 views.push((format!("state.{i}.{name}"), view));
+            }
+            for (name, blocks) in &p.quantized {
+                let codes = &blocks.codes;
+                let view =
+                    safetensors::tensor::TensorView::new(Dtype::U8, vec![codes.len()], codes)
+                        .map_err(io)?;
+                views.push((format!("state.{i}.{name}"), view));
+                let scales: &[u8] = bytemuck::cast_slice(&blocks.scales);
+                let view = safetensors::tensor::TensorView::new(
+                    Dtype::F32,
+                    vec![blocks.scales.len()],
+                    scales,
+                )
+                .map_err(io)?;
+                views.push((format!("state.{i}.{name}.scale"), view));
             }
             let view = safetensors::tensor::TensorView::new(Dtype::I64, vec![1], &step_bytes)
                 .map_err(io)?;
@@ -499,9 +546,27 @@ impl Checkpoint {
             let mut state_names: Vec<&str> = names
                 .iter()
                 .filter_map(|n| n.strip_prefix(&prefix))
-                .filter(|n| *n != "step")
+                .filter(|n| *n != "step" && !n.ends_with(".scale"))
                 .collect();
             state_names.sort_unstable();
+            let quantized = match precisions[i].quant {
+                Some(_) => std::mem::take(&mut state_names)
+                    .into_iter()
+                    .map(|n| {
+                        let name = format!("{prefix}{n}");
+                        let codes = read_u8(&st, &name).map_err(|r| bad(path, r))?;
+                        let scale = format!("{name}.scale");
+                        let blocks = st.tensor(&scale).map(|v| v.shape().to_vec());
+                        let count = match blocks.as_deref() {
+                            Ok([count]) => *count,
+                            _ => return Err(bad(path, format!("missing or bad tensor {scale:?}"))),
+                        };
+                        let scales = read_f32(&st, &scale, &[count]).map_err(|r| bad(path, r))?;
+                        Ok((n.to_string(), Blocks { codes, scales }))
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+                None => Vec::new(),
+            };
             let states = state_names
                 .into_iter()
                 .map(|n| {
@@ -537,6 +602,7 @@ impl Checkpoint {
                 shape,
                 precision: precisions[i],
                 states,
+                quantized,
             });
         }
         Ok(Self {
@@ -554,13 +620,15 @@ impl Checkpoint {
 
     /// Orders each parameter's states as `O` binds them (a loaded file lists them by name).
     pub(crate) fn in_binding_order<O: Algorithm>(mut self) -> Self {
+        let slot = |n: &String| {
+            O::STATE_NAMES
+                .iter()
+                .position(|s| s == n)
+                .unwrap_or(usize::MAX)
+        };
         for p in &mut self.params {
-            p.states.sort_by_key(|(n, _)| {
-                O::STATE_NAMES
-                    .iter()
-                    .position(|s| s == n)
-                    .unwrap_or(usize::MAX)
-            });
+            p.states.sort_by_key(|(n, _)| slot(n));
+            p.quantized.sort_by_key(|(n, _)| slot(n));
         }
         self
     }
@@ -573,6 +641,21 @@ fn file_dtype(dtype: precision::Dtype) -> Dtype {
         precision::Dtype::Bf16 => Dtype::BF16,
         precision::Dtype::F16 => Dtype::F16,
     }
+}
+
+/// Tensor `name`, one-dimensional U8 (a quantized state's codes).
+fn read_u8(st: &safetensors::SafeTensors<'_>, name: &str) -> Result<Vec<u8>, String> {
+    let view = st
+        .tensor(name)
+        .map_err(|_| format!("missing tensor {name:?}"))?;
+    if view.dtype() != Dtype::U8 || view.shape().len() != 1 {
+        return Err(format!(
+            "tensor {name:?} is {:?} {:?}, expected one-dimensional U8 codes",
+            view.dtype(),
+            view.shape()
+        ));
+    }
+    Ok(view.data().to_vec())
 }
 
 /// Tensor `name`, `len` values of the 16-bit `dtype`, as the f32 values they are.

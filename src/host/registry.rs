@@ -9,7 +9,12 @@ use crate::host::scheduler::StepScheduler;
 use crate::host::{GroupId, ParamId};
 use crate::optim::{Algorithm, MAX_STATES};
 use crate::precision::{Dtype, Precision};
+use crate::quant::Blocks;
 use crate::schedule::Schedule;
+
+/// A parameter's saved states: the unquantized ones' values and the quantized ones' codes and
+/// scales, each by name in binding order.
+pub(crate) type SavedStates = (Vec<(String, Vec<f32>)>, Vec<(String, Blocks)>);
 
 /// One registered parameter, as both backends know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +57,11 @@ pub(crate) struct Restore<O: Algorithm> {
     pub grad_stage: GradStage,
     /// Loss scaling's state, when on.
     pub loss_scale: Option<LossScaleState>,
-    /// Per parameter, each state slot's saved values (empty where the options keep none).
+    /// Per parameter, each state slot's saved values (empty where the options keep none, or
+    /// where the state is quantized).
     pub states: Vec<[Vec<f32>; MAX_STATES]>,
+    /// Per parameter, each quantized state slot's saved codes and scales.
+    pub quantized: Vec<[Option<Blocks>; MAX_STATES]>,
     eval_mode: bool,
     fresh: Vec<usize>,
 }
@@ -179,10 +187,11 @@ impl<O: Algorithm> Registry<O> {
         Ok(stage)
     }
 
-    /// Everything a checkpoint holds; `states(i)` gives parameter `i`'s states in binding order.
+    /// Everything a checkpoint holds; `states(i)` gives parameter `i`'s states in binding order:
+    /// the unquantized ones' values, and the quantized ones' codes and scales.
     pub fn capture(
         &self,
-        mut states: impl FnMut(usize) -> Result<Vec<(String, Vec<f32>)>>,
+        mut states: impl FnMut(usize) -> Result<SavedStates>,
         loss_scale: Option<LossScaleState>,
     ) -> Result<Checkpoint> {
         let groups = self
@@ -196,12 +205,14 @@ impl<O: Algorithm> Registry<O> {
             .collect::<Result<_>>()?;
         let params = (0..self.params.len())
             .map(|i| {
+                let (states, quantized) = states(i)?;
                 Ok(SavedParam {
                     group: self.params[i].group,
                     len: self.params[i].len() as usize,
                     shape: self.params[i].shape.clone(),
                     precision: self.params[i].precision,
-                    states: states(i)?,
+                    states,
+                    quantized,
                 })
             })
             .collect::<Result<_>>()?;
@@ -252,19 +263,24 @@ impl<O: Algorithm> Registry<O> {
                 })?;
             }
         }
-        let states = checkpoint
-            .params
-            .into_iter()
-            .map(|saved| {
-                let mut slots: [Vec<f32>; MAX_STATES] = Default::default();
-                for (name, data) in saved.states {
-                    if let Some(slot) = O::STATE_NAMES.iter().position(|&n| n == name) {
-                        slots[slot] = data;
-                    }
+        let slot_of = |name: &str| O::STATE_NAMES.iter().position(|&n| n == name);
+        let (mut states, mut quantized) = (Vec::new(), Vec::new());
+        for saved in checkpoint.params {
+            let mut values: [Vec<f32>; MAX_STATES] = Default::default();
+            for (name, data) in saved.states {
+                if let Some(slot) = slot_of(&name) {
+                    values[slot] = data;
                 }
-                slots
-            })
-            .collect();
+            }
+            let mut blocks: [Option<Blocks>; MAX_STATES] = Default::default();
+            for (name, data) in saved.quantized {
+                if let Some(slot) = slot_of(&name) {
+                    blocks[slot] = Some(data);
+                }
+            }
+            states.push(values);
+            quantized.push(blocks);
+        }
         Ok(Restore {
             groups,
             schedule: checkpoint.schedule,
@@ -275,6 +291,7 @@ impl<O: Algorithm> Registry<O> {
             },
             loss_scale: checkpoint.loss_scale.map(|l| l.state),
             states,
+            quantized,
             eval_mode: checkpoint.eval_mode,
             fresh: checkpoint.fresh,
         })
@@ -310,6 +327,9 @@ pub(crate) fn check_precision<O: Algorithm>(precision: Precision, stage: GradSta
         && (precision.param != Dtype::F32 || copy == Dtype::F32)
     {
         return unsupported("a copy is a bf16 or f16 copy of f32 master weights");
+    }
+    if precision.quant.is_some() && O::QUANT_MAPS.is_empty() {
+        return unsupported("q8 and q4 state is for Adam, AdamW, Lion and SGD");
     }
     if precision.is_f32() {
         return Ok(());

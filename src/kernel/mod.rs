@@ -12,8 +12,11 @@
 
 mod storage;
 
+use crate::quant::QMap;
 pub use storage::Storage;
-pub(crate) use storage::{EXTENT_BYTES, extent};
+pub(crate) use storage::{
+    EXTENT_BYTES, blocks_per_group, extent, from_records, quantized_bytes, records,
+};
 
 /// Threads per workgroup, passed to every kernel as its `WG` override constant.
 pub const WORKGROUP_SIZE: u32 = 256;
@@ -41,6 +44,10 @@ pub const COMMON_WGSL: &str = include_str!("../../shaders/common.wgsl");
 
 /// The entry point every single-pass optimizer kernel shares (see [`Kernel::single_pass`]).
 pub const ELEMENTWISE_WGSL: &str = include_str!("../../shaders/elementwise.wgsl");
+
+/// The entry point of a single-pass kernel over a tensor with quantized state: one workgroup
+/// per block ([`crate::quant`]).
+pub const BLOCKWISE_WGSL: &str = include_str!("../../shaders/blockwise.wgsl");
 
 /// One optimizer kernel: its name and its WGSL source, without the common part.
 #[derive(Debug, Clone, Copy)]
@@ -135,24 +142,25 @@ pub fn compose(kernel: &Kernel) -> String {
 /// f32 tensors and no generated states (every kernel but the single-pass updates, which
 /// [`compose_for`] composes).
 pub fn compose_with(kernel: &Kernel, access: GradAccess, width: Width) -> String {
-    compose_for(kernel, &[], &Storage::f32(access, width))
+    compose_for(kernel, &[], &[], &Storage::f32(access, width))
 }
 
 /// The complete WGSL of `kernel` over tensors stored as `storage` says, with the elementwise
-/// states `states` (binding 3 on) declared for it: the width prelude, `dtype.wgsl`, the
-/// storage layer ([`Storage`]), `common.wgsl`, the kernel's own WGSL, and for single-pass
-/// kernels `elementwise.wgsl`.
+/// states `states` (binding 3 on) declared for it, quantized with `maps` where
+/// `storage.precision.quant` says: the width prelude, `dtype.wgsl`, the storage layer
+/// ([`Storage`]), `common.wgsl`, the kernel's own WGSL, and for single-pass kernels
+/// `elementwise.wgsl` (`blockwise.wgsl` over quantized state).
 /// Kernels that declare their states themselves (LAMB, LARS, Adafactor, over f32) pass none.
-pub fn compose_for(kernel: &Kernel, states: &[&str], storage: &Storage) -> String {
+pub fn compose_for(kernel: &Kernel, states: &[&str], maps: &[QMap], storage: &Storage) -> String {
     let width = storage.width;
-    let mut layer = storage::declarations(states, storage);
+    let mut layer = storage::declarations(states, maps, storage);
     if kernel.single_pass {
         layer.push_str(storage::STEP_UNIFORM);
     }
-    let entry = if kernel.single_pass {
-        format!("\n// ---- elementwise.wgsl ----\n{ELEMENTWISE_WGSL}")
-    } else {
-        String::new()
+    let entry = match (kernel.single_pass, storage.precision.quant) {
+        (false, _) => String::new(),
+        (true, None) => format!("\n// ---- elementwise.wgsl ----\n{ELEMENTWISE_WGSL}"),
+        (true, Some(_)) => format!("\n// ---- blockwise.wgsl ----\n{BLOCKWISE_WGSL}"),
     };
     format!(
         "// ---- width: {width:?} ----\n{}// ---- dtype.wgsl ----\n{DTYPE_WGSL}\n// ---- storage ----\n{layer}// ---- common.wgsl ----\n{COMMON_WGSL}\n// ---- {}.wgsl ----\n{}{entry}",
@@ -179,7 +187,7 @@ pub(crate) fn create_module(
     access: GradAccess,
     width: Width,
 ) -> wgpu::ShaderModule {
-    create_module_for(device, kernel, &[], &Storage::f32(access, width))
+    create_module_for(device, kernel, &[], &[], &Storage::f32(access, width))
 }
 
 /// As [`create_module`], composed by [`compose_for`]. A tensor with 16-bit values is bounded
@@ -189,13 +197,29 @@ pub(crate) fn create_module_for(
     device: &wgpu::Device,
     kernel: &Kernel,
     states: &[&str],
+    maps: &[QMap],
     storage: &Storage,
 ) -> wgpu::ShaderModule {
     let desc = wgpu::ShaderModuleDescriptor {
         label: Some(kernel.name),
-        source: wgpu::ShaderSource::Wgsl(compose_for(kernel, states, storage).into()),
+        source: wgpu::ShaderSource::Wgsl(compose_for(kernel, states, maps, storage).into()),
     };
     // SAFETY: see above; every access is guarded by the kernel's own bounds check.
+    unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+}
+
+/// As [`create_module_for`], from WGSL already composed by [`compose_for`] (with more after it:
+/// the bench's streaming kernel).
+pub(crate) fn create_module_from(
+    device: &wgpu::Device,
+    label: &str,
+    wgsl: String,
+) -> wgpu::ShaderModule {
+    let desc = wgpu::ShaderModuleDescriptor {
+        label: Some(label),
+        source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+    };
+    // SAFETY: as create_module_for: every access is guarded by the kernel's own bounds check.
     unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
 }
 

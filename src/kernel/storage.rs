@@ -19,6 +19,7 @@ use std::fmt::Write;
 
 use crate::kernel::{GradAccess, Width};
 use crate::precision::{Dtype, Precision, Rounding};
+use crate::quant::{Blocks, QMap, Quant};
 
 /// How one kernel module's tensor bindings are declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,8 +49,11 @@ impl Storage {
 
     /// Whether any binding holds 16-bit values (and so the windows bind `extent`).
     pub fn packed(&self) -> bool {
-        self.precision.parts().iter().any(|(_, d)| *d != Dtype::F32)
-            || self.precision.copy.is_some()
+        let p = self.precision;
+        p.param != Dtype::F32
+            || p.grad != Dtype::F32
+            || (p.state != Dtype::F32 && p.quant.is_none())
+            || p.copy.is_some()
     }
 
     /// The WGSL element type of an array of `dtype` values at this width.
@@ -127,10 +131,222 @@ pub(crate) const STEP_UNIFORM: &str = "struct StepUniform {
 @group(1) @binding(0) var<uniform> step_uniform: StepUniform;
 ";
 
+/// Words of one block record of a quantized state: the block's codes, then its scale.
+pub(crate) const fn record_words(q: Quant) -> u64 {
+    q.code_bytes(q.block()) / 4 + 1
+}
+
+/// Bytes of a quantized state of `len` values (whole blocks) as the kernels store it.
+pub(crate) const fn quantized_bytes(q: Quant, len: u64) -> u64 {
+    len / q.block() * record_words(q) * 4
+}
+
+/// `blocks` as the kernels store them: each block's codes, then its scale's bits.
+pub(crate) fn records(q: Quant, blocks: &Blocks) -> Vec<u8> {
+    let code_bytes = q.code_bytes(q.block()) as usize;
+    let mut out = Vec::with_capacity(blocks.scales.len() * (code_bytes + 4));
+    for (codes, scale) in blocks.codes.chunks(code_bytes).zip(&blocks.scales) {
+        out.extend_from_slice(codes);
+        out.extend_from_slice(&scale.to_le_bytes());
+    }
+    out
+}
+
+/// The blocks of `len` values stored as `bytes` by the kernels ([`records`]); `None` when
+/// `bytes` is short.
+pub(crate) fn from_records(q: Quant, bytes: &[u8], len: u64) -> Option<Blocks> {
+    let code_bytes = q.code_bytes(q.block()) as usize;
+    let bytes = bytes.get(..quantized_bytes(q, len) as usize)?;
+    let mut blocks = Blocks {
+        codes: Vec::with_capacity(q.code_bytes(len) as usize),
+        scales: Vec::with_capacity((len / q.block()) as usize),
+    };
+    for record in bytes.chunks_exact(code_bytes + 4) {
+        blocks.codes.extend_from_slice(&record[..code_bytes]);
+        let scale: [u8; 4] = record[code_bytes..].try_into().ok()?;
+        blocks.scales.push(f32::from_le_bytes(scale));
+    }
+    Some(blocks)
+}
+
+/// Invocations of a workgroup over quantized state: [`QUANT_GROUP`] / (block / 4) blocks, one
+/// `vec4` per invocation.
+pub(crate) const QUANT_GROUP: u64 = 256;
+
+/// Blocks one workgroup steps over state quantized as `q`.
+pub(crate) const fn blocks_per_group(q: Quant) -> u64 {
+    QUANT_GROUP / (q.block() / 4)
+}
+
+/// Workgroup arrays (shared by every state: each store is done with them before the next
+/// begins), the `qmaps` uniform (binding 10) and the code helpers of quantized states.
+fn quant_helpers(out: &mut String, q: Quant) {
+    let levels = q.levels() as u64;
+    let _ = write!(
+        out,
+        "// Quantized state ({q}): QBLOCKS blocks of {block} values per workgroup of QGROUP
+// invocations, QWG per block, one V each; each state is an array of block records,
+// QCODE_WORDS words of codes, then the scale's bits.
+const QGROUP: u32 = {group}u;
+const QWG: u32 = {qwg}u;
+const QBLOCKS: u32 = QGROUP / QWG;
+const QLEVELS: u32 = {levels}u;
+const QCODE_WORDS: u32 = {code_words}u;
+const QREC: u32 = {rec}u;
+// Lanes per block of the absmax reduction's first stage, each over QWG / QFAN values.
+const QFAN: u32 = 8u;
+// The signed map, its thresholds, the unsigned map, its thresholds (quant::Quant::uniform_bytes).
+@group(0) @binding(10) var<uniform> qmaps: array<vec4<f32>, {vecs}>;
+var<workgroup> q_absmax: array<f32, QGROUP>;
+var<workgroup> q_fan: array<f32, QBLOCKS * QFAN>;
+var<workgroup> q_block: array<f32, QBLOCKS>;
+var<workgroup> q_half: array<u32, QGROUP>;
+// Whether vector i is in the window: the last workgroup may hold fewer than QBLOCKS blocks, and
+// its other invocations take part in the reductions only (every block is whole).
+fn q_live(i: u32) -> bool {{
+    return i < body_end();
+}}
+fn qmap(k: u32) -> f32 {{
+    return qmaps[k >> 2u][k & 3u];
+}}
+// The number of thresholds t (from `thresholds`, all but the last) with scale * t <= x: the
+// code of the map entry nearest x / scale, ties up (quant::code, step for step).
+fn q_code(x: f32, scale: f32, thresholds: u32) -> u32 {{
+    var code = 0u;
+    for (var step = QLEVELS / 2u; step > 0u; step = step >> 1u) {{
+        if (scale * qmap(thresholds + code + step - 1u) <= x) {{
+            code = code + step;
+        }}
+    }}
+    return code;
+}}
+fn q_codes(x: V, scale: f32, thresholds: u32) -> VU {{
+    return VU(q_code(x.x, scale, thresholds), q_code(x.y, scale, thresholds), q_code(x.z, scale, thresholds), q_code(x.w, scale, thresholds));
+}}
+fn q_values(c: VU, scale: f32, map: u32) -> V {{
+    return V(qmap(map + c.x), qmap(map + c.y), qmap(map + c.z), qmap(map + c.w)) * scale;
+}}
+// The scale of vector i's block: its largest magnitude, at least 1e-12, from every invocation's
+// x (called by every invocation of the workgroup). The storage barrier keeps every invocation's
+// loads of its block's record before any store to it.
+fn q_scale(i: u32, x: V) -> f32 {{
+    let lid = i % QGROUP;
+    let a = abs(x);
+    q_absmax[lid] = max(max(a.x, a.y), max(a.z, a.w));
+    workgroupBarrier();
+    storageBarrier();
+    if (lid < QBLOCKS * QFAN) {{
+        let first = lid / QFAN * QWG + lid % QFAN * (QWG / QFAN);
+        var m = q_absmax[first];
+        for (var k = 1u; k < QWG / QFAN; k = k + 1u) {{
+            m = max(m, q_absmax[first + k]);
+        }}
+        q_fan[lid] = m;
+    }}
+    workgroupBarrier();
+    if (lid < QBLOCKS) {{
+        var m = q_fan[lid * QFAN];
+        for (var k = 1u; k < QFAN; k = k + 1u) {{
+            m = max(m, q_fan[lid * QFAN + k]);
+        }}
+        q_block[lid] = max(m, 1e-12);
+    }}
+    workgroupBarrier();
+    return q_block[lid / QWG];
+}}
+",
+        block = q.block(),
+        group = QUANT_GROUP,
+        qwg = q.block() / 4,
+        code_words = record_words(q) - 1,
+        rec = record_words(q),
+        vecs = levels,
+    );
+}
+
+/// `load_NAME` and `store_NAME` of a quantized state `name` with map `map`.
+fn quantized(out: &mut String, name: &str, q: Quant, map: QMap) {
+    let levels = q.levels();
+    let base = match map {
+        QMap::Signed => 0,
+        QMap::Unsigned => 2 * levels,
+    };
+    let thresholds = base + levels;
+    let (load_codes, store_codes) = match q {
+        Quant::Q8 => (
+            format!(
+                "let w = {name}[rec + lane];\n        let c = VU(w, w >> 8u, w >> 16u, w >> 24u) & VU(255u);"
+            ),
+            format!(
+                "if (q_live(i)) {{\n        {name}[rec + lane] = c.x | (c.y << 8u) | (c.z << 16u) | (c.w << 24u);\n    }}"
+            ),
+        ),
+        // Value 2j in the high nibble of byte j, as torchao packs them; two invocations' codes
+        // share a word, joined through q_half.
+        Quant::Q4 => (
+            format!(
+                "let w = {name}[rec + lane / 2u] >> ((lane & 1u) * 16u);\n        let c = VU(w >> 4u, w, w >> 12u, w >> 8u) & VU(15u);"
+            ),
+            format!(
+                "let lid = i % QGROUP;\n    q_half[lid] = (c.x << 4u) | c.y | (((c.z << 4u) | c.w) << 8u);\n    workgroupBarrier();\n    if (q_live(i) && (lane & 1u) == 0u) {{\n        {name}[rec + lane / 2u] = q_half[lid] | (q_half[lid + 1u] << 16u);\n    }}"
+            ),
+        ),
+    };
+    let _ = write!(
+        out,
+        "fn load_{name}(i: u32) -> V {{
+    let lane = i % QWG;
+    let rec = i / QWG * QREC;
+    if (q_live(i)) {{
+        {load_codes}
+        return q_values(c, bitcast<f32>({name}[rec + QCODE_WORDS]), {base}u);
+    }}
+    return V(0.0);
+}}
+fn store_{name}(i: u32, x: V) {{
+    let lane = i % QWG;
+    let rec = i / QWG * QREC;
+    let scale = q_scale(i, x);
+    let c = q_codes(x, scale, {thresholds}u);
+    {store_codes}
+    if (q_live(i) && lane == 0u) {{
+        {name}[rec + QCODE_WORDS] = bitcast<u32>(scale);
+    }}
+}}
+"
+    );
+}
+
+/// Over quantized state, `load_param`, `store_param` and `stored_grad` touch vector `i` only
+/// where it is in the window (`q_live`): the wrappers of the `_at` accessors.
+fn live_guards(out: &mut String) {
+    out.push_str(
+        "fn load_param(i: u32) -> V {
+    if (q_live(i)) {
+        return load_param_at(i);
+    }
+    return V(0.0);
+}
+fn store_param(i: u32, x: V) {
+    if (q_live(i)) {
+        store_param_at(i, x);
+    }
+}
+fn stored_grad(i: u32) -> V {
+    if (q_live(i)) {
+        return stored_grad_at(i);
+    }
+    return V(0.0);
+}
+",
+    );
+}
+
 /// The bindings of `param`, `grad` and `states` (binding 3 on, in order) for `storage`, their
 /// accessors, `PACKED`, `body_end()` and `packed_tail()` (see `update_range` in
-/// `shaders/common.wgsl`).
-pub(crate) fn declarations(states: &[&str], storage: &Storage) -> String {
+/// `shaders/common.wgsl`). With [`Precision::quant`], each state is quantized with its map in
+/// `maps` (`Algorithm::QUANT_MAPS`), at [`Width::Vec4`] only.
+pub(crate) fn declarations(states: &[&str], maps: &[QMap], storage: &Storage) -> String {
     let p = storage.precision;
     let grad_access = match storage.access {
         GradAccess::ReadOnly => "read",
@@ -149,39 +365,55 @@ pub(crate) fn declarations(states: &[&str], storage: &Storage) -> String {
     if let Some(copy) = p.copy {
         declare(9, "param_copy", "read_write", copy);
     }
+    let state_element = if p.quant.is_some() {
+        "u32"
+    } else {
+        storage.element(p.state)
+    };
     for (k, name) in states.iter().enumerate() {
-        declare(
-            crate::abi::bindings::update::FIRST_STATE + k as u32,
-            name,
-            "read_write",
-            p.state,
+        let binding = crate::abi::bindings::update::FIRST_STATE + k as u32;
+        let _ = writeln!(
+            out,
+            "@group(0) @binding({binding}) var<storage, read_write> {name}: array<{state_element}>;"
         );
     }
     let w = storage.width;
     let stochastic = matches!(p.rounding, Rounding::Stochastic { .. }) && p.param == Dtype::Bf16;
-    load(&mut out, "load_param", "param", p.param, w);
+    // Over quantized state the accessors are guarded (`live_guards`).
+    let at = if p.quant.is_some() { "_at" } else { "" };
+    load(&mut out, &format!("load_param{at}"), "param", p.param, w);
+    let store_param = format!("store_param{at}");
     match p.copy {
-        None => store(&mut out, ("store_param", "param"), p.param, w, stochastic),
+        None => store(&mut out, (&store_param, "param"), p.param, w, stochastic),
         Some(copy) => {
             // The parameter's store also writes its copy, rounded to nearest even.
             store(&mut out, ("store_master", "param"), p.param, w, false);
             store(&mut out, ("store_param_copy", "param_copy"), copy, w, false);
             let _ = writeln!(
                 out,
-                "fn store_param(i: u32, x: V) {{\n    store_master(i, x);\n    store_param_copy(i, x);\n}}"
+                "fn {store_param}(i: u32, x: V) {{\n    store_master(i, x);\n    store_param_copy(i, x);\n}}"
             );
         }
     }
-    load(&mut out, "stored_grad", "grad", p.grad, w);
-    for name in states {
-        load(&mut out, &format!("load_{name}"), name, p.state, w);
-        store(
-            &mut out,
-            (&format!("store_{name}"), name),
-            p.state,
-            w,
-            false,
-        );
+    load(&mut out, &format!("stored_grad{at}"), "grad", p.grad, w);
+    if let Some(q) = p.quant {
+        debug_assert_eq!(w, Width::Vec4, "quantized state is stepped at vec4 width");
+        quant_helpers(&mut out, q);
+        live_guards(&mut out);
+        for (name, &map) in states.iter().zip(maps) {
+            quantized(&mut out, name, q, map);
+        }
+    } else {
+        for name in states {
+            load(&mut out, &format!("load_{name}"), name, p.state, w);
+            store(
+                &mut out,
+                (&format!("store_{name}"), name),
+                p.state,
+                w,
+                false,
+            );
+        }
     }
     if storage.packed() {
         out.push_str(

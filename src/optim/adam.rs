@@ -4,6 +4,7 @@ use crate::abi::uniforms::AdamScalars;
 use crate::error::Result;
 use crate::kernel::Kernel;
 use crate::optim::{Algorithm, States, bias_correction, validate_adam_like};
+use crate::quant::QMap;
 
 /// Adam, as `torch.optim.Adam`.
 ///
@@ -115,6 +116,7 @@ impl Algorithm for Adam {
     const NAME: &'static str = "adam";
     const KERNEL: Kernel = Kernel::single_pass("adam", include_str!("../../shaders/adam.wgsl"));
     const STATE_NAMES: &'static [&'static str] = &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"];
+    const QUANT_MAPS: &'static [QMap] = &[QMap::Signed, QMap::Unsigned, QMap::Unsigned];
     type Scalars = AdamScalars;
 
     fn validate(&self) -> Result<()> {
@@ -173,6 +175,7 @@ impl Algorithm for AdamW {
     const NAME: &'static str = "adamw";
     const KERNEL: Kernel = Adam::KERNEL;
     const STATE_NAMES: &'static [&'static str] = Adam::STATE_NAMES;
+    const QUANT_MAPS: &'static [QMap] = Adam::QUANT_MAPS;
     type Scalars = AdamScalars;
 
     fn validate(&self) -> Result<()> {

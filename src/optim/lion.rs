@@ -4,6 +4,7 @@ use crate::abi::uniforms::LionScalars;
 use crate::error::{Result, non_negative, unit_interval};
 use crate::kernel::Kernel;
 use crate::optim::{Algorithm, States};
+use crate::quant::QMap;
 
 /// Lion (evolved sign momentum), as `optax.lion`.
 ///
@@ -47,6 +48,7 @@ impl Algorithm for Lion {
     const NAME: &'static str = "lion";
     const KERNEL: Kernel = Kernel::single_pass("lion", include_str!("../../shaders/lion.wgsl"));
     const STATE_NAMES: &'static [&'static str] = &["exp_avg"];
+    const QUANT_MAPS: &'static [QMap] = &[QMap::Signed];
     type Scalars = LionScalars;
 
     fn validate(&self) -> Result<()> {

@@ -8,6 +8,7 @@
 use crate::error::Result;
 use crate::kernel::Kernel;
 use crate::precision::Precision;
+use crate::quant::QMap;
 
 mod adadelta;
 mod adafactor;
@@ -309,6 +310,10 @@ pub trait Algorithm:
     /// Whether a learning-rate [`crate::Schedule`] may be set (not for Schedule-Free, which
     /// replaces one).
     const TAKES_SCHEDULE: bool = true;
+    /// The map each state is quantized with under [`Precision::quant`], in
+    /// [`Algorithm::STATE_NAMES`] order: first moments and momentum signed, second moments
+    /// unsigned (Adam, AdamW, Lion, SGD). Empty for optimizers whose state is not quantized.
+    const QUANT_MAPS: &'static [QMap] = &[];
     /// The per-step scalars uploaded as the kernel's uniform, mirrored field for field in WGSL.
     type Scalars: bytemuck::Pod + std::fmt::Debug + Send + Sync;
 
@@ -403,17 +408,19 @@ pub trait Algorithm:
             return self.step_bytes(shape);
         }
         let numel: u64 = shape.iter().map(|&d| d as u64).product();
-        let (p, g, s) = (
-            precision.param.bytes(),
-            precision.grad.bytes(),
-            precision.state.bytes(),
-        );
+        let precision = precision.for_len(numel);
+        let (p, g) = (precision.param.bytes(), precision.grad.bytes());
         let copy = precision.copy.map_or(0, |d| d.bytes());
-        let per = 2 * p + g + 2 * s * self.kept_states().count() as u64 + copy;
-        let held = (0..Self::STATE_NAMES.len())
-            .map(|slot| s * self.state_len(slot, shape))
-            .sum();
-        (per * numel, held)
+        // Each state's bytes: codes and scales when quantized.
+        let state = |slot| {
+            let len = self.state_len(slot, shape);
+            match precision.quant {
+                Some(q) => q.code_bytes(len) + q.scale_bytes(len),
+                None => precision.state.bytes() * len,
+            }
+        };
+        let held: u64 = (0..Self::STATE_NAMES.len()).map(state).sum();
+        ((2 * p + g + copy) * numel + 2 * held, held)
     }
 }
 

@@ -4,6 +4,7 @@ use crate::abi::uniforms::SgdScalars;
 use crate::error::{Error, Result, non_negative};
 use crate::kernel::Kernel;
 use crate::optim::{Algorithm, States};
+use crate::quant::QMap;
 
 /// Stochastic gradient descent with momentum, as `torch.optim.SGD`.
 ///
@@ -56,6 +57,7 @@ impl Algorithm for Sgd {
     const NAME: &'static str = "sgd";
     const KERNEL: Kernel = Kernel::single_pass("sgd", include_str!("../../shaders/sgd.wgsl"));
     const STATE_NAMES: &'static [&'static str] = &["momentum_buffer"];
+    const QUANT_MAPS: &'static [QMap] = &[QMap::Signed];
     type Scalars = SgdScalars;
 
     fn validate(&self) -> Result<()> {

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod pair;
+
 use wgpu_optim::GpuContext;
 
 /// Set to skip GPU tests explicitly when no adapter exists. CI never sets it.
@@ -71,4 +73,18 @@ impl Rng {
     pub fn vec(&mut self, len: usize) -> Vec<f32> {
         (0..len).map(|_| self.uniform()).collect()
     }
+}
+
+/// A device with deliberately small limits: 64 KiB storage bindings (16384 f32) and at most
+/// 8 workgroups per grid dimension, so windows and 2-D grids are exercised at small sizes.
+pub fn small_limits_context() -> Option<GpuContext> {
+    gpu()?;
+    let (_instance, adapters) = wgpu_optim::enumerate_adapters();
+    let adapter = wgpu_optim::pick_adapter(&adapters)?.clone();
+    let limits = wgpu::Limits {
+        max_storage_buffer_binding_size: 64 << 10,
+        max_compute_workgroups_per_dimension: 8,
+        ..adapter.limits()
+    };
+    Some(GpuContext::from_adapter(adapter, Some(limits)).unwrap())
 }

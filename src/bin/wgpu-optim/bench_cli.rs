@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use wgpu_optim::tooling::bench::{self, BenchOptions, BenchResult, DEFAULT_VARIANTS, parse_size};
-use wgpu_optim::{Dtype, GpuContext, Precision, Result};
+use wgpu_optim::{Dtype, GpuContext, Precision, Quant, Result};
 
 /// Counts heap allocations, so the benchmark can report those one optimizer step makes.
 pub struct CountingAlloc;
@@ -87,9 +87,10 @@ pub struct BenchArgs {
     /// The gradients' dtype on the GPU: f32, bf16 or f16.
     #[arg(long, default_value = "f32", value_parser = parse_dtype)]
     grad_dtype: Dtype,
-    /// The optimizer state's dtype on the GPU: f32, bf16 or f16.
-    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-    state_dtype: Dtype,
+    /// The optimizer state's dtype on the GPU: f32, bf16, f16, or q8 and q4 (torchao's 8- and
+    /// 4-bit moments, for Adam, AdamW, Lion and SGD; on one flat tensor of whole blocks).
+    #[arg(long, default_value = "f32", value_parser = parse_state_dtype)]
+    state_dtype: (Dtype, Option<Quant>),
     /// Register the parameters as one tensor of this shape, e.g. 4096x4096 (Adafactor factors
     /// its last two dimensions); replaces --params.
     #[arg(long)]
@@ -99,7 +100,7 @@ pub struct BenchArgs {
 fn row(r: &BenchResult) -> String {
     let opt = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |x| format!("{x:.prec$}"));
     format!(
-        "{:<16} {:>10} {:<4} {:<8} {:>5} {:>4} {:>9.3} {:>8.2} {:>4} {:>9.3} {:>8.3} {:>9.3} {:>7.3} {:>8.2} {:>8} {:>9} {:>8} {:>7} {:>10} {}",
+        "{:<16} {:>10} {:<4} {:<8} {:>5} {:>4} {:>9.3} {:>8.2} {:>6.2} {:>9.3} {:>8.3} {:>9.3} {:>7.3} {:>8.2} {:>8} {:>9} {:>8} {:>7} {:>10} {}",
         r.optimizer,
         r.params,
         r.backend,
@@ -174,7 +175,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     // alone (and `cpu` says why it cannot).
     let f32_only = args.param_dtype == Dtype::F32
         && args.grad_dtype == Dtype::F32
-        && args.state_dtype == Dtype::F32;
+        && args.state_dtype == (Dtype::F32, None);
     let cpu = match args.backend {
         BenchBackend::Cpu => true,
         BenchBackend::Both => f32_only,
@@ -202,7 +203,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         max_grad_norm: args.clip_norm,
         loss_scale: args.loss_scale,
         shape,
-        precision: Precision::new(args.param_dtype, args.grad_dtype, args.state_dtype),
+        precision: Precision {
+            quant: args.state_dtype.1,
+            ..Precision::new(args.param_dtype, args.grad_dtype, args.state_dtype.0)
+        },
     };
     if !args.json {
         if let Some(ctx) = &ctx {
@@ -217,7 +221,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             args.steps, args.warmup
         );
         println!(
-            "{:<16} {:>10} {:<4} {:<8} {:>5} {:>4} {:>9} {:>8} {:>4} {:>9} {:>8} {:>9} {:>7} {:>8} {:>8} {:>9} {:>8} {:>7} {:>10} timing",
+            "{:<16} {:>10} {:<4} {:<8} {:>5} {:>4} {:>9} {:>8} {:>6} {:>9} {:>8} {:>9} {:>7} {:>8} {:>8} {:>9} {:>8} {:>7} {:>10} timing",
             "optimizer",
             "params",
             "on",
@@ -297,4 +301,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 /// A dtype named on the command line.
 fn parse_dtype(s: &str) -> std::result::Result<Dtype, String> {
     Dtype::parse(s).ok_or_else(|| format!("unknown dtype {s:?}: expected f32, bf16 or f16"))
+}
+
+/// A state dtype: a [`Dtype`], or `q8`/`q4` (quantized, f32 where a tensor is not).
+fn parse_state_dtype(s: &str) -> std::result::Result<(Dtype, Option<Quant>), String> {
+    match (Dtype::parse(s), Quant::parse(s)) {
+        (Some(d), _) => Ok((d, None)),
+        (None, Some(q)) => Ok((Dtype::F32, Some(q))),
+        (None, None) => Err(format!(
+            "unknown state dtype {s:?}: expected f32, bf16, f16, q8 or q4"
+        )),
+    }
 }

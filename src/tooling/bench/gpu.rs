@@ -20,6 +20,7 @@ use crate::host::grad_stage::LossScale;
 use crate::kernel::Width;
 use crate::optim::Algorithm;
 use crate::precision::Dtype;
+use crate::quant::Quant;
 
 /// How the benchmarked parameters are held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -178,6 +179,17 @@ fn gpu_typed<O: Algorithm>(
     opts: &BenchOptions<'_>,
 ) -> Result<BenchResult> {
     check_fits(ctx, params)?;
+    if let Some(q) = opts.precision.quant
+        && (layout != Layout::Flat || !q.applies(params))
+    {
+        return Err(Error::InvalidOptions(format!(
+            "{q} state is measured on one flat tensor of whole {}-value blocks, at least {}: \
+             {params} parameters in a {layout:?} layout would keep f32 state (try {})",
+            q.block(),
+            Quant::MIN_LEN,
+            params.next_multiple_of(q.block()).max(Quant::MIN_LEN)
+        )));
+    }
     let n = params as usize;
     let tensors = if layout == Layout::Flat {
         1
@@ -198,11 +210,11 @@ fn gpu_typed<O: Algorithm>(
         _ => vec![n],
     };
     let (moved, held) = config.stored_step_bytes(&shape, precision);
-    let bytes_per_param = moved.div_ceil(params);
+    let bytes_per_param = moved as f64 / params as f64;
     // The stream moves the same bytes: the same dtypes, one buffer per state kept (for
     // Adafactor's factored state, the f32 buffers its byte count makes).
     let stream_states = if precision.is_f32() {
-        (bytes_per_param.saturating_sub(12) / 8) as u32
+        (moved.div_ceil(params).saturating_sub(12) / 8) as u32
     } else {
         config.kept_states().count() as u32
     };
@@ -212,13 +224,17 @@ fn gpu_typed<O: Algorithm>(
         None => sweep(ctx, &buffers, 3)?.0,
     };
     let stream = Stream::new(ctx, &buffers, stream_shape);
-    let scalar_stream = Stream::new(ctx, &buffers, StreamShape::SCALAR);
+    // The scalar reference predates quantized state, which is stepped at vec4 width only.
+    let quantized = precision.quant.is_some();
+    let scalar_stream = (!quantized).then(|| Stream::new(ctx, &buffers, StreamShape::SCALAR));
     // Warm up, then alternate optimizer and streaming passes so all see the same conditions.
     for _ in 0..opts.warmup {
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         opt.step(&mut encoder);
         stream.record(&mut encoder.begin_compute_pass(&Default::default()));
-        scalar_stream.record(&mut encoder.begin_compute_pass(&Default::default()));
+        if let Some(s) = &scalar_stream {
+            s.record(&mut encoder.begin_compute_pass(&Default::default()));
+        }
         ctx.queue.submit([encoder.finish()]);
         wait(ctx)?;
     }
@@ -227,11 +243,16 @@ fn gpu_typed<O: Algorithm>(
     for _ in 0..opts.steps {
         opt_timer.time(ctx, |pass| opt.record(pass))?;
         stream_timer.time(ctx, |pass| stream.record(pass))?;
-        scalar_timer.time(ctx, |pass| scalar_stream.record(pass))?;
+        if let Some(s) = &scalar_stream {
+            scalar_timer.time(ctx, |pass| s.record(pass))?;
+        }
     }
     let (mut ms, timing) = opt_timer.finish(ctx)?;
     let (mut stream_ms, _) = stream_timer.finish(ctx)?;
-    let (mut scalar_stream_ms, _) = scalar_timer.finish(ctx)?;
+    let (mut scalar_stream_ms, _) = match &scalar_stream {
+        Some(_) => scalar_timer.finish(ctx)?,
+        None => (vec![f64::NAN], ""),
+    };
 
     // What wgpu itself allocates for a compute pass with one pipeline, one bind group and one
     // dispatch, with none of this crate's code in between. (A step also sets its scalars' bind
@@ -314,14 +335,17 @@ fn gpu_typed<O: Algorithm>(
         shape,
         param_dtype: precision.param,
         grad_dtype: precision.grad,
-        state_dtype: precision.state,
+        state_dtype: precision
+            .quant
+            .map_or(precision.state.name(), Quant::name)
+            .to_string(),
         backend: "gpu",
         adapter: format!("{} ({:?})", info.name, info.backend),
         timing,
         steps: opts.steps,
         ms_per_step,
         bytes_per_param,
-        gb_per_s: (bytes_per_param * params) as f64 / ms_per_step / 1e6,
+        gb_per_s: moved as f64 / ms_per_step / 1e6,
         stream_ms,
         stream_shape: stream_shape.to_string(),
         roofline: stream_ms / ms_per_step,

@@ -17,6 +17,7 @@ use crate::optim::{
     Lars, Lion, NAdam, RAdam, RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
 };
 use crate::precision::{Dtype, Precision};
+use crate::quant::Quant;
 use crate::rng::SplitMix;
 
 mod cpu;
@@ -25,6 +26,8 @@ mod roofline;
 
 pub use cpu::cpu;
 pub use gpu::{Layout, gpu};
+#[cfg(test)]
+pub(crate) use roofline::stream_wgsl;
 pub use roofline::{Stream, StreamBuffers, StreamShape, copy_bandwidth, sweep};
 
 /// Every benchmark variant: an optimizer name, optionally with the option it turns on.
@@ -219,6 +222,16 @@ impl AnyConfig {
     pub fn takes_16_bit(&self) -> bool {
         with_config!(self, c => elementwise(c))
     }
+
+    /// Whether this optimizer quantizes its state (`Algorithm::QUANT_MAPS`).
+    pub fn takes_quantized(&self) -> bool {
+        with_config!(self, c => quantizes(c))
+    }
+}
+
+/// Whether `O` has maps for quantized state.
+fn quantizes<O: Algorithm>(_: &O) -> bool {
+    !O::QUANT_MAPS.is_empty()
 }
 
 /// Whether `O` is elementwise: no norm or factor passes.
@@ -227,7 +240,7 @@ fn elementwise<O: Algorithm>(_: &O) -> bool {
 }
 
 /// The precisions of [`memory_table`]'s columns, with their headings.
-pub const MEMORY_COLUMNS: [(&str, Precision); 4] = [
+pub const MEMORY_COLUMNS: [(&str, Precision); 7] = [
     ("f32", Precision::F32),
     (
         "f32 master weights, bf16 grads",
@@ -238,6 +251,12 @@ pub const MEMORY_COLUMNS: [(&str, Precision); 4] = [
         Precision::new(Dtype::F32, Dtype::F32, Dtype::Bf16),
     ),
     ("all bf16 (or f16)", Precision::uniform(Dtype::Bf16)),
+    ("f32, q8 state", Precision::F32.quantized(Quant::Q8)),
+    ("f32, q4 state", Precision::F32.quantized(Quant::Q4)),
+    (
+        "bf16 params and grads, q8 state",
+        Precision::uniform(Dtype::Bf16).quantized(Quant::Q8),
+    ),
 ];
 
 /// The README's memory table: for each default variant, the bytes of state held and the bytes
@@ -258,6 +277,10 @@ pub fn memory_table() -> String {
         for (_, precision) in MEMORY_COLUMNS {
             if !precision.is_f32() && !config.takes_16_bit() {
                 out.push_str(" f32 only |");
+                continue;
+            }
+            if precision.quant.is_some() && !config.takes_quantized() {
+                out.push_str(" not quantized |");
                 continue;
             }
             let (moved, held) = config.stored_step_bytes(&[n], precision);
@@ -312,8 +335,9 @@ pub struct BenchResult {
     pub param_dtype: Dtype,
     /// The gradients' dtype (`--grad-dtype`).
     pub grad_dtype: Dtype,
-    /// The optimizer state's dtype (`--state-dtype`).
-    pub state_dtype: Dtype,
+    /// The optimizer state's dtype (`--state-dtype`): `f32`, `bf16`, `f16`, or `q8` and `q4`
+    /// (codes and block scales).
+    pub state_dtype: String,
     /// `gpu` or `cpu`.
     pub backend: &'static str,
     /// The adapter (or CPU) measured.
@@ -327,7 +351,7 @@ pub struct BenchResult {
     /// Bytes per parameter a single fused pass must move (param r/w, grad r, each state r/w),
     /// the bytes the streaming kernel moves. LAMB and LARS need per-tensor norms before they
     /// can update, so they make two passes (norms, then update) and move more than this.
-    pub bytes_per_param: u64,
+    pub bytes_per_param: f64,
     /// `bytes_per_param · params / ms_per_step`, in GB/s (10⁹ bytes).
     pub gb_per_s: f64,
     /// Median time of the same-bytes streaming kernel at its fastest shape (`stream_shape`),

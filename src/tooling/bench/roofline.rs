@@ -8,12 +8,13 @@ use crate::context::{GpuContext, read_bytes};
 use crate::error::{Error, Result};
 use serde::Serialize;
 
-use crate::gpu::{groups_of, window_ranges};
+use crate::gpu::{groups_of, window_ranges_in};
 use crate::kernel::{
-    EXTENT_BYTES, GradAccess, Kernel, Storage, Width, create_module_for, pipeline_layout,
-    sized_compute_pipeline,
+    EXTENT_BYTES, GradAccess, Kernel, Storage, Width, compose_for, create_module_from,
+    pipeline_layout, quantized_bytes, sized_compute_pipeline,
 };
 use crate::precision::{Dtype, Precision};
+use crate::quant::{QMap, Quant};
 
 pub(super) fn wait(ctx: &GpuContext) -> Result<()> {
     ctx.device
@@ -196,14 +197,24 @@ pub struct StreamBuffers {
 
 impl StreamBuffers {
     /// Buffers for a step of `init.len()` parameters that keeps `states` state buffers, stored
-    /// as `precision` says.
+    /// as `precision` says (quantized states as block records of as many bytes as the
+    /// optimizer's: `init.len()` whole blocks).
     pub fn new(ctx: &GpuContext, states: u32, init: &[f32], precision: Precision) -> Self {
         let mut padded = init.to_vec();
         padded.resize(init.len().next_multiple_of(4), 0.0);
+        let precision = precision.for_len(padded.len() as u64);
         let buffers = (0..stream::ALL.len() as u32)
             .map(|b| {
                 let dtype = Self::dtype_of(precision, b);
-                if b < 2 + states {
+                if let (Some(q), true) = (precision.quant, (2..2 + states).contains(&b)) {
+                    // Zeros: the stream adds to words, it does not decode them.
+                    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("stream quantized state"),
+                        size: quantized_bytes(q, padded.len() as u64),
+                        usage: wgpu::BufferUsages::STORAGE,
+                        mapped_at_creation: false,
+                    })
+                } else if b < 2 + states {
                     ctx.upload_as("stream", dtype, &padded)
                 } else {
                     ctx.upload("stream placeholder", &[0.0; 4])
@@ -228,6 +239,50 @@ impl StreamBuffers {
     }
 }
 
+/// The streaming kernel's complete WGSL over tensors stored as `storage` says.
+pub(crate) fn stream_wgsl(storage: &Storage) -> String {
+    let maps = [QMap::Signed; 3];
+    compose_for(&STREAM, &stream::STATE_NAMES, &maps, storage)
+        + &stream_states(storage.precision.quant)
+}
+
+/// `fn stream_states(i, g)` for `shaders/stream.wgsl`: each state in use (`N_STATES`) read,
+/// added to and written at vector `i`; a quantized state's code word (q4: every other vector's,
+/// two vectors' codes sharing a word) and, once per block, its scale.
+fn stream_states(quant: Option<Quant>) -> String {
+    let mut out = String::from("fn stream_states(i: u32, g: V) {\n");
+    if quant.is_some() {
+        out.push_str(
+            "    let lid = i % QWG;\n    let rec = i / QWG * QREC;\n    let d = bitcast<VU>(g);\n",
+        );
+    }
+    for (k, name) in stream::STATE_NAMES.iter().enumerate() {
+        let body = match quant {
+            None => format!("store_{name}(i, load_{name}(i) + g);"),
+            Some(q) => {
+                let code = format!(
+                    "{name}[rec + lid / {per}u] = {name}[rec + lid / {per}u] + d.x;",
+                    per = 8 / q.bits()
+                );
+                let code = match q {
+                    Quant::Q8 => code,
+                    Quant::Q4 => {
+                        format!("if ((lid & 1u) == 0u) {{\n            {code}\n        }}")
+                    }
+                };
+                format!(
+                    "{code}\n        if (lid == 0u) {{\n            {name}[rec + QCODE_WORDS] = {name}[rec + QCODE_WORDS] + d.y;\n        }}"
+                )
+            }
+        };
+        out.push_str(&format!(
+            "    if (N_STATES > {k}u) {{\n        {body}\n    }}\n"
+        ));
+    }
+    out.push_str("}\n");
+    out
+}
+
 /// The same-bytes streaming kernel (`shaders/stream.wgsl`) in one [`StreamShape`], over
 /// [`StreamBuffers`].
 pub struct Stream {
@@ -242,7 +297,7 @@ impl Stream {
     pub fn new(ctx: &GpuContext, buffers: &StreamBuffers, shape: StreamShape) -> Self {
         let device = &ctx.device;
         let storage = Storage::f32(GradAccess::ReadOnly, shape.width).with(buffers.precision);
-        let module = create_module_for(device, &STREAM, &stream::STATE_NAMES, &storage);
+        let module = create_module_from(device, STREAM.name, stream_wgsl(&storage));
         let mut bindings = stream::ALL.to_vec();
         if storage.packed() {
             bindings.push(update::EXTENT);
@@ -270,7 +325,8 @@ impl Stream {
         let limits = device.limits();
         let lanes = shape.width.lanes();
         let per_group = u64::from(shape.workgroup_size * shape.per_invocation);
-        let windows = window_ranges(buffers.len, &limits)
+        let quant = buffers.precision.quant;
+        let windows = window_ranges_in(buffers.len, &limits, quant)
             .into_iter()
             .map(|(start, n)| {
                 let mut entries: Vec<_> = buffers
@@ -280,7 +336,12 @@ impl Stream {
                     .enumerate()
                     .map(|(k, (b, binding))| {
                         let dtype = StreamBuffers::dtype_of(buffers.precision, k as u32);
-                        if (k as u32) < 2 + buffers.states {
+                        let state = k >= 2;
+                        if let (Some(q), true, true) =
+                            (quant, state, (k as u32) < 2 + buffers.states)
+                        {
+                            binding.entry(b, quantized_bytes(q, start), quantized_bytes(q, n))
+                        } else if (k as u32) < 2 + buffers.states {
                             binding.entry(b, start * dtype.bytes(), dtype.buffer_bytes(n))
                         } else {
                             binding.whole(b)

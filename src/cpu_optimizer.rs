@@ -265,6 +265,31 @@ impl<O: Algorithm> CpuOptimizer<O> {
         Ok(self.registry.push(group, shape, precision))
     }
 
+    /// Replaces group `group`'s hyperparameters from the next step on (see
+    /// [`crate::GpuOptimizer::set_group_config`]); on error nothing changes.
+    pub fn set_group_config(&mut self, group: GroupId, config: O) -> Result<()> {
+        self.registry.check_group_config(group, &config)?;
+        self.registry.scheduler.replace_group(group.0, config);
+        Ok(())
+    }
+
+    /// Sets group `group`'s base learning rate from the next step on (see
+    /// [`crate::GpuOptimizer::set_lr`]).
+    pub fn set_lr(&mut self, group: GroupId, lr: f64) -> Result<()> {
+        let config = self.registry.config_with_lr(group, lr)?;
+        self.set_group_config(group, config)
+    }
+
+    /// Freezes or unfreezes group `group` (see [`crate::GpuOptimizer::set_frozen`]).
+    pub fn set_frozen(&mut self, group: GroupId, frozen: bool) -> Result<()> {
+        self.registry.set_frozen(group, frozen)
+    }
+
+    /// Whether group `group` is frozen.
+    pub fn is_frozen(&self, group: GroupId) -> bool {
+        self.registry.is_frozen(group.0)
+    }
+
     /// One optimizer step over every registered parameter.
     ///
     /// `params[i]` and `grads[i]` belong to the `i`-th registered parameter. Shapes are checked
@@ -299,10 +324,13 @@ impl<O: Algorithm> CpuOptimizer<O> {
             };
             let total = grad_norm::global_norm(&source);
             self.last_grad_norm = Some(total);
-            adjusted = Some(grad_norm::scaled(
-                &source,
-                grad_norm::clip_coefficient(max_norm, total),
-            ));
+            // An infinite max_norm logs the norm and leaves the gradients as they are.
+            if max_norm.is_finite() {
+                adjusted = Some(grad_norm::scaled(
+                    &source,
+                    grad_norm::clip_coefficient(max_norm, total),
+                ));
+            }
         }
         let mut skipped = 0;
         if let (Some(config), Some(st)) = (&stage.loss_scale, &mut self.scaler) {
@@ -317,6 +345,9 @@ impl<O: Algorithm> CpuOptimizer<O> {
         let registered = self.registry.params();
         let all = self.states.iter_mut().zip(&mut self.quantized);
         for (i, (r, (states, quantized))) in registered.iter().zip(all).enumerate() {
+            if self.registry.is_frozen(r.group) {
+                continue;
+            }
             let s = scheduler.scalars_at(r.group, t, state_step);
             let slices = states.each_mut().map(|v| v.as_mut_slice());
             let grad = adjusted.as_ref().map_or(grads[i], |c| c[i].as_slice());

@@ -233,6 +233,45 @@ fn below_max_norm_nothing_changes_bit_for_bit() {
     );
 }
 
+/// `max_norm = inf` (torch's way to log the norm only): the norm is computed on both backends,
+/// and the updates are bit for bit those without clipping, however large the gradients.
+#[test]
+fn an_infinite_max_norm_logs_the_norm_and_clips_nothing() {
+    let Some(ctx) = gpu() else { return };
+    let config = AdamW {
+        lr: 0.01,
+        ..Default::default()
+    };
+    let logged = run(&ctx, config, Some(f64::INFINITY), 100.0);
+    let plain = run(&ctx, config, None, 100.0);
+    assert_eq!(logged.params, plain.params);
+    assert_eq!(logged.cpu_params, plain.cpu_params);
+    assert_parity(&logged, "adamw, max_norm inf");
+    assert!(logged.torch_norms.iter().all(|&n| n > 1000.0));
+    let norms = logged.gpu_norms.iter().zip(&logged.cpu_norms);
+    for ((&g, &c), &t) in norms.zip(&logged.torch_norms) {
+        assert!(
+            (f64::from(g) - t).abs() <= 1e-5 * t,
+            "gpu norm {g}, torch {t}"
+        );
+        assert!(
+            (f64::from(c) - t).abs() <= 1e-5 * t,
+            "cpu norm {c}, torch {t}"
+        );
+    }
+    // A checkpoint keeps it.
+    let mut cpu = CpuOptimizer::new(Sgd::default()).unwrap();
+    cpu.register(cpu.default_group(), 3).unwrap();
+    cpu.set_max_grad_norm(Some(f64::INFINITY)).unwrap();
+    let path = common::scratch_dir("clip-inf").join("inf.safetensors");
+    cpu.save_checkpoint(&path).unwrap();
+    let loaded = wgpu_optim::Checkpoint::load(&path).unwrap();
+    assert_eq!(loaded.max_grad_norm, Some(f32::INFINITY));
+    let mut other = CpuOptimizer::new(Sgd::default()).unwrap();
+    other.register(other.default_group(), 3).unwrap();
+    other.restore(&loaded).unwrap();
+}
+
 #[test]
 fn clipping_is_deterministic_and_validated() {
     let Some(ctx) = gpu() else { return };
@@ -257,7 +296,7 @@ fn clipping_is_deterministic_and_validated() {
     assert_eq!(a.params, b.params);
     assert_eq!(a.gpu_norms, b.gpu_norms);
     let mut opt = GpuOptimizer::new(&ctx.device, &ctx.queue, Sgd::default()).unwrap();
-    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+    for bad in [0.0, -1.0, f64::NAN, f64::NEG_INFINITY, 1e39] {
         let e = opt.set_max_grad_norm(Some(bad)).unwrap_err();
         assert!(
             matches!(

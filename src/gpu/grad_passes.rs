@@ -104,10 +104,12 @@ impl GradPasses {
         let norms = self.reduce.buffers(device, &table, bytes);
         let scale = stage.loss_scale.unwrap_or_default();
         let uniform = GradParams {
-            max_norm: stage.max_norm.unwrap_or(0.0),
+            // An infinite max_norm only logs the norm: the coefficient stays 1, and no inf
+            // reaches the shader (WGSL may assume none).
+            max_norm: stage.max_norm.filter(|m| m.is_finite()).unwrap_or(0.0),
             tensors: params.len() as u32,
             norm_stride: (NORM_STRIDE_BYTES / 4) as u32,
-            clip: u32::from(stage.max_norm.is_some()),
+            clip: u32::from(stage.max_norm.is_some_and(f32::is_finite)),
             unscale: u32::from(stage.loss_scale.is_some()),
             growth_factor: scale.growth_factor as f32,
             backoff_factor: scale.backoff_factor as f32,

@@ -17,6 +17,9 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// and the coefficient `min(1, max_norm / (norm + 1e-6))`, and every update multiplies its
     /// gradient by it; the gradient buffers are not rewritten. The norm is kept on the device:
     /// [`GpuOptimizer::read_grad_norm`] reads it back when asked.
+    ///
+    /// `max_norm = f64::INFINITY` computes and keeps the norm without clipping (torch's
+    /// coefficient is then 1): the updates are exactly those without clipping.
     pub fn set_max_grad_norm(&mut self, max_norm: Option<f64>) -> Result<()> {
         let stage = self.registry.with_max_norm(max_norm)?;
         self.configure_grad_stage(stage)

@@ -10,13 +10,15 @@
 //! - `reduce`: the deterministic per-tensor norm reduction;
 //! - `factors`: Adafactor's factored tensors (dimensions, row-factor means, pass grids);
 //! - `grad_passes`, `grad_stage`: clipping's and loss scaling's passes on the device, and the
-//!   methods that turn them on and off.
+//!   methods that turn them on and off;
+//! - `groups`: changing a group's options, learning rate and frozen state between steps.
 
 mod commands;
 mod factors;
 mod geometry;
 mod grad_passes;
 mod grad_stage;
+mod groups;
 mod param;
 mod pipelines;
 mod reduce;
@@ -168,7 +170,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
     fn pipeline_for(&mut self, config: &O, tensors: (GradAccess, Precision), form: Form) -> usize {
         let stage = self.registry.grad_stage;
         let mut flags = config.flags();
-        flags.push(("CLIP", stage.max_norm.is_some()));
+        flags.push(("CLIP", stage.max_norm.is_some_and(f32::is_finite)));
         flags.push(("UNSCALE", stage.loss_scale.is_some()));
         self.kernels.pipelines(&self.device, flags, tensors, form)
     }
@@ -304,7 +306,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
         if let (Some(passes), Some(built)) = (&self.grad_passes, &self.grad_buffers) {
             passes.record(pass, built);
         }
-        let every = |_: usize| true;
+        // Frozen groups' tensors are not updated.
+        let every = |i: usize| !self.registry.is_frozen(params[i].group);
         if O::FACTORED {
             // Every factored tensor's row factors, column factors, then the means of its rows.
             for k in 0..FACTOR_PASSES.len() {
@@ -402,6 +405,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
         let updates: usize = self
             .params
             .iter()
+            .filter(|p| !self.registry.is_frozen(p.group))
             .flat_map(|p| &p.windows)
             .map(|w| usize::from(w.grids.body.0 > 0) + usize::from(w.grids.tail))
             .sum();

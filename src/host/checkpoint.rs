@@ -18,7 +18,8 @@
 //! scale, growth tracker, skipped steps, whether the last step was skipped}`), and for
 //! Schedule-Free `eval_mode` (`true` when saved in evaluation mode: the parameters held x) and
 //! `fresh` (a JSON list of the parameters registered but not stepped yet, whose z is still to
-//! be copied from them), and `precisions` (a JSON list of each parameter's
+//! be copied from them), `frozen` (a JSON list of the frozen parameter groups, when any), and
+//! `precisions` (a JSON list of each parameter's
 //! [`Precision`](crate::Precision) as stored, `{"param": "bf16", "grad": "bf16", "state":
 //! "bf16"}`, with `"quant": "q8"` or `"q4"` where the tensor's moments are quantized (a tensor
 //! too small to quantize records none), when any is not all f32).
@@ -94,6 +95,8 @@ pub struct Checkpoint {
     pub loss_scale: Option<SavedLossScale>,
     /// Saved in evaluation mode ([`crate::Algorithm::EVAL_MODE`] optimizers only).
     pub eval_mode: bool,
+    /// Indices of the frozen parameter groups, in increasing order (their updates skipped).
+    pub frozen: Vec<usize>,
     /// Indices of the parameters not stepped yet ([`crate::Algorithm::EVAL_MODE`] optimizers:
     /// their state starts from the parameter at their first step).
     pub fresh: Vec<usize>,
@@ -314,6 +317,12 @@ impl Checkpoint {
             let v = serde_json::to_value(shapes).map_err(|e| e.to_string())?;
             meta.insert("shapes".into(), v.to_string());
         }
+        if !self.frozen.is_empty() {
+            meta.insert(
+                "frozen".into(),
+                Value::from(self.frozen.clone()).to_string(),
+            );
+        }
         if !self.fresh.is_empty() {
             meta.insert("fresh".into(), Value::from(self.fresh.clone()).to_string());
         }
@@ -483,6 +492,20 @@ impl Checkpoint {
         if fresh.windows(2).any(|w| w[0] >= w[1]) {
             return Err(bad(path, "fresh is not in increasing order"));
         }
+        let frozen: Vec<usize> = match meta.get("frozen") {
+            None => Vec::new(),
+            Some(_) => serde_json::from_value(parse_json("frozen")?)
+                .map_err(|e| bad(path, format!("frozen is not a list of groups: {e}")))?,
+        };
+        if frozen.windows(2).any(|w| w[0] >= w[1]) || frozen.iter().any(|&g| g >= groups.len()) {
+            return Err(bad(
+                path,
+                format!(
+                    "frozen {frozen:?} is not increasing groups of {}",
+                    groups.len()
+                ),
+            ));
+        }
         let shapes: Vec<Vec<usize>> = match meta.get("shapes") {
             None => lengths.iter().map(|&l| vec![l]).collect(),
             Some(_) => serde_json::from_value(parse_json("shapes")?)
@@ -614,6 +637,7 @@ impl Checkpoint {
             max_grad_norm,
             loss_scale,
             eval_mode,
+            frozen,
             fresh,
         })
     }

@@ -197,11 +197,13 @@ impl GradStage {
 /// Checks a clipping threshold (`None` turns clipping off) and rounds it to f32 once.
 pub(crate) fn validate_max_norm(max_norm: Option<f64>) -> Result<Option<f32>> {
     match max_norm {
+        // torch's max_norm = inf: the norm is computed and logged, nothing is clipped.
+        Some(m) if m == f64::INFINITY => Ok(Some(f32::INFINITY)),
         Some(m) if !((m as f32).is_finite() && m as f32 > 0.0) => {
             Err(Error::InvalidHyperparameter {
                 name: "max_norm",
                 value: m,
-                reason: "must be finite and > 0 in f32",
+                reason: "must be > 0 and finite in f32, or infinite (log the norm only)",
             })
         }
         m => Ok(m.map(|m| m as f32)),

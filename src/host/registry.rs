@@ -45,6 +45,8 @@ pub(crate) struct Registry<O: Algorithm> {
     pub grad_stage: GradStage,
     /// The parameters hold the evaluation point ([`Algorithm::EVAL_MODE`] optimizers).
     pub eval_mode: bool,
+    /// The frozen groups, in increasing order: their updates are skipped, their state kept.
+    frozen: Vec<usize>,
 }
 
 /// A checked restore, ready to apply: nothing is changed until [`Registry::commit`].
@@ -64,6 +66,7 @@ pub(crate) struct Restore<O: Algorithm> {
     pub quantized: Vec<[Option<Blocks>; MAX_STATES]>,
     eval_mode: bool,
     fresh: Vec<usize>,
+    frozen: Vec<usize>,
 }
 
 impl<O: Algorithm> Registry<O> {
@@ -74,7 +77,73 @@ impl<O: Algorithm> Registry<O> {
             params: Vec::new(),
             grad_stage: GradStage::default(),
             eval_mode: false,
+            frozen: Vec::new(),
         })
+    }
+
+    /// Whether group `group` is frozen.
+    pub fn is_frozen(&self, group: usize) -> bool {
+        self.frozen.binary_search(&group).is_ok()
+    }
+
+    /// Freezes (or unfreezes) group `group`.
+    pub fn set_frozen(&mut self, group: GroupId, frozen: bool) -> Result<()> {
+        self.scheduler.group(group)?;
+        match (self.frozen.binary_search(&group.0), frozen) {
+            (Err(at), true) => self.frozen.insert(at, group.0),
+            (Ok(at), false) => {
+                self.frozen.remove(at);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Checks `config` as group `group`'s new hyperparameters: valid, and keeping the same
+    /// states for every parameter of the group (a state cannot appear or vanish mid-run).
+    pub fn check_group_config(&self, group: GroupId, config: &O) -> Result<()> {
+        let old = self.scheduler.group(group)?;
+        config.validate()?;
+        for (i, p) in self.params.iter().enumerate() {
+            if p.group != group.0 {
+                continue;
+            }
+            for (slot, name) in O::STATE_NAMES.iter().enumerate() {
+                let (was, now) = (
+                    old.state_len(slot, &p.shape),
+                    config.state_len(slot, &p.shape),
+                );
+                if (was > 0) != (now > 0) {
+                    return Err(Error::InvalidOptions(format!(
+                        "the new options of group {} {} state {name} for parameter {i}, \
+                         already registered: options that add or drop a state are set before \
+                         registering",
+                        group.0,
+                        if now > 0 { "keep" } else { "drop" }
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Group `group`'s hyperparameters with the base learning rate `lr` (checked).
+    pub fn config_with_lr(&self, group: GroupId, lr: f64) -> Result<O> {
+        if !lr.is_finite() {
+            return Err(Error::InvalidHyperparameter {
+                name: "lr",
+                value: lr,
+                reason: "must be finite",
+            });
+        }
+        let mut v = serde_json::to_value(self.scheduler.group(group)?)
+            .map_err(|e| Error::InvalidOptions(format!("cannot set the learning rate: {e}")))?;
+        v["lr"] = serde_json::Value::from(lr);
+        let config: O = serde_json::from_value(v).map_err(|e| {
+            Error::InvalidOptions(format!("{} takes no learning rate {lr}: {e}", O::NAME))
+        })?;
+        config.validate()?;
+        Ok(config)
     }
 
     /// The registered parameters, in registration order.
@@ -229,6 +298,7 @@ impl<O: Algorithm> Registry<O> {
                 .zip(loss_scale)
                 .map(|(config, state)| SavedLossScale { config, state }),
             eval_mode: self.eval_mode,
+            frozen: self.frozen.clone(),
             fresh: (0..self.params.len())
                 .filter(|&i| self.params[i].fresh)
                 .collect(),
@@ -294,6 +364,7 @@ impl<O: Algorithm> Registry<O> {
             quantized,
             eval_mode: checkpoint.eval_mode,
             fresh: checkpoint.fresh,
+            frozen: checkpoint.frozen,
         })
     }
 
@@ -303,6 +374,7 @@ impl<O: Algorithm> Registry<O> {
             .restore(restore.groups, restore.schedule, restore.step);
         self.grad_stage = restore.grad_stage;
         self.eval_mode = restore.eval_mode;
+        self.frozen = restore.frozen;
         for (i, p) in self.params.iter_mut().enumerate() {
             p.fresh = restore.fresh.contains(&i);
         }

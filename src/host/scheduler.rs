@@ -112,6 +112,11 @@ impl<O: Algorithm> StepScheduler<O> {
         self.groups[group].scalars(self.lr_at(group, lr_step), state_step)
     }
 
+    /// Replaces group `group`'s hyperparameters (checked by the caller); returns the old ones.
+    pub(crate) fn replace_group(&mut self, group: usize, config: O) -> O {
+        std::mem::replace(&mut self.groups[group], config)
+    }
+
     /// Replaces the groups' hyperparameters, the schedule and the step count (checkpoint loading;
     /// the caller has checked that the groups match and validated the schedule).
     pub(crate) fn restore(&mut self, groups: Vec<O>, schedule: Option<Schedule>, step: u64) {

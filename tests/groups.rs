@@ -151,6 +151,21 @@ fn frozen_groups_and_changed_options_resume_from_a_checkpoint() {
     resumed.gpu.load_checkpoint(&path).unwrap();
     resumed.cpu.load_checkpoint(&path).unwrap();
     assert!(resumed.gpu.is_frozen(resumed.groups[0]));
+    // A checkpoint naming groups that are not there, or out of order, is refused.
+    for frozen in [vec![2], vec![1, 0], vec![0, 0]] {
+        let bad = Checkpoint {
+            frozen,
+            ..loaded.clone()
+        };
+        assert!(matches!(
+            resumed.cpu.restore(&bad),
+            Err(Error::CheckpointMismatch(_))
+        ));
+        assert!(matches!(
+            resumed.gpu.restore(&bad),
+            Err(Error::CheckpointMismatch(_))
+        ));
+    }
     assert_eq!(resumed.cpu.scheduler().groups()[1].lr, 0.03);
     for _ in 0..2 {
         let grads: Vec<Vec<f32>> = LENS.iter().map(|&(_, n)| run.rng.vec(n)).collect();
@@ -199,4 +214,35 @@ fn options_that_cannot_change_mid_run_are_refused_and_change_nothing() {
     // Both still step alike.
     run.step(&ctx);
     run.read(&ctx, "after the refusals");
+}
+
+/// Options that feed a value accumulated over the steps taken (NAdam's mu_product,
+/// Schedule-Free's weight sum, recomputed from the step count) are fixed for a run; the others
+/// change.
+#[test]
+fn options_behind_accumulated_values_are_fixed_for_a_run() {
+    use wgpu_optim::{NAdam, ScheduleFreeAdamW};
+    let mut nadam = CpuOptimizer::new(NAdam::default()).unwrap();
+    let g = nadam.default_group();
+    let e = nadam.set_group_config(
+        g,
+        NAdam {
+            momentum_decay: 0.01,
+            ..NAdam::default()
+        },
+    );
+    assert!(matches!(e, Err(Error::InvalidOptions(_))), "{e:?}");
+    nadam.set_lr(g, 0.01).unwrap();
+    let mut sf = CpuOptimizer::new(ScheduleFreeAdamW::default()).unwrap();
+    let g = sf.default_group();
+    let e = sf.set_lr(g, 0.5);
+    assert!(matches!(e, Err(Error::InvalidOptions(_))), "{e:?}");
+    sf.set_group_config(
+        g,
+        ScheduleFreeAdamW {
+            weight_decay: 0.1,
+            ..ScheduleFreeAdamW::default()
+        },
+    )
+    .unwrap();
 }

@@ -231,6 +231,12 @@ fn checkpoints_hold_codes_and_scales_and_resume_bit_for_bit() {
             other.restore(&loaded),
             Err(Error::CheckpointMismatch(_))
         ));
+        let mut negative = loaded.clone();
+        negative.params[0].quantized[1].1.scales[3] = -1.0;
+        assert!(matches!(
+            pair.cpu.restore(&negative),
+            Err(Error::CheckpointMismatch(_))
+        ));
         let mut short = loaded.clone();
         short.params[0].quantized[0].1.codes.pop();
         assert!(matches!(

@@ -245,6 +245,16 @@ impl Checkpoint {
                     }
                     None => (&p.states[k].0, Some(p.states[k].1.len() as u64)),
                 };
+                let bad_scale = p
+                    .quantized
+                    .get(k)
+                    .and_then(|(_, b)| b.scales.iter().find(|s| !(s.is_finite() && **s >= 0.0)));
+                if let Some(s) = bad_scale.filter(|_| p.precision.quant.is_some()) {
+                    return Err(mismatch(format!(
+                        "state {name} of parameter {i} has a block scale of {s}: scales are \
+                         finite and not negative"
+                    )));
+                }
                 if got != Some(expected) {
                     return Err(mismatch(format!(
                         "state {name} of parameter {i} holds {}, a parameter of shape {shape:?} keeps {expected} values",
@@ -254,6 +264,15 @@ impl Checkpoint {
                     )));
                 }
             }
+        }
+        if self.frozen.windows(2).any(|w| w[0] >= w[1])
+            || self.frozen.iter().any(|&g| g >= current.len())
+        {
+            return Err(mismatch(format!(
+                "frozen groups {:?} are not increasing indices of the {} groups",
+                self.frozen,
+                current.len()
+            )));
         }
         if let Some(s) = &self.schedule {
             s.validate()?;

@@ -104,6 +104,13 @@ impl<O: Algorithm> Registry<O> {
     pub fn check_group_config(&self, group: GroupId, config: &O) -> Result<()> {
         let old = self.scheduler.group(group)?;
         config.validate()?;
+        if let Some(option) = old.fixed_for_a_run(config) {
+            return Err(Error::InvalidOptions(format!(
+                "{} keeps {option} for a run: the host rebuilds a value accumulated over the \
+                 steps taken from it, so changing it would rewrite them",
+                O::NAME
+            )));
+        }
         for (i, p) in self.params.iter().enumerate() {
             if p.group != group.0 {
                 continue;
@@ -119,7 +126,7 @@ impl<O: Algorithm> Registry<O> {
                          already registered: options that add or drop a state are set before \
                          registering",
                         group.0,
-                        if now > 0 { "keep" } else { "drop" }
+                        if now > 0 { "add" } else { "drop" }
                     )));
                 }
             }

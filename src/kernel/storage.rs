@@ -249,13 +249,15 @@ fn q_scale(i: u32, x: V) -> f32 {{
         for (var k = 1u; k < QFAN; k = k + 1u) {{
             m = max(m, q_fan[lid * QFAN + k]);
         }}
-        q_block[lid] = max(m, 1e-12);
+        q_block[lid] = max(m, bitcast<f32>({scale_min}u));
     }}
     workgroupBarrier();
     return q_block[lid / QWG];
 }}
 ",
         block = q.block(),
+        // torchao's clip, as bits, so no compiler's reading of a decimal literal can differ.
+        scale_min = crate::quant::SCALE_MIN.to_bits(),
         group = QUANT_GROUP,
         qwg = q.block() / 4,
         code_words = record_words(q) - 1,

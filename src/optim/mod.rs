@@ -319,6 +319,13 @@ pub trait Algorithm:
 
     /// Checks every hyperparameter against PyTorch's ranges.
     fn validate(&self) -> Result<()>;
+    /// Whether `new` may replace these options in a running loop; else the name of an option
+    /// that feeds a value the optimizer accumulates over the steps taken (NAdam's
+    /// `mu_product`, Schedule-Free's weight sum), which the host recomputes from the step
+    /// count, so changing it would rewrite every past step.
+    fn fixed_for_a_run(&self, _new: &Self) -> Option<&'static str> {
+        None
+    }
     /// The (base) learning rate.
     fn lr(&self) -> f64;
     /// Whether these options keep state `slot` (an index into [`Self::STATE_NAMES`]).

@@ -92,6 +92,16 @@ impl Algorithm for NAdam {
     const MAX_STEPS: u64 = crate::optim::memo::MAX_STEPS;
     type Scalars = NAdamScalars;
 
+    fn fixed_for_a_run(&self, new: &Self) -> Option<&'static str> {
+        if self.betas.0 != new.betas.0 {
+            Some("betas[0]")
+        } else if self.momentum_decay != new.momentum_decay {
+            Some("momentum_decay")
+        } else {
+            None
+        }
+    }
+
     fn validate(&self) -> Result<()> {
         non_negative("lr", self.lr)?;
         non_negative("eps", self.eps)?;

@@ -112,6 +112,20 @@ impl Algorithm for ScheduleFreeAdamW {
     const TAKES_SCHEDULE: bool = false;
     type Scalars = ScheduleFreeScalars;
 
+    fn fixed_for_a_run(&self, new: &Self) -> Option<&'static str> {
+        if self.lr != new.lr {
+            Some("lr")
+        } else if self.warmup_steps != new.warmup_steps {
+            Some("warmup_steps")
+        } else if self.r != new.r {
+            Some("r")
+        } else if self.weight_lr_power != new.weight_lr_power {
+            Some("weight_lr_power")
+        } else {
+            None
+        }
+    }
+
     fn validate(&self) -> Result<()> {
         non_negative("lr", self.lr)?;
         non_negative("eps", self.eps)?;

@@ -40,6 +40,9 @@
 
 mod maps;
 
+/// The smallest block scale (torchao's `clip(1e-12)`): a block of zeros keeps it.
+pub const SCALE_MIN: f32 = 1e-12;
+
 /// How many bits each quantized state value takes, and the block its scale covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -205,7 +208,7 @@ pub fn quantize(q: Quant, which: QMap, values: &[f32]) -> Blocks {
         .chunks(block)
         .map(|b| {
             let absmax = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let scale = absmax.max(1e-12);
+            let scale = absmax.max(SCALE_MIN);
             codes.extend(b.iter().map(|&x| code(x, scale, &thresholds)));
             scale
         })

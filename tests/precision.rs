@@ -11,8 +11,8 @@ use common::{Rng, gpu, scratch_dir};
 use wgpu_optim::case::{self, Backend, Case};
 use wgpu_optim::{
     Adadelta, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd, Checkpoint,
-    CpuOptimizer, Dtype, Error, GpuContext, GpuOptimizer, Lamb, Lion, NAdam, Precision, RAdam,
-    RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
+    CpuOptimizer, Dtype, Error, GpuContext, GpuOptimizer, Lamb, Lion, NAdam, Precision, Quant,
+    RAdam, RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
 };
 
 const LENS: [usize; 5] = [1, 3, 4, 1757, 1_000_003];
@@ -214,6 +214,13 @@ fn replay_low_precision(backend: Backend) {
             Err(e) => panic!("{stem}: {e}"),
         };
         assert!(case.low_precision, "{stem}");
+        // The torchao cases are read as quantized state, the others not.
+        let quant = match stem.as_str() {
+            "adamw_8bit" => Some(Quant::Q8),
+            "adamw_4bit" => Some(Quant::Q4),
+            _ => None,
+        };
+        assert_eq!(case.precision.quant, quant, "{stem}");
         let ours = case::replay(&case, backend, ctx.as_ref()).unwrap();
         let report = case::compare(&case, &ours);
         for p in &report.params {

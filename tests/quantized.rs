@@ -1,12 +1,12 @@
 //! Quantized (q8, q4) moments: the GPU's codes and scales against the CPU reference bit for
-//! bit, the recorded torchao cases, the fallback of small tensors, windows, checkpoints of the
-//! stored codes, and the typed errors.
+//! bit, the fallback of small tensors, windows, checkpoints of the stored codes, and the typed
+//! errors. The recorded torchao cases replay with the other low-precision cases
+//! (`tests/precision.rs`).
 
 mod common;
 
 use common::pair::{Pair, identical};
 use common::{Rng, gpu, scratch_dir, small_limits_context};
-use wgpu_optim::case::{self, Backend, Case};
 use wgpu_optim::precision::Rounding;
 use wgpu_optim::quant::{self, QMap};
 use wgpu_optim::{
@@ -131,44 +131,6 @@ fn quantized_tensors_hold_codes_and_small_ones_keep_f32() {
     let buffer = pair.gpu.state_buffer(big, "exp_avg").unwrap();
     assert_eq!(buffer.size(), 32 * 260);
     pair.assert_identical(&ctx, "q8 and f32 fallback");
-}
-
-fn replay_quantized(backend: Backend) {
-    let ctx = match backend {
-        Backend::Gpu => match gpu() {
-            Some(c) => Some(c),
-            None => return,
-        },
-        Backend::Cpu => None,
-    };
-    let dir =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/parity/low-precision");
-    for (stem, q) in [("adamw_8bit", Quant::Q8), ("adamw_4bit", Quant::Q4)] {
-        let case = Case::load(&dir.join(format!("{stem}.safetensors"))).unwrap();
-        assert_eq!(case.precision.quant, Some(q), "{stem}");
-        let ours = case::replay(&case, backend, ctx.as_ref()).unwrap();
-        let report = case::compare(&case, &ours);
-        for p in &report.params {
-            eprintln!(
-                "{stem} {backend:?} {}: {:.3} of the rule",
-                p.name, p.worst_ratio
-            );
-        }
-        assert!(
-            report.within_tolerance(),
-            "{stem} on {backend:?}: {report:?}"
-        );
-    }
-}
-
-#[test]
-fn torchao_cases_replay_on_cpu() {
-    replay_quantized(Backend::Cpu);
-}
-
-#[test]
-fn torchao_cases_replay_on_gpu() {
-    replay_quantized(Backend::Gpu);
 }
 
 /// A checkpoint holds each quantized state as U8 codes and F32 scales, and resuming from it

@@ -8,6 +8,7 @@ use crate::host::registry::Registry;
 use crate::host::scheduler::StepScheduler;
 use crate::host::{GroupId, ParamId};
 use crate::optim::{Algorithm, MAX_STATES, Pass, States, sub_states};
+use crate::plateau::Plateau;
 use crate::precision::Precision;
 use crate::quant::{self, Blocks};
 use crate::schedule::Schedule;
@@ -278,6 +279,16 @@ impl<O: Algorithm> CpuOptimizer<O> {
     pub fn set_lr(&mut self, group: GroupId, lr: f64) -> Result<()> {
         let config = self.registry.config_with_lr(group, lr)?;
         self.set_group_config(group, config)
+    }
+
+    /// Sets (or removes) the plateau reduction (see [`crate::GpuOptimizer::set_plateau`]).
+    pub fn set_plateau(&mut self, plateau: Option<Plateau>) -> Result<()> {
+        self.registry.scheduler.set_plateau(plateau)
+    }
+
+    /// Reports a metric to the plateau reduction (see [`crate::GpuOptimizer::report_metric`]).
+    pub fn report_metric(&mut self, metric: f64) -> Result<bool> {
+        Ok(!self.registry.report_metric(metric)?.is_empty())
     }
 
     /// Freezes or unfreezes group `group` (see [`crate::GpuOptimizer::set_frozen`]).

@@ -54,6 +54,7 @@ mod host;
 mod io;
 pub mod kernel;
 pub mod optim;
+pub mod plateau;
 pub mod precision;
 pub mod quant;
 mod rng;
@@ -74,6 +75,7 @@ pub use optim::{
     Adadelta, Adafactor, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd, Lamb,
     Lars, Lion, NAdam, Pass, RAdam, RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
 };
+pub use plateau::{Plateau, PlateauMode, PlateauState, ThresholdMode};
 pub use precision::{Dtype, Precision};
 pub use quant::Quant;
 pub use schedule::Schedule;

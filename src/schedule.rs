@@ -26,6 +26,62 @@ pub enum Anneal {
     Linear,
 }
 
+impl Anneal {
+    /// The value `pct` of the way from `from` to `to`, as `OneCycleLR`'s anneal functions.
+    fn between(self, from: f64, to: f64, pct: f64) -> f64 {
+        match self {
+            Anneal::Cos => to + (from - to) / 2.0 * ((PI * pct).cos() + 1.0),
+            Anneal::Linear => (to - from) * pct + from,
+        }
+    }
+}
+
+/// Where epoch `t` falls in a one-cycle run of `total_steps`: the index of the first phase not
+/// yet over (or the last), and the fraction of it done. Epochs past the run keep the end.
+fn one_cycle_phase(total_steps: u64, pct_start: f64, three_phase: bool, t: f64) -> (usize, f64) {
+    let total = total_steps as f64;
+    let warm_end = pct_start * total - 1.0;
+    let ends: &[f64] = if three_phase {
+        &[warm_end, 2.0 * pct_start * total - 2.0, total - 1.0]
+    } else {
+        &[warm_end, total - 1.0]
+    };
+    let step = t.min(total);
+    let i = ends
+        .iter()
+        .position(|&end_step| step <= end_step)
+        .unwrap_or(ends.len() - 1);
+    let start_step = if i == 0 { 0.0 } else { ends[i - 1] };
+    // A phase of no length (a very short run) is over at once; PyTorch would divide by zero.
+    let pct = if ends[i] > start_step {
+        (step - start_step) / (ends[i] - start_step)
+    } else {
+        1.0
+    };
+    (i, pct)
+}
+
+fn default_base_momentum() -> f64 {
+    0.85
+}
+
+fn default_max_momentum() -> f64 {
+    0.95
+}
+
+// The JSON form leaves out what a format file without momentum cycling leaves out.
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
+fn is_default_base_momentum(m: &f64) -> bool {
+    *m == default_base_momentum()
+}
+
+fn is_default_max_momentum(m: &f64) -> bool {
+    *m == default_max_momentum()
+}
+
 /// A learning-rate schedule; see each variant for its PyTorch counterpart and formula.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
@@ -93,9 +149,17 @@ pub enum Schedule {
         /// Exponent (≥ 0).
         power: f64,
     },
-    /// `OneCycleLR` with `cycle_momentum=False`: warm up from `max_lr / div_factor` to `max_lr`
-    /// over `pct_start` of the run, then anneal to `max_lr / (div_factor · final_div_factor)`;
-    /// with `three_phase`, come back down to the initial rate before the final annealing.
+    /// `OneCycleLR`: warm up from `max_lr / div_factor` to `max_lr` over `pct_start` of the run,
+    /// then anneal to `max_lr / (div_factor · final_div_factor)`; with `three_phase`, come back
+    /// down to the initial rate before the final annealing.
+    ///
+    /// With `cycle_momentum` (PyTorch's default; absent from JSON means off, as the parity format
+    /// says), the optimizer's momentum (SGD, RMSprop, LARS) or first beta (the Adam family,
+    /// Lion, LAMB, ADOPT, AdEMAMix) moves inversely to the rate: from `max_momentum` down to
+    /// `base_momentum` while the rate rises, and back while it falls (in three phases, it stays
+    /// at `max_momentum` for the last). It replaces the group's own value at every step, as
+    /// PyTorch's assignment to `betas` or `momentum` does, and Adam's bias correction
+    /// `1 - β₁ᵗ` uses the step's β₁, as PyTorch's. See [`Schedule::momentum`].
     ///
     /// The base learning rate is ignored, as PyTorch's is. PyTorch raises past `total_steps`;
     /// here epochs past it keep the final rate.
@@ -115,6 +179,21 @@ pub enum Schedule {
         final_div_factor: f64,
         /// Use three phases instead of two.
         three_phase: bool,
+        /// Cycle the momentum or first beta inversely to the rate.
+        #[serde(default, skip_serializing_if = "is_false")]
+        cycle_momentum: bool,
+        /// The momentum at the peak rate (0.85 by default), in [0, 1).
+        #[serde(
+            default = "default_base_momentum",
+            skip_serializing_if = "is_default_base_momentum"
+        )]
+        base_momentum: f64,
+        /// The momentum at the lowest rates (0.95 by default), in [0, 1).
+        #[serde(
+            default = "default_max_momentum",
+            skip_serializing_if = "is_default_max_momentum"
+        )]
+        max_momentum: f64,
     },
     /// Inverse square root with linear warm-up, the original Transformer schedule (Vaswani et al.,
     /// 2017), normalized so the peak is the base rate:
@@ -259,12 +338,24 @@ impl Schedule {
                 div_factor,
                 final_div_factor,
                 three_phase: _,
+                cycle_momentum: _,
+                base_momentum,
+                max_momentum,
             } => {
                 positive("max_lr", *max_lr)?;
                 positive_count("total_steps", *total_steps)?;
                 in_range("pct_start", *pct_start, 0.0, 1.0, "must be in [0, 1]")?;
                 positive("div_factor", *div_factor)?;
-                positive("final_div_factor", *final_div_factor)
+                positive("final_div_factor", *final_div_factor)?;
+                for (name, m) in [
+                    ("base_momentum", base_momentum),
+                    ("max_momentum", max_momentum),
+                ] {
+                    if !(0.0..1.0).contains(m) {
+                        return Err(invalid(name, *m, "must be in [0, 1)"));
+                    }
+                }
+                Ok(())
             }
             Self::InverseSqrt { warmup_steps } => positive_count("warmup_steps", *warmup_steps),
             Self::Sequential {
@@ -279,6 +370,13 @@ impl Schedule {
                     )));
                 }
                 increasing("milestones", milestones)?;
+                if schedules.iter().any(|s| s.momentum(0).is_some()) {
+                    return Err(Error::InvalidOptions(
+                        "a sequential schedule cannot cycle the momentum: set cycle_momentum on \
+                         a onecycle schedule of its own"
+                            .into(),
+                    ));
+                }
                 schedules.iter().try_for_each(Schedule::validate)
             }
         }
@@ -307,6 +405,34 @@ impl Schedule {
     pub fn lr(&self, base: f64, epoch: u64) -> Result<f64> {
         self.validate()?;
         Ok(self.eval(base, epoch))
+    }
+
+    /// The momentum (or first beta) a schedule that cycles it sets at `epoch`: `OneCycleLR` with
+    /// `cycle_momentum`; `None` for every other schedule, which leaves the group's own.
+    pub fn momentum(&self, epoch: u64) -> Option<f64> {
+        match self {
+            Self::OneCycle {
+                total_steps,
+                pct_start,
+                anneal_strategy,
+                three_phase,
+                cycle_momentum: true,
+                base_momentum,
+                max_momentum,
+                ..
+            } => {
+                let (lo, hi) = (*base_momentum, *max_momentum);
+                let ends: &[(f64, f64)] = if *three_phase {
+                    &[(hi, lo), (lo, hi), (hi, hi)]
+                } else {
+                    &[(hi, lo), (lo, hi)]
+                };
+                let (i, pct) =
+                    one_cycle_phase(*total_steps, *pct_start, *three_phase, epoch as f64);
+                Some(anneal_strategy.between(ends[i].0, ends[i].1, pct))
+            }
+            _ => None,
+        }
     }
 
     /// [`Schedule::lr`] of a schedule already validated (every schedule a scheduler holds).
@@ -366,39 +492,17 @@ impl Schedule {
                 div_factor,
                 final_div_factor,
                 three_phase,
+                ..
             } => {
                 let initial = max_lr / div_factor;
                 let min = initial / final_div_factor;
-                let total = *total_steps as f64;
-                let warm_end = pct_start * total - 1.0;
-                let phases: &[(f64, f64, f64)] = if *three_phase {
-                    &[
-                        (warm_end, initial, *max_lr),
-                        (2.0 * pct_start * total - 2.0, *max_lr, initial),
-                        (total - 1.0, initial, min),
-                    ]
+                let ends: &[(f64, f64)] = if *three_phase {
+                    &[(initial, *max_lr), (*max_lr, initial), (initial, min)]
                 } else {
-                    &[(warm_end, initial, *max_lr), (total - 1.0, *max_lr, min)]
+                    &[(initial, *max_lr), (*max_lr, min)]
                 };
-                let step = t.min(total);
-                // The first phase not yet over, or the last; it starts where the one before ended.
-                let i = phases
-                    .iter()
-                    .position(|&(end_step, _, _)| step <= end_step)
-                    .unwrap_or(phases.len() - 1);
-                let start_step = if i == 0 { 0.0 } else { phases[i - 1].0 };
-                let (end_step, from, to) = phases[i];
-                // A phase of no length (a very short run) is over at once; PyTorch would divide
-                // by zero here.
-                let pct = if end_step > start_step {
-                    (step - start_step) / (end_step - start_step)
-                } else {
-                    1.0
-                };
-                match anneal_strategy {
-                    Anneal::Cos => to + (from - to) / 2.0 * ((PI * pct).cos() + 1.0),
-                    Anneal::Linear => (to - from) * pct + from,
-                }
+                let (i, pct) = one_cycle_phase(*total_steps, *pct_start, *three_phase, t);
+                anneal_strategy.between(ends[i].0, ends[i].1, pct)
             }
             Self::InverseSqrt { warmup_steps } => {
                 let (s, w) = (t + 1.0, *warmup_steps as f64);

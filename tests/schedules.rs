@@ -113,8 +113,12 @@ fn onecycle_phases() {
         div_factor: 25.0,
         final_div_factor: 1e4,
         three_phase: false,
+        cycle_momentum: false,
+        base_momentum: 0.85,
+        max_momentum: 0.95,
     };
     two.validate().unwrap();
+    assert_eq!(two.momentum(3), None);
     close(two.lr(123.0, 0).unwrap(), 0.02); // the base rate is ignored, as in PyTorch
     close(two.lr(1.0, 14).unwrap(), 0.5);
     close(two.lr(1.0, 49).unwrap(), 0.02 / 1e4);
@@ -127,11 +131,40 @@ fn onecycle_phases() {
         div_factor: 25.0,
         final_div_factor: 1e4,
         three_phase: true,
+        cycle_momentum: true,
+        base_momentum: 0.85,
+        max_momentum: 0.95,
     };
     close(three.lr(1.0, 14).unwrap(), 0.5);
     close(three.lr(1.0, 28).unwrap(), 0.02);
     close(three.lr(1.0, 7).unwrap(), 0.02 + (0.5 - 0.02) * 0.5);
     close(three.lr(1.0, 49).unwrap(), 0.02 / 1e4);
+    // The momentum moves inversely to the rate, and stays at its top in the third phase.
+    let m = |e| three.momentum(e).unwrap();
+    close(m(0), 0.95);
+    close(m(14), 0.85);
+    close(m(7), 0.95 - 0.1 * 0.5);
+    close(m(28), 0.95);
+    close(m(40), 0.95);
+}
+
+#[test]
+fn momentum_cycling_is_checked() {
+    let with = |base: f64, max: f64| {
+        format!(
+            r#"{{"name":"onecycle","max_lr":0.5,"total_steps":50,"pct_start":0.3,"anneal_strategy":"cos","div_factor":25.0,"final_div_factor":10000.0,"three_phase":false,"cycle_momentum":true,"base_momentum":{base},"max_momentum":{max}}}"#
+        )
+    };
+    let cycled: Schedule = with(0.85, 0.95).parse().unwrap();
+    assert_eq!(cycled.momentum(0), Some(0.95));
+    let err = with(0.85, 1.0).parse::<Schedule>().unwrap_err();
+    assert!(err.to_string().contains("max_momentum"), "{err}");
+    let inside = format!(
+        r#"{{"name":"sequential","schedules":[{},{{"name":"constant","factor":1.0,"total_iters":1}}],"milestones":[50]}}"#,
+        with(0.85, 0.95)
+    );
+    let err = inside.parse::<Schedule>().unwrap_err();
+    assert!(err.to_string().contains("cycle the momentum"), "{err}");
 }
 
 #[test]

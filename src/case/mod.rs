@@ -9,16 +9,15 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::context::GpuContext;
-use crate::cpu_optimizer::CpuOptimizer;
 use crate::error::{Error, Result};
-use crate::gpu::GpuOptimizer;
 use crate::host::checkpoint::Checkpoint;
-use crate::host::{GroupId, ParamId};
 use crate::io::{parse_safetensors, read_f32, read_file, write_atomically};
 use crate::optim::{Algorithm, MAX_STATES, Pass, by_name};
+use crate::plateau::Plateau;
 use crate::precision::{self as dtypes, Precision};
 use crate::quant::Quant;
 use crate::schedule::Schedule;
+use runner::{Runner, build};
 
 /// The `format` metadata value this crate reads.
 pub const FORMAT: &str = "optim-trajectory/1";
@@ -75,6 +74,24 @@ pub struct Case {
     /// Whether the case has `precision` metadata, and so is judged by the low-precision rule
     /// ([`LOW_PRECISION_OUTLIERS`]).
     pub low_precision: bool,
+    /// With the `plateau` schedule: the metric reported after each step (`metric`).
+    pub metric: Option<Vec<f32>>,
+}
+
+/// A case's learning-rate control: a schedule, or the metric-driven reduction.
+enum RateControl {
+    Schedule(Schedule),
+    Plateau(Plateau),
+}
+
+impl RateControl {
+    /// The control a case's `schedule` metadata names.
+    fn from_json(value: &Value) -> Result<Self> {
+        if value.get("name").and_then(Value::as_str) == Some("plateau") {
+            return Plateau::from_json(value).map(Self::Plateau);
+        }
+        Schedule::from_json(value).map(Self::Schedule)
+    }
 }
 
 /// The `precision` metadata: the dtypes, and the block size of quantized state.
@@ -216,6 +233,12 @@ impl Case {
         }
         params.sort_by(|a, b| a.name.cmp(&b.name));
         let lr = f32_tensor(path, &st, "lr", &[steps])?;
+        let plateau = schedule
+            .as_ref()
+            .is_some_and(|s| s.get("name").and_then(Value::as_str) == Some("plateau"));
+        let metric = plateau
+            .then(|| f32_tensor(path, &st, "metric", &[steps]))
+            .transpose()?;
         let (precision, low_precision) = match json_meta(path, &meta, "precision")? {
             Some(v) => (parse_precision(path, v)?, true),
             None => (Precision::F32, false),
@@ -238,6 +261,7 @@ impl Case {
             lr,
             precision,
             low_precision,
+            metric,
         })
     }
 
@@ -260,6 +284,7 @@ pub enum Backend {
 }
 
 mod judge;
+mod runner;
 
 pub use judge::{
     ATOL, DISPLACEMENT_RTOL, LOW_PRECISION_DISPLACEMENT_RTOL, LOW_PRECISION_OUTLIERS,
@@ -341,173 +366,6 @@ fn groups<O: DeserializeOwned>(case: &Case) -> Result<Vec<(O, Vec<usize>)>> {
     Ok(out)
 }
 
-/// The optimizer operations a replay needs, on either backend.
-trait Runner<O: Algorithm> {
-    fn add_group(&mut self, config: O) -> Result<GroupId>;
-    fn register(
-        &mut self,
-        group: GroupId,
-        init: &[f32],
-        shape: &[usize],
-        precision: Precision,
-    ) -> Result<()>;
-    fn set_schedule(&mut self, schedule: Option<Schedule>) -> Result<()>;
-    fn lr_next(&self) -> f64;
-    fn step(&mut self, grads: &[&[f32]]) -> Result<()>;
-    fn params(&self) -> Result<Vec<Vec<f32>>>;
-    /// State `name` of parameter `i`, if kept.
-    fn state(&self, i: usize, name: &str) -> Result<Option<Vec<f32>>>;
-    fn save_checkpoint(&self, path: &Path) -> Result<()>;
-    fn restore(&mut self, checkpoint: &Checkpoint) -> Result<()>;
-}
-
-struct CpuRunner<O: Algorithm> {
-    opt: CpuOptimizer<O>,
-    params: Vec<Vec<f32>>,
-}
-
-impl<O: Algorithm> Runner<O> for CpuRunner<O> {
-    fn add_group(&mut self, config: O) -> Result<GroupId> {
-        self.opt.add_param_group(config)
-    }
-    fn register(
-        &mut self,
-        group: GroupId,
-        init: &[f32],
-        shape: &[usize],
-        precision: Precision,
-    ) -> Result<()> {
-        self.opt.register_typed(group, shape, precision)?;
-        self.params.push(init.to_vec());
-        Ok(())
-    }
-    fn set_schedule(&mut self, schedule: Option<Schedule>) -> Result<()> {
-        self.opt.set_schedule(schedule)
-    }
-    fn lr_next(&self) -> f64 {
-        let s = self.opt.scheduler();
-        s.lr_at(0, s.steps_taken() + 1)
-    }
-    fn step(&mut self, grads: &[&[f32]]) -> Result<()> {
-        let mut params: Vec<&mut [f32]> = self.params.iter_mut().map(Vec::as_mut_slice).collect();
-        self.opt.step(&mut params, grads)
-    }
-    fn params(&self) -> Result<Vec<Vec<f32>>> {
-        Ok(self.params.clone())
-    }
-    fn state(&self, i: usize, name: &str) -> Result<Option<Vec<f32>>> {
-        Ok(self.opt.state(ParamId(i), name).map(<[f32]>::to_vec))
-    }
-    fn save_checkpoint(&self, path: &Path) -> Result<()> {
-        self.opt.save_checkpoint(path)
-    }
-    fn restore(&mut self, checkpoint: &Checkpoint) -> Result<()> {
-        self.opt.restore(checkpoint)
-    }
-}
-
-struct GpuRunner<'c, O: Algorithm> {
-    ctx: &'c GpuContext,
-    opt: GpuOptimizer<O>,
-    params: Vec<wgpu::Buffer>,
-    grads: Vec<wgpu::Buffer>,
-    /// Each parameter's precision and length.
-    stored: Vec<(Precision, usize)>,
-}
-
-impl<O: Algorithm> Runner<O> for GpuRunner<'_, O> {
-    fn add_group(&mut self, config: O) -> Result<GroupId> {
-        self.opt.add_param_group(config)
-    }
-    fn register(
-        &mut self,
-        group: GroupId,
-        init: &[f32],
-        shape: &[usize],
-        precision: Precision,
-    ) -> Result<()> {
-        let param = self.ctx.upload_as("param", precision.param, init);
-        let grad = self
-            .ctx
-            .upload_as("grad", precision.grad, &vec![0.0; init.len()]);
-        self.opt
-            .register_typed(group, param.slice(..), grad.slice(..), shape, precision)?;
-        self.params.push(param);
-        self.grads.push(grad);
-        self.stored.push((precision, init.len()));
-        Ok(())
-    }
-    fn set_schedule(&mut self, schedule: Option<Schedule>) -> Result<()> {
-        self.opt.set_schedule(schedule)
-    }
-    fn lr_next(&self) -> f64 {
-        let s = self.opt.scheduler();
-        s.lr_at(0, s.steps_taken() + 1)
-    }
-    fn step(&mut self, grads: &[&[f32]]) -> Result<()> {
-        for ((buffer, g), (precision, _)) in self.grads.iter().zip(grads).zip(&self.stored) {
-            self.ctx.write_as(buffer, precision.grad, g);
-        }
-        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-        self.opt.step(&mut encoder);
-        self.ctx.queue.submit([encoder.finish()]);
-        Ok(())
-    }
-    fn params(&self) -> Result<Vec<Vec<f32>>> {
-        self.params
-            .iter()
-            .zip(&self.stored)
-            .map(|(b, &(precision, len))| self.ctx.read_as(b, precision.param, len))
-            .collect()
-    }
-    fn state(&self, i: usize, name: &str) -> Result<Option<Vec<f32>>> {
-        self.opt.read_state(ParamId(i), name)
-    }
-    fn save_checkpoint(&self, path: &Path) -> Result<()> {
-        self.opt.save_checkpoint(path)
-    }
-    fn restore(&mut self, checkpoint: &Checkpoint) -> Result<()> {
-        self.opt.restore(checkpoint)
-    }
-}
-
-/// A fresh optimizer on `backend` with `groups` and each parameter registered, in order, in its
-/// group `group_of[i]` with value `values[i]`, shape `shapes[i]` and `precision`.
-fn build<'c, O: Algorithm>(
-    backend: Backend,
-    ctx: Option<&'c GpuContext>,
-    groups: &[O],
-    group_of: &[usize],
-    values: &[Vec<f32>],
-    (shapes, precision): (&[&[usize]], Precision),
-) -> Result<Box<dyn Runner<O> + 'c>> {
-    let mut runner: Box<dyn Runner<O> + 'c> = match (backend, ctx) {
-        (Backend::Cpu, _) => Box::new(CpuRunner {
-            opt: CpuOptimizer::new(groups[0].clone())?,
-            params: Vec::new(),
-        }),
-        (Backend::Gpu, Some(ctx)) => Box::new(GpuRunner {
-            ctx,
-            opt: GpuOptimizer::new(&ctx.device, &ctx.queue, groups[0].clone())?,
-            params: Vec::new(),
-            grads: Vec::new(),
-            stored: Vec::new(),
-        }),
-        (Backend::Gpu, None) => return Err(Error::NoAdapter(" (no GPU context given)".into())),
-    };
-    let mut ids = vec![GroupId(0)];
-    for config in &groups[1..] {
-        ids.push(runner.add_group(config.clone())?);
-    }
-    for ((&g, v), shape) in group_of.iter().zip(values).zip(shapes) {
-        let id = *ids
-            .get(g)
-            .ok_or_else(|| Error::CheckpointMismatch(format!("no parameter group {g}")))?;
-        runner.register(id, v, shape, precision)?;
-    }
-    Ok(runner)
-}
-
 /// A file name in the temporary directory for this process's resume checkpoint.
 fn resume_path() -> PathBuf {
     let nanos = std::time::SystemTime::now()
@@ -534,10 +392,10 @@ fn replay_as<O: Algorithm>(
     }
     let configs: Vec<O> = listed.into_iter().map(|(c, _)| c).collect();
     let inits: Vec<Vec<f32>> = case.params.iter().map(|p| p.init.clone()).collect();
-    let schedule = case
+    let control = case
         .schedule
         .as_ref()
-        .map(Schedule::from_json)
+        .map(RateControl::from_json)
         .transpose()?;
     if let Some(k) = resume_at
         && (k == 0 || k >= case.steps)
@@ -559,7 +417,11 @@ fn replay_as<O: Algorithm>(
     let shapes: Vec<&[usize]> = case.params.iter().map(|p| p.shape.as_slice()).collect();
     let tensors = (shapes.as_slice(), case.precision);
     let mut runner = build(backend, ctx, &configs, &group_of, &inits, tensors)?;
-    runner.set_schedule(schedule)?;
+    match control {
+        Some(RateControl::Schedule(s)) => runner.set_schedule(Some(s))?,
+        Some(RateControl::Plateau(p)) => runner.set_plateau(Some(p))?,
+        None => {}
+    }
     let mut results: Vec<Vec<f32>> = case
         .params
         .iter()
@@ -594,6 +456,9 @@ fn replay_as<O: Algorithm>(
         lr.push(runner.lr_next() as f32);
         let grads: Vec<&[f32]> = case.params.iter().map(|p| p.row(&p.grads, t)).collect();
         runner.step(&grads)?;
+        if let Some(metric) = &case.metric {
+            runner.report_metric(f64::from(metric[t]))?;
+        }
         let now = runner.params()?;
         if with_eval {
             let points = (now.as_slice(), case.precision.param);

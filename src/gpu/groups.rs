@@ -1,11 +1,12 @@
-//! Changing parameter groups between steps: their hyperparameters, their learning rate, and
-//! whether they are frozen.
+//! Changing parameter groups between steps: their hyperparameters, their learning rate,
+//! whether they are frozen, and the metric-driven reduction of their rates.
 
 use crate::error::Result;
 use crate::gpu::GpuOptimizer;
 use crate::gpu::scopes::ErrorScopes;
 use crate::host::GroupId;
 use crate::optim::Algorithm;
+use crate::plateau::Plateau;
 
 impl<O: Algorithm> GpuOptimizer<O> {
     /// Replaces group `group`'s hyperparameters from the next step on, as assigning
@@ -49,5 +50,25 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// Whether group `group` is frozen.
     pub fn is_frozen(&self, group: GroupId) -> bool {
         self.registry.is_frozen(group.0)
+    }
+
+    /// Sets (or, with `None`, removes) a metric-driven reduction of the groups' rates,
+    /// `ReduceLROnPlateau`, from its initial state. Report the metric with
+    /// [`GpuOptimizer::report_metric`] after a step; a reduction lowers each group's base rate.
+    /// Schedule-Free, which keeps its rate for a run, refuses it.
+    pub fn set_plateau(&mut self, plateau: Option<Plateau>) -> Result<()> {
+        self.registry.scheduler.set_plateau(plateau)
+    }
+
+    /// Reports `metric` (say the validation loss) to the plateau reduction, as PyTorch's
+    /// `scheduler.step(metric)`: the next step runs at the rates it decides. Returns whether it
+    /// lowered a rate now. Decided on the host, with no readback; without a reduction set, an
+    /// [`crate::Error::InvalidOptions`].
+    pub fn report_metric(&mut self, metric: f64) -> Result<bool> {
+        let lowered = !self.registry.report_metric(metric)?.is_empty();
+        if lowered {
+            self.tables.invalidate();
+        }
+        Ok(lowered)
     }
 }

@@ -18,7 +18,9 @@
 //! scale, growth tracker, skipped steps, whether the last step was skipped}`), and for
 //! Schedule-Free `eval_mode` (`true` when saved in evaluation mode: the parameters held x) and
 //! `fresh` (a JSON list of the parameters registered but not stepped yet, whose z is still to
-//! be copied from them), `frozen` (a JSON list of the frozen parameter groups, when any), and
+//! be copied from them), `frozen` (a JSON list of the frozen parameter groups, when any),
+//! `training_loop` (JSON, when a running-loop control is set: [`LoopControl`], the plateau
+//! reduction's options and state), and
 //! `precisions` (a JSON list of each parameter's
 //! [`Precision`](crate::Precision) as stored, `{"param": "bf16", "grad": "bf16", "state":
 //! "bf16"}`, with `"quant": "q8"` or `"q4"` where the tensor's moments are quantized (a tensor
@@ -36,6 +38,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::host::grad_stage::{LossScale, LossScaleState};
+use crate::host::loop_control::LoopControl;
 use crate::io::{parse_safetensors, read_f32, read_file, write_atomically};
 use crate::optim::Algorithm;
 use crate::precision::{self, Precision};
@@ -97,6 +100,8 @@ pub struct Checkpoint {
     pub eval_mode: bool,
     /// Indices of the frozen parameter groups, in increasing order (their updates skipped).
     pub frozen: Vec<usize>,
+    /// The running-loop controls set (plateau reduction).
+    pub training_loop: LoopControl,
     /// Indices of the parameters not stepped yet ([`crate::Algorithm::EVAL_MODE`] optimizers:
     /// their state starts from the parameter at their first step).
     pub fresh: Vec<usize>,
@@ -277,6 +282,7 @@ impl Checkpoint {
         if let Some(s) = &self.schedule {
             s.validate()?;
         }
+        self.training_loop.validate()?;
         crate::host::grad_stage::validate_max_norm(self.max_grad_norm.map(f64::from))?;
         if let Some(ls) = &self.loss_scale {
             ls.config.validate()?;
@@ -330,6 +336,10 @@ impl Checkpoint {
         }
         if self.eval_mode {
             meta.insert("eval_mode".into(), "true".into());
+        }
+        if !self.training_loop.is_empty() {
+            let v = serde_json::to_value(&self.training_loop).map_err(|e| e.to_string())?;
+            meta.insert("training_loop".into(), v.to_string());
         }
         if !flat {
             let shapes: Vec<&[usize]> = self.params.iter().map(|p| p.shape.as_slice()).collect();
@@ -492,6 +502,11 @@ impl Checkpoint {
                     .map_err(|e| bad(path, format!("loss_scale: {e}")))
             })
             .transpose()?;
+        let training_loop = match meta.get("training_loop") {
+            None => LoopControl::default(),
+            Some(_) => serde_json::from_value(parse_json("training_loop")?)
+                .map_err(|e| bad(path, format!("training_loop: {e}")))?,
+        };
         let eval_mode = match meta.get("eval_mode").map(String::as_str) {
             None => false,
             Some("true") => true,
@@ -657,6 +672,7 @@ impl Checkpoint {
             loss_scale,
             eval_mode,
             frozen,
+            training_loop,
             fresh,
         })
     }

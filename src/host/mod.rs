@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod grad_stage;
+pub mod loop_control;
 pub(crate) mod registry;
 pub mod scheduler;
 

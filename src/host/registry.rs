@@ -5,9 +5,11 @@
 use crate::error::{Error, Result};
 use crate::host::checkpoint::{Checkpoint, SavedLossScale, SavedParam};
 use crate::host::grad_stage::{GradStage, LossScale, LossScaleState, validate_max_norm};
+use crate::host::loop_control::{LoopControl, SavedPlateau};
 use crate::host::scheduler::StepScheduler;
 use crate::host::{GroupId, ParamId};
 use crate::optim::{Algorithm, MAX_STATES};
+use crate::plateau::{Plateau, PlateauState};
 use crate::precision::{Dtype, Precision};
 use crate::quant::Blocks;
 use crate::schedule::Schedule;
@@ -54,6 +56,7 @@ pub(crate) struct Registry<O: Algorithm> {
 pub(crate) struct Restore<O: Algorithm> {
     groups: Vec<O>,
     schedule: Option<Schedule>,
+    plateau: Option<(Plateau, PlateauState)>,
     step: u64,
     /// The gradient stage the checkpoint was saved with.
     pub grad_stage: GradStage,
@@ -104,6 +107,7 @@ impl<O: Algorithm> Registry<O> {
     pub fn check_group_config(&self, group: GroupId, config: &O) -> Result<()> {
         let old = self.scheduler.group(group)?;
         config.validate()?;
+        crate::host::scheduler::check_cycled(self.scheduler.schedule(), config)?;
         if let Some(option) = old.fixed_for_a_run(config) {
             return Err(Error::InvalidOptions(format!(
                 "{} keeps {option} for a run: the host rebuilds a value accumulated over the \
@@ -151,6 +155,34 @@ impl<O: Algorithm> Registry<O> {
         })?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Reports `metric` to the plateau reduction ([`StepScheduler::set_plateau`]); returns the
+    /// groups whose base rate it lowered now. Without a reduction set, an
+    /// [`Error::InvalidOptions`] and nothing changes.
+    pub fn report_metric(&mut self, metric: f64) -> Result<Vec<usize>> {
+        let Some((&plateau, &state)) = self.scheduler.plateau() else {
+            return Err(Error::InvalidOptions(
+                "a metric was reported with no plateau reduction set (set_plateau)".into(),
+            ));
+        };
+        let (next, reduce) = plateau.observe(state, metric);
+        let mut lowered = Vec::new();
+        if reduce {
+            for (g, config) in self.scheduler.groups().iter().enumerate() {
+                if let Some(lr) = plateau.reduced(config.lr()) {
+                    lowered.push((g, self.config_with_lr(GroupId(g), lr)?));
+                }
+            }
+        }
+        self.scheduler.set_plateau_state(next);
+        Ok(lowered
+            .into_iter()
+            .map(|(g, config)| {
+                self.scheduler.replace_group(g, config);
+                g
+            })
+            .collect())
     }
 
     /// The registered parameters, in registration order.
@@ -306,6 +338,12 @@ impl<O: Algorithm> Registry<O> {
                 .map(|(config, state)| SavedLossScale { config, state }),
             eval_mode: self.eval_mode,
             frozen: self.frozen.clone(),
+            training_loop: LoopControl {
+                plateau: self
+                    .scheduler
+                    .plateau()
+                    .map(|(&options, &state)| SavedPlateau { options, state }),
+            },
             fresh: (0..self.params.len())
                 .filter(|&i| self.params[i].fresh)
                 .collect(),
@@ -361,6 +399,10 @@ impl<O: Algorithm> Registry<O> {
         Ok(Restore {
             groups,
             schedule: checkpoint.schedule,
+            plateau: checkpoint
+                .training_loop
+                .plateau
+                .map(|p| (p.options, p.state)),
             step: checkpoint.step,
             grad_stage: GradStage {
                 max_norm: checkpoint.max_grad_norm,
@@ -377,8 +419,12 @@ impl<O: Algorithm> Registry<O> {
 
     /// Applies the host side of a planned restore (the backend writes the states).
     pub fn commit(&mut self, restore: Restore<O>) {
-        self.scheduler
-            .restore(restore.groups, restore.schedule, restore.step);
+        self.scheduler.restore(
+            restore.groups,
+            restore.schedule,
+            restore.plateau,
+            restore.step,
+        );
         self.grad_stage = restore.grad_stage;
         self.eval_mode = restore.eval_mode;
         self.frozen = restore.frozen;

@@ -9,14 +9,56 @@
 use crate::error::{Error, Result};
 use crate::host::GroupId;
 use crate::optim::Algorithm;
+use crate::plateau::{Plateau, PlateauState};
 use crate::schedule::Schedule;
 
-/// Parameter groups, the optional schedule and the step counter.
+/// Parameter groups, the optional schedule, the optional metric-driven reduction and the step
+/// counter.
 #[derive(Debug, Clone)]
 pub struct StepScheduler<O> {
     groups: Vec<O>,
     schedule: Option<Schedule>,
+    plateau: Option<(Plateau, PlateauState)>,
     step: u64,
+}
+
+/// Checks that `schedule`, if it cycles the momentum, can set it in `config` at every value it
+/// takes: the optimizer has a momentum or first beta, both ends are valid for it, and neither
+/// adds or drops a state or a kernel flag (SGD's momentum 0).
+pub(crate) fn check_cycled<O: Algorithm>(schedule: Option<&Schedule>, config: &O) -> Result<()> {
+    let Some(Schedule::OneCycle {
+        cycle_momentum: true,
+        base_momentum,
+        max_momentum,
+        ..
+    }) = schedule
+    else {
+        return Ok(());
+    };
+    for m in [*base_momentum, *max_momentum] {
+        let Some(cycled) = config.with_momentum(m) else {
+            return Err(Error::InvalidOptions(format!(
+                "{} has no momentum or first beta for cycle_momentum to set",
+                O::NAME
+            )));
+        };
+        cycled.validate()?;
+        if let Some(option) = config.fixed_for_a_run(&cycled) {
+            return Err(Error::InvalidOptions(format!(
+                "{} keeps {option} for a run, so cycle_momentum cannot set it",
+                O::NAME
+            )));
+        }
+        let states = |c: &O| c.kept_states().collect::<Vec<_>>();
+        if states(&cycled) != states(config) || cycled.flags() != config.flags() {
+            return Err(Error::InvalidOptions(format!(
+                "cycle_momentum at {m} would change which states or kernel flags {} keeps: \
+                 cycle between momenta above 0, starting from options with momentum",
+                O::NAME
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl<O: Algorithm> StepScheduler<O> {
@@ -26,6 +68,7 @@ impl<O: Algorithm> StepScheduler<O> {
         Ok(Self {
             groups: vec![config],
             schedule: None,
+            plateau: None,
             step: 0,
         })
     }
@@ -38,6 +81,7 @@ impl<O: Algorithm> StepScheduler<O> {
     /// Adds a parameter group with its own hyperparameters.
     pub fn add_group(&mut self, config: O) -> Result<GroupId> {
         config.validate()?;
+        check_cycled(self.schedule.as_ref(), &config)?;
         self.groups.push(config);
         Ok(GroupId(self.groups.len() - 1))
     }
@@ -53,9 +97,41 @@ impl<O: Algorithm> StepScheduler<O> {
                 )));
             }
             s.validate()?;
+            for config in &self.groups {
+                check_cycled(Some(s), config)?;
+            }
         }
         self.schedule = schedule;
         Ok(())
+    }
+
+    /// Sets (or, with `None`, removes) the metric-driven reduction of the groups' rates, from
+    /// its initial state. Its reductions lower each group's base rate, which a schedule, if
+    /// set, then scales.
+    pub fn set_plateau(&mut self, plateau: Option<Plateau>) -> Result<()> {
+        if let Some(p) = &plateau {
+            if !O::TAKES_SCHEDULE {
+                return Err(Error::InvalidOptions(format!(
+                    "{} keeps its learning rate for a run: it takes no plateau reduction",
+                    O::NAME
+                )));
+            }
+            p.validate()?;
+        }
+        self.plateau = plateau.map(|p| (p, p.initial_state()));
+        Ok(())
+    }
+
+    /// The metric-driven reduction and where it stands, if set.
+    pub fn plateau(&self) -> Option<(&Plateau, &PlateauState)> {
+        self.plateau.as_ref().map(|(p, s)| (p, s))
+    }
+
+    /// Sets the reduction's state (checked by the caller).
+    pub(crate) fn set_plateau_state(&mut self, state: PlateauState) {
+        if let Some((_, s)) = &mut self.plateau {
+            *s = state;
+        }
     }
 
     /// The schedule, if any.
@@ -108,8 +184,17 @@ impl<O: Algorithm> StepScheduler<O> {
     /// Group `group`'s kernel scalars at the learning rate of call `lr_step` and the optimizer
     /// state of step `state_step`: they differ once loss scaling has skipped steps, since the
     /// schedule follows the calls and the bias corrections follow the steps taken.
+    ///
+    /// A schedule that cycles the momentum sets it for call `lr_step` too.
     pub(crate) fn scalars_at(&self, group: usize, lr_step: u64, state_step: u64) -> O::Scalars {
-        self.groups[group].scalars(self.lr_at(group, lr_step), state_step)
+        let config = &self.groups[group];
+        let lr = self.lr_at(group, lr_step);
+        let cycled = self
+            .schedule
+            .as_ref()
+            .and_then(|s| s.momentum(lr_step.saturating_sub(1)))
+            .and_then(|m| config.with_momentum(m));
+        cycled.as_ref().unwrap_or(config).scalars(lr, state_step)
     }
 
     /// Replaces group `group`'s hyperparameters (checked by the caller); returns the old ones.
@@ -119,9 +204,16 @@ impl<O: Algorithm> StepScheduler<O> {
 
     /// Replaces the groups' hyperparameters, the schedule and the step count (checkpoint loading;
     /// the caller has checked that the groups match and validated the schedule).
-    pub(crate) fn restore(&mut self, groups: Vec<O>, schedule: Option<Schedule>, step: u64) {
+    pub(crate) fn restore(
+        &mut self,
+        groups: Vec<O>,
+        schedule: Option<Schedule>,
+        plateau: Option<(Plateau, PlateauState)>,
+        step: u64,
+    ) {
         self.groups = groups;
         self.schedule = schedule;
+        self.plateau = plateau;
         self.step = step;
     }
 

@@ -127,6 +127,13 @@ impl Algorithm for Adam {
         self.lr
     }
 
+    fn with_momentum(&self, momentum: f64) -> Option<Self> {
+        Some(Self {
+            betas: (momentum, self.betas.1),
+            ..*self
+        })
+    }
+
     fn uses_state(&self, slot: usize) -> bool {
         slot < 2 || (slot == 2 && self.amsgrad)
     }
@@ -184,6 +191,13 @@ impl Algorithm for AdamW {
 
     fn lr(&self) -> f64 {
         self.lr
+    }
+
+    fn with_momentum(&self, momentum: f64) -> Option<Self> {
+        Some(Self {
+            betas: (momentum, self.betas.1),
+            ..*self
+        })
     }
 
     fn uses_state(&self, slot: usize) -> bool {

@@ -84,6 +84,13 @@ impl Algorithm for Ademamix {
         self.lr
     }
 
+    fn with_momentum(&self, momentum: f64) -> Option<Self> {
+        Some(Self {
+            betas: (momentum, self.betas.1, self.betas.2),
+            ..*self
+        })
+    }
+
     fn uses_state(&self, slot: usize) -> bool {
         slot < 3
     }

@@ -71,6 +71,10 @@ impl Algorithm for Lars {
         self.lr
     }
 
+    fn with_momentum(&self, momentum: f64) -> Option<Self> {
+        Some(Self { momentum, ..*self })
+    }
+
     fn uses_state(&self, slot: usize) -> bool {
         slot == 0
     }

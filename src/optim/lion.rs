@@ -62,6 +62,13 @@ impl Algorithm for Lion {
         self.lr
     }
 
+    fn with_momentum(&self, momentum: f64) -> Option<Self> {
+        Some(Self {
+            betas: (momentum, self.betas.1),
+            ..*self
+        })
+    }
+
     fn uses_state(&self, slot: usize) -> bool {
         slot == 0
     }

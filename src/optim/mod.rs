@@ -328,6 +328,13 @@ pub trait Algorithm:
     }
     /// The (base) learning rate.
     fn lr(&self) -> f64;
+    /// These options with their momentum (SGD, RMSprop, LARS) or first beta (the Adam family,
+    /// Lion, LAMB, ADOPT, AdEMAMix) set to `momentum`: what a schedule that cycles it sets for a
+    /// step ([`crate::Schedule::momentum`]), as PyTorch's `OneCycleLR` assigns `momentum` or
+    /// `betas[0]`. `None` for optimizers with neither.
+    fn with_momentum(&self, _momentum: f64) -> Option<Self> {
+        None
+    }
     /// Whether these options keep state `slot` (an index into [`Self::STATE_NAMES`]).
     fn uses_state(&self, slot: usize) -> bool;
     /// Values of state `slot` kept for a parameter of `shape` (0: not kept). The parameter's

@@ -115,6 +115,13 @@ impl Algorithm for NAdam {
         self.lr
     }
 
+    fn with_momentum(&self, momentum: f64) -> Option<Self> {
+        Some(Self {
+            betas: (momentum, self.betas.1),
+            ..*self
+        })
+    }
+
     fn uses_state(&self, slot: usize) -> bool {
         slot < 2
     }

@@ -82,6 +82,13 @@ impl Algorithm for RAdam {
         self.lr
     }
 
+    fn with_momentum(&self, momentum: f64) -> Option<Self> {
+        Some(Self {
+            betas: (momentum, self.betas.1),
+            ..*self
+        })
+    }
+
     fn uses_state(&self, slot: usize) -> bool {
         slot < 2
     }

@@ -77,6 +77,10 @@ impl Algorithm for RmsProp {
         self.lr
     }
 
+    fn with_momentum(&self, momentum: f64) -> Option<Self> {
+        Some(Self { momentum, ..*self })
+    }
+
     fn uses_state(&self, slot: usize) -> bool {
         match slot {
             0 => true,

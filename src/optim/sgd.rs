@@ -84,6 +84,10 @@ impl Algorithm for Sgd {
         self.lr
     }
 
+    fn with_momentum(&self, momentum: f64) -> Option<Self> {
+        Some(Self { momentum, ..*self })
+    }
+
     fn uses_state(&self, slot: usize) -> bool {
         slot == 0 && self.momentum != 0.0
     }

@@ -1,6 +1,8 @@
 //! Both optimizers over the same tensors, held to each other bit for bit.
 
-use wgpu_optim::{Algorithm, CpuOptimizer, GpuContext, GpuOptimizer, ParamId, Precision};
+use wgpu_optim::{
+    Algorithm, Checkpoint, CpuOptimizer, GpuContext, GpuOptimizer, ParamId, Precision,
+};
 
 use super::Rng;
 
@@ -59,6 +61,29 @@ impl<O: Algorithm> Pair<O> {
         let mut views: Vec<&mut [f32]> = self.params.iter_mut().map(Vec::as_mut_slice).collect();
         let grad_views: Vec<&[f32]> = grads.iter().map(Vec::as_slice).collect();
         self.cpu.step(&mut views, &grad_views).unwrap();
+    }
+
+    /// A new pair built with `config` over these tensors' current values, restored from this
+    /// pair's checkpoints after a trip through their file bytes: a resumed run.
+    pub fn resume(&self, ctx: &GpuContext, config: O) -> Self {
+        let lens: Vec<usize> = self.params.iter().map(Vec::len).collect();
+        let mut resumed = Pair::new(ctx, config, &lens, self.precision, &mut Rng::new(0));
+        for (k, p) in self.params.iter().enumerate() {
+            ctx.write_as(&resumed.buffers[k].0, self.precision.param, p);
+            resumed.params[k] = p.clone();
+        }
+        let through_bytes = |c: Checkpoint| {
+            Checkpoint::from_bytes(&c.to_bytes().unwrap(), std::path::Path::new("resume")).unwrap()
+        };
+        resumed
+            .gpu
+            .restore(&through_bytes(self.gpu.checkpoint().unwrap()))
+            .unwrap();
+        resumed
+            .cpu
+            .restore(&through_bytes(self.cpu.checkpoint().unwrap()))
+            .unwrap();
+        resumed
     }
 
     /// Random gradients, exactly representable in the gradient's dtype.

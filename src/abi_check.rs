@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use naga::{AddressSpace, ArraySize, StorageAccess, TypeInner};
 
-use crate::abi::bindings::{Binding, Kind, grad_norm, mlp, reduce, stream, update};
+use crate::abi::bindings::{Binding, Kind, accumulate, grad_norm, mlp, reduce, stream, update};
 use crate::abi::uniforms::{Dims, GradParams};
 use crate::gpu::{group0, scalars_binding, scalars_size};
 use crate::kernel::{GradAccess, Kernel, Storage, Width, compose_for, compose_with};
@@ -302,6 +302,15 @@ fn support_kernels_match_their_bindings() {
         check_stored(&label, &stream_wgsl, width, precision, &table, 0);
         validate(&label, &stream_wgsl);
     }
+    let accumulate_wgsl = include_str!("../shaders/accumulate.wgsl");
+    check(
+        "accumulate",
+        accumulate_wgsl,
+        Width::Scalar,
+        &accumulate::ALL,
+        0,
+    );
+    validate("accumulate", accumulate_wgsl);
     let mlp_wgsl = compose_file("mlp", include_str!("../shaders/mlp.wgsl"));
     check(
         "mlp",

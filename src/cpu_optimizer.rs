@@ -4,6 +4,7 @@ use crate::cpu::{NORM_CHUNK, add_partials, grad_norm, norms_from_sums};
 use crate::error::{Error, Result};
 use crate::host::checkpoint::Checkpoint;
 use crate::host::grad_stage::{LossScale, LossScaleState, state_step};
+use crate::host::loop_control::{Accumulation, GRAD_SUM, MicroBatch};
 use crate::host::registry::Registry;
 use crate::host::scheduler::StepScheduler;
 use crate::host::{GroupId, ParamId};
@@ -29,6 +30,8 @@ pub struct CpuOptimizer<O: Algorithm> {
     last_grad_norm: Option<f32>,
     /// GradScaler's state while loss scaling is on.
     scaler: Option<LossScaleState>,
+    /// Each parameter's running gradient sum while accumulation is on (empty otherwise).
+    grad_sums: Vec<Vec<f32>>,
 }
 
 /// Rounds a parameter and its states to their dtypes after an update stored them in f32: the
@@ -153,6 +156,17 @@ fn step_chunked<O: Algorithm>(
     });
 }
 
+/// `len` zeros for a parameter of `shape`, or [`Error::OutOfMemory`].
+fn zeros(len: usize, shape: &[usize]) -> Result<Vec<f32>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|e| Error::OutOfMemory {
+        what: format!("the gradient sum of a parameter of shape {shape:?}"),
+        message: e.to_string(),
+    })?;
+    v.resize(len, 0.0);
+    Ok(v)
+}
+
 impl<O: Algorithm> CpuOptimizer<O> {
     /// An optimizer whose first parameter group (group 0) uses `config`.
     pub fn new(config: O) -> Result<Self> {
@@ -160,6 +174,7 @@ impl<O: Algorithm> CpuOptimizer<O> {
             registry: Registry::new(config)?,
             states: Vec::new(),
             quantized: Vec::new(),
+            grad_sums: Vec::new(),
             threads: 1,
             last_grad_norm: None,
             scaler: None,
@@ -261,8 +276,14 @@ impl<O: Algorithm> CpuOptimizer<O> {
                 state.resize(n, precision.state.round(config.initial_state(slot)));
             }
         }
+        let sum = if self.registry.accumulation.is_on() {
+            zeros(len, &shape)?
+        } else {
+            Vec::new()
+        };
         self.states.push(states);
         self.quantized.push(quantized);
+        self.grad_sums.push(sum);
         Ok(self.registry.push(group, shape, precision))
     }
 
@@ -291,6 +312,30 @@ impl<O: Algorithm> CpuOptimizer<O> {
         Ok(!self.registry.report_metric(metric)?.is_empty())
     }
 
+    /// Accumulates gradients over `every` calls of [`CpuOptimizer::step`] per optimizer step
+    /// (1 turns it off), as [`crate::GpuOptimizer::set_accumulation`] does.
+    pub fn set_accumulation(&mut self, every: u32) -> Result<()> {
+        self.registry
+            .check_accumulation(every, |i| self.registry.params()[i].precision)?;
+        let sums = if every > 1 {
+            self.registry
+                .params()
+                .iter()
+                .map(|r| zeros(r.len() as usize, &r.shape))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            vec![Vec::new(); self.registry.params().len()]
+        };
+        self.registry.set_accumulation(every)?;
+        self.grad_sums = sums;
+        Ok(())
+    }
+
+    /// Micro-batches per step and those summed toward the next.
+    pub fn accumulation(&self) -> Accumulation {
+        self.registry.accumulation
+    }
+
     /// Freezes or unfreezes group `group` (see [`crate::GpuOptimizer::set_frozen`]).
     pub fn set_frozen(&mut self, group: GroupId, frozen: bool) -> Result<()> {
         self.registry.set_frozen(group, frozen)
@@ -305,8 +350,31 @@ impl<O: Algorithm> CpuOptimizer<O> {
     ///
     /// `params[i]` and `grads[i]` belong to the `i`-th registered parameter. Shapes are checked
     /// before anything is written, so a bad call changes nothing.
+    ///
+    /// Under [`CpuOptimizer::set_accumulation`], only every k-th call steps; the others add
+    /// their gradients to the running sums (see [`crate::GpuOptimizer::set_accumulation`]).
     pub fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]]) -> Result<()> {
         self.check_shapes(params, Some(grads))?;
+        let Some(micro) = self.registry.accumulation.next() else {
+            return self.apply(params, grads);
+        };
+        let k = self.registry.accumulation.every;
+        for (sum, g) in self.grad_sums.iter_mut().zip(grads) {
+            crate::cpu::accumulate(micro.mode(), k, g, sum);
+        }
+        self.registry.accumulation.advance();
+        if micro != MicroBatch::Last {
+            return Ok(());
+        }
+        let sums = std::mem::take(&mut self.grad_sums);
+        let summed: Vec<&[f32]> = sums.iter().map(Vec::as_slice).collect();
+        let applied = self.apply(params, &summed);
+        self.grad_sums = sums;
+        applied
+    }
+
+    /// The step itself, with this step's gradients (checked).
+    fn apply(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]]) -> Result<()> {
         let t = self.registry.scheduler.advance();
         if O::EVAL_MODE {
             // As the GPU optimizer: back to the training point first, then the state of the
@@ -484,7 +552,9 @@ impl<O: Algorithm> CpuOptimizer<O> {
                         None => values.push((name, self.states[i][s].clone())),
                     }
                 }
-                Ok((values, quantized))
+                let pending = self.registry.accumulation.pending > 0;
+                let sums = pending.then(|| (GRAD_SUM.to_string(), self.grad_sums[i].clone()));
+                Ok((values, quantized, sums.into_iter().collect()))
             },
             self.scaler,
         )
@@ -520,6 +590,20 @@ impl<O: Algorithm> CpuOptimizer<O> {
                 }
             }
         }
+        let on = plan.accumulation.is_on();
+        let mut sums = Vec::with_capacity(registered.len());
+        for (r, tensors) in registered
+            .iter()
+            .zip(std::mem::take(&mut plan.loop_tensors))
+        {
+            let saved = tensors.into_iter().find(|(n, _)| n == GRAD_SUM);
+            sums.push(match saved {
+                Some((_, v)) => v,
+                None if on => zeros(r.len() as usize, &r.shape)?,
+                None => Vec::new(),
+            });
+        }
+        self.grad_sums = sums;
         self.scaler = plan.loss_scale;
         self.registry.commit(plan);
         Ok(())

@@ -1,6 +1,6 @@
 //! Controls of a running training loop on both backends, bit for bit, in the middle of a run
-//! and across checkpoints: the plateau reduction and momentum cycling; and the recorded
-//! `training-loop/` cases.
+//! and across checkpoints: the plateau reduction, momentum cycling and gradient accumulation;
+//! and the recorded `training-loop/` cases.
 
 mod common;
 
@@ -20,7 +20,11 @@ fn training_loop_dir() -> PathBuf {
 }
 
 /// The recorded cases this crate replays, by file name; every file of the folder must be one.
-const CASES: &[&str] = &["adamw_onecycle_momentum", "sched_plateau"];
+const CASES: &[&str] = &[
+    "adamw_accumulate",
+    "adamw_onecycle_momentum",
+    "sched_plateau",
+];
 
 fn replay_training_loop(backend: Backend) {
     let ctx = match backend {
@@ -253,4 +257,135 @@ fn momentum_cycling_and_plateau_errors() {
         sgd.set_plateau(Some(bad)),
         Err(Error::InvalidHyperparameter { name: "factor", .. })
     ));
+}
+
+#[test]
+fn accumulation_steps_every_k_calls_alike_and_resumes_exactly() {
+    let Some(ctx) = gpu() else { return };
+    let config = AdamW {
+        lr: 1e-2,
+        ..AdamW::default()
+    };
+    let k = 3;
+    let mut rng = Rng::new(11);
+    let mut run = Pair::new(&ctx, config, &LENS, Precision::F32, &mut rng);
+    // The same optimizer without accumulation, stepped by hand with the summed gradients.
+    let mut by_hand = CpuOptimizer::new(config).unwrap();
+    for &n in &LENS {
+        by_hand.register(by_hand.default_group(), n).unwrap();
+    }
+    let mut hand_params = run.params.clone();
+    run.gpu.set_accumulation(k).unwrap();
+    run.cpu.set_accumulation(k).unwrap();
+    let mut sums: Vec<Vec<f32>> = LENS.iter().map(|&n| vec![0.0; n]).collect();
+    let mut resumed = None;
+    for call in 0..11u32 {
+        if call == 5 {
+            // Two micro-batches summed: the sums travel in the checkpoint.
+            assert_eq!(run.gpu.accumulation().pending, 2);
+            resumed = Some(run.resume(&ctx, config));
+        }
+        let grads = run.grads(&mut rng);
+        for r in std::iter::once(&mut run).chain(resumed.as_mut()) {
+            r.step(&ctx, &grads);
+        }
+        for (s, g) in sums.iter_mut().zip(&grads) {
+            for (s, &g) in s.iter_mut().zip(g) {
+                *s = if call % k == 0 {
+                    g / k as f32
+                } else {
+                    *s + g / k as f32
+                };
+            }
+        }
+        if call % k == k - 1 {
+            let mut views: Vec<&mut [f32]> =
+                hand_params.iter_mut().map(Vec::as_mut_slice).collect();
+            let grads: Vec<&[f32]> = sums.iter().map(Vec::as_slice).collect();
+            by_hand.step(&mut views, &grads).unwrap();
+            // The last micro-batch left the sum in the gradient buffers.
+            for (i, s) in sums.iter().enumerate() {
+                let held = ctx
+                    .read_as(&run.buffers[i].1, Precision::F32.grad, s.len())
+                    .unwrap();
+                common::pair::assert_bits(&held, s, "the summed gradient");
+            }
+        }
+        assert_eq!(run.cpu.scheduler().steps_taken(), u64::from((call + 1) / k));
+    }
+    assert_eq!(run.gpu.scheduler().steps_taken(), 3);
+    assert_eq!(run.cpu.accumulation().pending, 2);
+    run.assert_identical(&ctx, "accumulated");
+    for (a, b) in run.params.iter().zip(&hand_params) {
+        common::pair::assert_bits(a, b, "accumulated against summed by hand");
+    }
+    let resumed = resumed.unwrap();
+    resumed.assert_identical(&ctx, "accumulated, resumed");
+    for (a, b) in run.params.iter().zip(&resumed.params) {
+        common::pair::assert_bits(a, b, "accumulated: resumed against uninterrupted");
+    }
+    for (i, &id) in run.ids.iter().enumerate() {
+        let gpu_sum = run.gpu.read_grad_sum(id).unwrap().unwrap();
+        let resumed_sum = resumed.gpu.read_grad_sum(id).unwrap().unwrap();
+        common::pair::assert_bits(&gpu_sum, &sums[i], "pending sum");
+        common::pair::assert_bits(&resumed_sum, &sums[i], "pending sum, resumed");
+    }
+    // Changing the count mid-step, no micro-batch at all, and 16-bit gradients are refused.
+    assert!(matches!(
+        run.gpu.set_accumulation(2),
+        Err(Error::InvalidOptions(_))
+    ));
+    assert!(matches!(
+        run.cpu.set_accumulation(0),
+        Err(Error::InvalidHyperparameter {
+            name: "accumulate",
+            ..
+        })
+    ));
+    let bf16 = Precision::uniform(wgpu_optim::Dtype::Bf16);
+    let mut half = Pair::new(&ctx, config, &[64], bf16, &mut rng);
+    assert!(matches!(
+        half.gpu.set_accumulation(2),
+        Err(Error::UnsupportedPrecision { .. })
+    ));
+    assert!(matches!(
+        half.cpu.set_accumulation(2),
+        Err(Error::UnsupportedPrecision { .. })
+    ));
+}
+
+/// Clipping (and so loss scaling, which reads the same buffers) sees the summed gradient: the
+/// norm the device logs is the norm of the sum, once per step.
+#[test]
+fn accumulated_gradients_are_what_clipping_sees() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng::new(12);
+    let mut run = Pair::new(&ctx, Sgd::default(), &LENS, Precision::F32, &mut rng);
+    for k in [2, 1] {
+        run.gpu.set_accumulation(k).unwrap();
+        run.cpu.set_accumulation(k).unwrap();
+        run.gpu.set_max_grad_norm(Some(f64::INFINITY)).unwrap();
+        run.cpu.set_max_grad_norm(Some(f64::INFINITY)).unwrap();
+        let mut sums: Vec<Vec<f64>> = LENS.iter().map(|&n| vec![0.0; n]).collect();
+        for _ in 0..k {
+            let grads = run.grads(&mut rng);
+            run.step(&ctx, &grads);
+            for (s, g) in sums.iter_mut().zip(&grads) {
+                for (s, &g) in s.iter_mut().zip(g) {
+                    *s += f64::from(g / k as f32);
+                }
+            }
+        }
+        let want = sums.iter().flatten().map(|v| v * v).sum::<f64>().sqrt();
+        let (gpu, cpu) = (
+            f64::from(run.gpu.read_grad_norm().unwrap()),
+            f64::from(run.cpu.last_grad_norm().unwrap()),
+        );
+        for got in [gpu, cpu] {
+            assert!(
+                (got - want).abs() <= 1e-5 * want,
+                "k {k}: norm {got}, want {want}"
+            );
+        }
+    }
 }

@@ -203,6 +203,18 @@ pub(crate) mod grad_norm {
     pub const FINALIZE: [Binding; 4] = [TENSOR_NORMS, CONTROL, PARAMS, SCALER];
 }
 
+/// `shaders/accumulate.wgsl`: gradient accumulation.
+pub(crate) mod accumulate {
+    use super::Binding;
+
+    /// The caller's gradient window, read and (by the last micro-batch) written.
+    pub const GRAD: Binding = Binding::storage(0, 0, "grad", false);
+    /// The running sum, the optimizer's own.
+    pub const SUM: Binding = Binding::storage(0, 1, "grad_sum", false);
+    /// Both, in layout order.
+    pub const ALL: [Binding; 2] = [GRAD, SUM];
+}
+
 /// `shaders/stream.wgsl`: the benchmark's same-bytes streaming kernel.
 pub(crate) mod stream {
     use super::Binding;

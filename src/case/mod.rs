@@ -76,6 +76,8 @@ pub struct Case {
     pub low_precision: bool,
     /// With the `plateau` schedule: the metric reported after each step (`metric`).
     pub metric: Option<Vec<f32>>,
+    /// Micro-batches per optimizer step (`accumulate`; 1 without): each row of `grad` is one.
+    pub accumulate: u32,
 }
 
 /// A case's learning-rate control: a schedule, or the metric-driven reduction.
@@ -239,6 +241,18 @@ impl Case {
         let metric = plateau
             .then(|| f32_tensor(path, &st, "metric", &[steps]))
             .transpose()?;
+        let accumulate = match meta.get("accumulate") {
+            None => 1,
+            Some(k) => match k.parse::<u32>() {
+                Ok(k) if k > 0 => k,
+                _ => {
+                    return Err(bad(
+                        path,
+                        format!("accumulate {k:?} is not a count above 0"),
+                    ));
+                }
+            },
+        };
         let (precision, low_precision) = match json_meta(path, &meta, "precision")? {
             Some(v) => (parse_precision(path, v)?, true),
             None => (Precision::F32, false),
@@ -262,6 +276,7 @@ impl Case {
             precision,
             low_precision,
             metric,
+            accumulate,
         })
     }
 
@@ -422,6 +437,7 @@ fn replay_as<O: Algorithm>(
         Some(RateControl::Plateau(p)) => runner.set_plateau(Some(p))?,
         None => {}
     }
+    runner.set_accumulation(case.accumulate)?;
     let mut results: Vec<Vec<f32>> = case
         .params
         .iter()
@@ -456,7 +472,10 @@ fn replay_as<O: Algorithm>(
         lr.push(runner.lr_next() as f32);
         let grads: Vec<&[f32]> = case.params.iter().map(|p| p.row(&p.grads, t)).collect();
         runner.step(&grads)?;
-        if let Some(metric) = &case.metric {
+        // The metric is reported after each optimizer step, not micro-batch.
+        if let Some(metric) = &case.metric
+            && (t + 1) % case.accumulate as usize == 0
+        {
             runner.report_metric(f64::from(metric[t]))?;
         }
         let now = runner.params()?;

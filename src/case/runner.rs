@@ -27,6 +27,7 @@ pub(super) trait Runner<O: Algorithm> {
     ) -> Result<()>;
     fn set_schedule(&mut self, schedule: Option<Schedule>) -> Result<()>;
     fn set_plateau(&mut self, plateau: Option<Plateau>) -> Result<()>;
+    fn set_accumulation(&mut self, every: u32) -> Result<()>;
     fn report_metric(&mut self, metric: f64) -> Result<()>;
     fn lr_next(&self) -> f64;
     fn step(&mut self, grads: &[&[f32]]) -> Result<()>;
@@ -62,6 +63,9 @@ impl<O: Algorithm> Runner<O> for CpuRunner<O> {
     }
     fn set_plateau(&mut self, plateau: Option<Plateau>) -> Result<()> {
         self.opt.set_plateau(plateau)
+    }
+    fn set_accumulation(&mut self, every: u32) -> Result<()> {
+        self.opt.set_accumulation(every)
     }
     fn report_metric(&mut self, metric: f64) -> Result<()> {
         self.opt.report_metric(metric).map(drop)
@@ -124,6 +128,9 @@ impl<O: Algorithm> Runner<O> for GpuRunner<'_, O> {
     }
     fn set_plateau(&mut self, plateau: Option<Plateau>) -> Result<()> {
         self.opt.set_plateau(plateau)
+    }
+    fn set_accumulation(&mut self, every: u32) -> Result<()> {
+        self.opt.set_accumulation(every)
     }
     fn report_metric(&mut self, metric: f64) -> Result<()> {
         self.opt.report_metric(metric).map(drop)

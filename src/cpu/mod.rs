@@ -11,6 +11,7 @@
 //! gradient shorter than the parameter panics. [`crate::CpuOptimizer`] checks every length
 //! before calling them, and returns an error instead.
 
+mod accumulate;
 mod adadelta;
 mod adafactor;
 mod adagrad;
@@ -30,6 +31,7 @@ mod rprop;
 mod schedule_free;
 mod sgd;
 
+pub use accumulate::accumulate;
 pub use adadelta::adadelta;
 pub use adafactor::adafactor;
 pub use adagrad::adagrad;

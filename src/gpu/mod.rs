@@ -13,6 +13,7 @@
 //!   methods that turn them on and off;
 //! - `groups`: changing a group's options, learning rate and frozen state between steps.
 
+mod accumulate;
 mod commands;
 mod factors;
 mod geometry;
@@ -30,6 +31,7 @@ use crate::abi::bindings::update;
 use crate::context::read_bytes;
 use crate::error::{Error, Result};
 use crate::host::checkpoint::Checkpoint;
+use crate::host::loop_control::{GRAD_SUM, MicroBatch};
 use crate::host::registry::Registry;
 use crate::host::scheduler::StepScheduler;
 use crate::host::{GroupId, ParamId};
@@ -106,6 +108,8 @@ pub struct GpuOptimizer<O: Algorithm> {
     qmaps: [Option<wgpu::Buffer>; 2],
     /// Register every parameter with the `f32` kernels (benchmarks and tests of that path).
     scalar_only: bool,
+    /// Gradient accumulation's pass and running sums, while it is on.
+    accumulator: Option<accumulate::Accumulator>,
 }
 
 impl<O: Algorithm> GpuOptimizer<O> {
@@ -159,6 +163,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
             placeholders,
             qmaps: [None, None],
             scalar_only: false,
+            accumulator: None,
         };
         this.pipeline_for(&config, (GradAccess::ReadOnly, Precision::F32), Form::Vec4);
         scopes.check(|| format!("{} kernel", O::KERNEL.name))?;
@@ -280,6 +285,14 @@ impl<O: Algorithm> GpuOptimizer<O> {
     }
 
     fn record_into(&mut self, pass: &mut impl Commands) {
+        if let (Some(micro), Some(a)) = (self.registry.accumulation.next(), &self.accumulator) {
+            // A micro-batch adds its gradients to the sums; the last also steps, with them.
+            a.record(pass, micro);
+            self.registry.accumulation.advance();
+            if micro != MicroBatch::Last {
+                return;
+            }
+        }
         let t = self.registry.scheduler.advance();
         let candidates = self.registry.grad_stage.candidates();
         let (scalars, offset) = self.tables.at(
@@ -400,7 +413,9 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// elements has only the tail); twice that plus one reduction for optimizers with
     /// per-tensor norms; plus, with clipping or loss scaling, as many again for the gradients'
     /// sums, a reduction and a final dispatch for the global norm; plus three for each tensor
-    /// Adafactor factors (its rows, columns and row-factor means).
+    /// Adafactor factors (its rows, columns and row-factor means); plus, with gradient
+    /// accumulation, one per gradient window for the pass every call records (the calls
+    /// that only accumulate record that pass alone).
     pub fn dispatches_per_step(&self) -> usize {
         let updates: usize = self
             .params
@@ -423,10 +438,14 @@ impl<O: Algorithm> GpuOptimizer<O> {
                         .count()
                 })
                 .sum::<usize>();
+        let accumulate = self
+            .accumulator
+            .as_ref()
+            .map_or(0, accumulate::Accumulator::dispatches);
         if O::NORMS && !self.params.is_empty() {
-            stage + 2 * updates + 1
+            accumulate + stage + 2 * updates + 1
         } else {
-            stage + updates
+            accumulate + stage + updates
         }
     }
 
@@ -515,7 +534,15 @@ impl<O: Algorithm> GpuOptimizer<O> {
                         None => {}
                     }
                 }
-                Ok((values, quantized))
+                let pending = self.registry.accumulation.pending > 0;
+                let sums = match self.accumulator.as_ref().filter(|_| pending) {
+                    Some(a) => {
+                        let bytes = read_bytes(&self.device, &self.queue, &a.sums[i])?;
+                        vec![(GRAD_SUM.to_string(), bytemuck::pod_collect_to_vec(&bytes))]
+                    }
+                    None => Vec::new(),
+                };
+                Ok((values, quantized, sums))
             },
             loss_scale,
         )
@@ -536,7 +563,17 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// first.
     pub fn restore(&mut self, checkpoint: &Checkpoint) -> Result<()> {
         let mut plan = self.registry.plan_restore(checkpoint)?;
+        // The pass and sums for the saved count of micro-batches, built before anything changes.
+        let every = plan.accumulation.every;
+        let accumulator = if every == self.registry.accumulation.every {
+            None
+        } else {
+            Some(self.build_accumulator(every)?)
+        };
         self.configure_grad_stage(plan.grad_stage)?;
+        if let Some(a) = accumulator {
+            self.accumulator = a;
+        }
         if let Some(state) = &plan.loss_scale {
             self.write_loss_scale(state);
         }
@@ -551,6 +588,16 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 };
                 if let Some(buffer) = buffer {
                     self.queue.write_buffer(buffer, 0, &bytes);
+                }
+            }
+        }
+        if let Some(a) = &self.accumulator {
+            for (sum, tensors) in a.sums.iter().zip(std::mem::take(&mut plan.loop_tensors)) {
+                // The saved sum while micro-batches are pending; otherwise the first one
+                // overwrites whatever the buffer holds.
+                if let Some((_, values)) = tensors.into_iter().find(|(n, _)| n == GRAD_SUM) {
+                    self.queue
+                        .write_buffer(sum, 0, bytemuck::cast_slice(&values));
                 }
             }
         }

@@ -365,10 +365,14 @@ impl<O: Algorithm> GpuOptimizer<O> {
         });
         let rebuilt = self.rebuild();
         let grad_buffers = self.build_grad_stage();
+        self.accumulate_new_param();
         if let Err(e) = scopes.check(|| {
             format!("registration of a parameter of shape {shape:?} ({state_bytes} bytes of state)")
         }) {
             self.params.pop();
+            if let Some(a) = &mut self.accumulator {
+                a.pop();
+            }
             self.kernels.truncate(pipelines_before);
             if let Some(q) = made_qmaps {
                 self.qmaps[q] = None;

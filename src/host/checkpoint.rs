@@ -8,6 +8,7 @@
 //! | `state.I.NAME` | U8 `[bytes]` | a quantized state ([`Precision::quant`]): its codes, packed as [`crate::quant`] says (torchao's `codes`) |
 //! | `state.I.NAME.scale` | F32 `[blocks]` | that state's block scales |
 //! | `state.I.step` | I64 `[1]` | the step count, per parameter as PyTorch keeps it (an integer here, not a float) |
+//! | `loop.I.NAME` | F32 `[len]` | what a running-loop control keeps for the parameter: `grad_sum`, the gradient accumulated so far while micro-batches are pending |
 //!
 //! Metadata: `format`, `optimizer` (its name), `step`, `checksum` (FNV-1a 64 over every
 //! tensor's name and bytes, in name order, so corrupted data is caught, not resumed from),
@@ -20,7 +21,8 @@
 //! `fresh` (a JSON list of the parameters registered but not stepped yet, whose z is still to
 //! be copied from them), `frozen` (a JSON list of the frozen parameter groups, when any),
 //! `training_loop` (JSON, when a running-loop control is set: [`LoopControl`], the plateau
-//! reduction's options and state), and
+//! reduction's options and state; gradient accumulation's micro-batches per step and pending),
+//! and
 //! `precisions` (a JSON list of each parameter's
 //! [`Precision`](crate::Precision) as stored, `{"param": "bf16", "grad": "bf16", "state":
 //! "bf16"}`, with `"quant": "q8"` or `"q4"` where the tensor's moments are quantized (a tensor
@@ -38,7 +40,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::host::grad_stage::{LossScale, LossScaleState};
-use crate::host::loop_control::LoopControl;
+use crate::host::loop_control::{LoopControl, check_loop_tensors};
 use crate::io::{parse_safetensors, read_f32, read_file, write_atomically};
 use crate::optim::Algorithm;
 use crate::precision::{self, Precision};
@@ -67,6 +69,9 @@ pub struct SavedParam {
     /// Its quantized states ([`Precision::quant`]), as stored: codes and block scales, by
     /// PyTorch's key, in binding order.
     pub quantized: Vec<(String, Blocks)>,
+    /// What the running-loop controls keep for it (f32, its length): `grad_sum`, the
+    /// accumulated gradient while micro-batches are pending.
+    pub loop_tensors: Vec<(String, Vec<f32>)>,
 }
 
 /// Loss scaling's settings and state, as saved.
@@ -283,6 +288,9 @@ impl Checkpoint {
             s.validate()?;
         }
         self.training_loop.validate()?;
+        for (i, p) in self.params.iter().enumerate() {
+            check_loop_tensors(&self.training_loop, i, p.len, &p.loop_tensors)?;
+        }
         crate::host::grad_stage::validate_max_norm(self.max_grad_norm.map(f64::from))?;
         if let Some(ls) = &self.loss_scale {
             ls.config.validate()?;
@@ -407,6 +415,13 @@ impl Checkpoint {
             let view = safetensors::tensor::TensorView::new(Dtype::I64, vec![1], &step_bytes)
                 .map_err(io)?;
             views.push((format!("state.{i}.step"), view));
+            for (name, data) in &p.loop_tensors {
+                let bytes: &[u8] = bytemuck::cast_slice(data);
+                let view =
+                    safetensors::tensor::TensorView::new(Dtype::F32, vec![data.len()], bytes)
+                        .map_err(io)?;
+                views.push((format!("loop.{i}.{name}"), view));
+            }
         }
         meta.insert(
             "checksum".into(),
@@ -652,6 +667,20 @@ impl Checkpoint {
                     Ok((n.to_string(), data))
                 })
                 .collect::<Result<Vec<_>>>()?;
+            let loop_prefix = format!("loop.{i}.");
+            let mut loop_names: Vec<&str> = names
+                .iter()
+                .filter_map(|n| n.strip_prefix(&loop_prefix))
+                .collect();
+            loop_names.sort_unstable();
+            let loop_tensors = loop_names
+                .into_iter()
+                .map(|n| {
+                    let name = format!("{loop_prefix}{n}");
+                    let data = read_f32(&st, &name, &[len]).map_err(|r| bad(path, r))?;
+                    Ok((n.to_string(), data))
+                })
+                .collect::<Result<Vec<_>>>()?;
             let shape = shapes[i].clone();
             params.push(SavedParam {
                 group,
@@ -660,6 +689,7 @@ impl Checkpoint {
                 precision: precisions[i],
                 states,
                 quantized,
+                loop_tensors,
             });
         }
         Ok(Self {

@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::host::checkpoint::{Checkpoint, SavedLossScale, SavedParam};
 use crate::host::grad_stage::{GradStage, LossScale, LossScaleState, validate_max_norm};
-use crate::host::loop_control::{LoopControl, SavedPlateau};
+use crate::host::loop_control::{Accumulation, LoopControl, SavedPlateau};
 use crate::host::scheduler::StepScheduler;
 use crate::host::{GroupId, ParamId};
 use crate::optim::{Algorithm, MAX_STATES};
@@ -15,8 +15,12 @@ use crate::quant::Blocks;
 use crate::schedule::Schedule;
 
 /// A parameter's saved states: the unquantized ones' values and the quantized ones' codes and
-/// scales, each by name in binding order.
-pub(crate) type SavedStates = (Vec<(String, Vec<f32>)>, Vec<(String, Blocks)>);
+/// scales, each by name in binding order; and its loop tensors (the running gradient sum).
+pub(crate) type SavedStates = (
+    Vec<(String, Vec<f32>)>,
+    Vec<(String, Blocks)>,
+    Vec<(String, Vec<f32>)>,
+);
 
 /// One registered parameter, as both backends know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +53,8 @@ pub(crate) struct Registry<O: Algorithm> {
     pub eval_mode: bool,
     /// The frozen groups, in increasing order: their updates are skipped, their state kept.
     frozen: Vec<usize>,
+    /// Gradient accumulation's micro-batches per step and the count toward the next.
+    pub accumulation: Accumulation,
 }
 
 /// A checked restore, ready to apply: nothing is changed until [`Registry::commit`].
@@ -67,6 +73,10 @@ pub(crate) struct Restore<O: Algorithm> {
     pub states: Vec<[Vec<f32>; MAX_STATES]>,
     /// Per parameter, each quantized state slot's saved codes and scales.
     pub quantized: Vec<[Option<Blocks>; MAX_STATES]>,
+    /// Per parameter, its saved loop tensors by name (the running gradient sum).
+    pub loop_tensors: Vec<Vec<(String, Vec<f32>)>>,
+    /// Gradient accumulation as saved.
+    pub accumulation: Accumulation,
     eval_mode: bool,
     fresh: Vec<usize>,
     frozen: Vec<usize>,
@@ -81,6 +91,7 @@ impl<O: Algorithm> Registry<O> {
             grad_stage: GradStage::default(),
             eval_mode: false,
             frozen: Vec::new(),
+            accumulation: Accumulation::default(),
         })
     }
 
@@ -185,6 +196,35 @@ impl<O: Algorithm> Registry<O> {
             .collect())
     }
 
+    /// Checks `every` micro-batches per step for the parameters registered, whose precisions
+    /// `precision(i)` gives: at least one, and f32 gradients wherever more than one.
+    pub fn check_accumulation(
+        &self,
+        every: u32,
+        precision: impl Fn(usize) -> Precision,
+    ) -> Result<()> {
+        Accumulation::check_every(every)?;
+        if every > 1 {
+            (0..self.params.len()).try_for_each(|i| check_accumulated::<O>(precision(i)))?;
+        }
+        Ok(())
+    }
+
+    /// Turns accumulation over `every` micro-batches per step on (or, with 1, off), checked
+    /// as [`Registry::check_accumulation`]; only between steps (no micro-batch pending), else
+    /// an [`Error::InvalidOptions`].
+    pub fn set_accumulation(&mut self, every: u32) -> Result<()> {
+        self.check_accumulation(every, |i| self.params[i].precision)?;
+        if self.accumulation.pending != 0 {
+            return Err(Error::InvalidOptions(format!(
+                "accumulation changed with {} of {} micro-batches summed: change it after a step",
+                self.accumulation.pending, self.accumulation.every
+            )));
+        }
+        self.accumulation = Accumulation { every, pending: 0 };
+        Ok(())
+    }
+
     /// The registered parameters, in registration order.
     pub fn params(&self) -> &[Registered] {
         &self.params
@@ -201,6 +241,9 @@ impl<O: Algorithm> Registry<O> {
     ) -> Result<(&O, Vec<usize>)> {
         let config = self.scheduler.group(group)?;
         check_precision::<O>(precision, self.grad_stage)?;
+        if self.accumulation.is_on() {
+            check_accumulated::<O>(precision)?;
+        }
         if len == 0 {
             return Err(Error::BadBufferSize {
                 which: "param",
@@ -313,7 +356,7 @@ impl<O: Algorithm> Registry<O> {
             .collect::<Result<_>>()?;
         let params = (0..self.params.len())
             .map(|i| {
-                let (states, quantized) = states(i)?;
+                let (states, quantized, loop_tensors) = states(i)?;
                 Ok(SavedParam {
                     group: self.params[i].group,
                     len: self.params[i].len() as usize,
@@ -321,6 +364,7 @@ impl<O: Algorithm> Registry<O> {
                     precision: self.params[i].precision,
                     states,
                     quantized,
+                    loop_tensors,
                 })
             })
             .collect::<Result<_>>()?;
@@ -343,6 +387,7 @@ impl<O: Algorithm> Registry<O> {
                     .scheduler
                     .plateau()
                     .map(|(&options, &state)| SavedPlateau { options, state }),
+                accumulation: self.accumulation.is_on().then_some(self.accumulation),
             },
             fresh: (0..self.params.len())
                 .filter(|&i| self.params[i].fresh)
@@ -379,8 +424,11 @@ impl<O: Algorithm> Registry<O> {
             }
         }
         let slot_of = |name: &str| O::STATE_NAMES.iter().position(|&n| n == name);
-        let (mut states, mut quantized) = (Vec::new(), Vec::new());
+        let accumulation = checkpoint.training_loop.accumulation.unwrap_or_default();
+        self.check_accumulation(accumulation.every, |i| self.params[i].precision)?;
+        let (mut states, mut quantized, mut loop_tensors) = (Vec::new(), Vec::new(), Vec::new());
         for saved in checkpoint.params {
+            loop_tensors.push(saved.loop_tensors);
             let mut values: [Vec<f32>; MAX_STATES] = Default::default();
             for (name, data) in saved.states {
                 if let Some(slot) = slot_of(&name) {
@@ -411,6 +459,8 @@ impl<O: Algorithm> Registry<O> {
             loss_scale: checkpoint.loss_scale.map(|l| l.state),
             states,
             quantized,
+            loop_tensors,
+            accumulation,
             eval_mode: checkpoint.eval_mode,
             fresh: checkpoint.fresh,
             frozen: checkpoint.frozen,
@@ -426,12 +476,26 @@ impl<O: Algorithm> Registry<O> {
             restore.step,
         );
         self.grad_stage = restore.grad_stage;
+        self.accumulation = restore.accumulation;
         self.eval_mode = restore.eval_mode;
         self.frozen = restore.frozen;
         for (i, p) in self.params.iter_mut().enumerate() {
             p.fresh = restore.fresh.contains(&i);
         }
     }
+}
+
+/// Whether gradients of `precision` can be accumulated: f32 ones only (the sum is f32, and a
+/// 16-bit gradient could not hold it for the step).
+fn check_accumulated<O: Algorithm>(precision: Precision) -> Result<()> {
+    if precision.grad != Dtype::F32 {
+        return Err(Error::UnsupportedPrecision {
+            optimizer: O::NAME,
+            precision,
+            reason: "gradient accumulation sums f32 gradients",
+        });
+    }
+    Ok(())
 }
 
 /// Whether `O` steps tensors of `precision` under gradient stage `stage`: 16-bit values only in

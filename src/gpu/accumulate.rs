@@ -1,0 +1,191 @@
+//! Gradient accumulation on the device (`shaders/accumulate.wgsl`): each registered gradient's
+//! running sum, the pass over every gradient window a call records, and the methods that turn
+//! it on and report it.
+
+use crate::abi::bindings::accumulate;
+use crate::context::read_bytes;
+use crate::error::Result;
+use crate::gpu::GpuOptimizer;
+use crate::gpu::commands::Commands;
+use crate::gpu::geometry::{groups_of, window_ranges};
+use crate::gpu::param::GpuParam;
+use crate::gpu::scopes::ErrorScopes;
+use crate::host::ParamId;
+use crate::host::loop_control::{Accumulation, MicroBatch};
+use crate::kernel::{WORKGROUP_SIZE, compute_pipeline, create_module_from, pipeline_layout};
+use crate::optim::Algorithm;
+
+/// Values per workgroup of `shaders/accumulate.wgsl`, one per invocation.
+const PER_WORKGROUP: u64 = WORKGROUP_SIZE as u64;
+
+/// The accumulation pass for `every` micro-batches per step: its pipelines (one per
+/// [`MicroBatch`]), every parameter's running sum, and every gradient window's bind group.
+#[derive(Debug)]
+pub(super) struct Accumulator {
+    /// By [`MicroBatch::mode`].
+    pipelines: [wgpu::ComputePipeline; 3],
+    layout: wgpu::BindGroupLayout,
+    /// Per registered parameter, its running sum (f32, its length).
+    pub sums: Vec<wgpu::Buffer>,
+    /// Per registered parameter, each gradient window's bind group and grid.
+    windows: Vec<Vec<(wgpu::BindGroup, (u32, u32))>>,
+}
+
+impl Accumulator {
+    /// Pipelines for `every` micro-batches per step, and no parameters yet.
+    fn new(device: &wgpu::Device, every: u32) -> Self {
+        let module = create_module_from(
+            device,
+            "accumulate",
+            include_str!("../../shaders/accumulate.wgsl").to_string(),
+        );
+        let entries = accumulate::ALL.map(|b| b.layout_entry(0));
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("wgpu-optim accumulate"),
+            entries: &entries,
+        });
+        let pipeline_layout = pipeline_layout(device, "accumulate", &[&layout]);
+        let pipelines = [MicroBatch::First, MicroBatch::Add, MicroBatch::Last].map(|m| {
+            compute_pipeline(
+                device,
+                "accumulate",
+                &pipeline_layout,
+                &module,
+                "main",
+                &[("MODE", f64::from(m.mode())), ("K", f64::from(every))],
+            )
+        });
+        Self {
+            pipelines,
+            layout,
+            sums: Vec::new(),
+            windows: Vec::new(),
+        }
+    }
+
+    /// Adds `p`'s running sum and its gradient windows' bind groups.
+    fn push(&mut self, device: &wgpu::Device, p: &GpuParam) {
+        let sum = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgpu-optim gradient sum"),
+            size: p.len * 4,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let limits = device.limits();
+        let windows = window_ranges(p.len, &limits)
+            .into_iter()
+            .map(|(first, n)| {
+                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("wgpu-optim accumulate"),
+                    layout: &self.layout,
+                    entries: &[
+                        accumulate::GRAD.entry(&p.grad, p.grad_offset + first * 4, n * 4),
+                        accumulate::SUM.entry(&sum, first * 4, n * 4),
+                    ],
+                });
+                let grid = groups_of(
+                    n,
+                    PER_WORKGROUP,
+                    limits.max_compute_workgroups_per_dimension,
+                );
+                (bind_group, grid)
+            })
+            .collect();
+        self.sums.push(sum);
+        self.windows.push(windows);
+    }
+
+    /// Drops the last parameter's sum (a registration that failed).
+    pub fn pop(&mut self) {
+        self.sums.pop();
+        self.windows.pop();
+    }
+
+    /// Records one micro-batch over every gradient.
+    pub fn record(&self, pass: &mut impl Commands, micro: MicroBatch) {
+        pass.set_pipeline(&self.pipelines[micro.mode() as usize]);
+        for (bind_group, (x, y)) in self.windows.iter().flatten() {
+            if *x > 0 {
+                pass.set_bind_group(0, bind_group, None);
+                pass.dispatch(*x, *y);
+            }
+        }
+    }
+
+    /// Dispatches one micro-batch records.
+    pub fn dispatches(&self) -> usize {
+        self.windows.iter().flatten().filter(|w| w.1.0 > 0).count()
+    }
+}
+
+impl<O: Algorithm> GpuOptimizer<O> {
+    /// Accumulates gradients over `every` micro-batches per optimizer step, as calling
+    /// PyTorch's `(loss / every).backward()` `every` times before one `optimizer.step()`
+    /// (1, the default, steps on every call).
+    ///
+    /// Then [`GpuOptimizer::step`] records, on each call, one pass adding every registered
+    /// gradient divided by `every` to a running sum the optimizer keeps (f32, 4 bytes per
+    /// parameter); the `every`-th call adds its own and writes the whole sum into the
+    /// gradient buffers (what `p.grad` holds at PyTorch's step), then steps with it: the
+    /// schedule, the step count, clipping and loss scaling all see one step per `every` calls.
+    /// Nothing is read back. The division is the device's f32 division: correctly rounded
+    /// where the device's is (lavapipe's and llvmpipe's are, so the GPU matches the CPU bit
+    /// for bit; WGSL allows 2.5 ULP), exact on any device for powers of two.
+    ///
+    /// Only between steps (no micro-batch pending), and for f32 gradients
+    /// ([`Error::UnsupportedPrecision`] otherwise); on any error nothing changes.
+    pub fn set_accumulation(&mut self, every: u32) -> Result<()> {
+        self.registry
+            .check_accumulation(every, |i| self.params[i].precision)?;
+        if self.registry.accumulation.pending != 0 {
+            // The registry's own check, with its message.
+            return self.registry.set_accumulation(every);
+        }
+        let accumulator = self.build_accumulator(every)?;
+        self.registry.set_accumulation(every)?;
+        self.accumulator = accumulator;
+        Ok(())
+    }
+
+    /// The pass and zeroed sums for `every` micro-batches per step over the parameters
+    /// registered (`None` for 1), in an error scope.
+    pub(super) fn build_accumulator(&self, every: u32) -> Result<Option<Accumulator>> {
+        if every <= 1 {
+            return Ok(None);
+        }
+        let scopes = ErrorScopes::push(&self.device);
+        let mut a = Accumulator::new(&self.device, every);
+        for p in &self.params {
+            a.push(&self.device, p);
+        }
+        scopes.check(|| format!("gradient sums for {} parameters", self.params.len()))?;
+        Ok(Some(a))
+    }
+
+    /// Micro-batches per step and those summed toward the next.
+    pub fn accumulation(&self) -> Accumulation {
+        self.registry.accumulation
+    }
+
+    /// Parameter `param`'s running gradient sum while accumulation is on, read back (waiting
+    /// for the device; not for the hot path). Meaningful while micro-batches are pending.
+    pub fn read_grad_sum(&self, param: ParamId) -> Result<Option<Vec<f32>>> {
+        let Some(a) = &self.accumulator else {
+            return Ok(None);
+        };
+        let Some(buffer) = a.sums.get(param.0) else {
+            return Ok(None);
+        };
+        let bytes = read_bytes(&self.device, &self.queue, buffer)?;
+        Ok(Some(bytemuck::pod_collect_to_vec(&bytes)))
+    }
+
+    /// Adds the running sum of the parameter just registered (inside its error scope).
+    pub(super) fn accumulate_new_param(&mut self) {
+        if let (Some(a), Some(p)) = (&mut self.accumulator, self.params.last()) {
+            a.push(&self.device, p);
+        }
+    }
+}

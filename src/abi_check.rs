@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use naga::{AddressSpace, ArraySize, StorageAccess, TypeInner};
 
-use crate::abi::bindings::{Binding, Kind, accumulate, grad_norm, mlp, reduce, stream, update};
+use crate::abi::bindings::{
+    Binding, Kind, accumulate, grad_norm, mlp, reduce, stream, swap, update,
+};
 use crate::abi::uniforms::{Dims, GradParams};
 use crate::gpu::{group0, scalars_binding, scalars_size};
 use crate::kernel::{GradAccess, Kernel, Storage, Width, compose_for, compose_with};
@@ -133,6 +135,8 @@ fn check_stored(
             1 => precision.param,
             2 => precision.grad,
             9 => precision.copy.unwrap_or(Dtype::F32),
+            // The average of the weights is f32 whatever the state's dtype.
+            13 => Dtype::F32,
             _ => precision.state,
         };
         // A quantized state is an array of u32 words (block records).
@@ -210,17 +214,28 @@ fn check_update<O: Algorithm>() {
                 .into_iter()
                 .flat_map(|a| quantized.iter().map(move |&p| ((a, Width::Vec4), p))),
         );
-    for ((access, width), precision) in variants {
-        let storage = Storage::f32(access, width).with(precision);
+    // And each with the average of the weights, where it is kept (f32 parameters).
+    let variants = variants.flat_map(|v| {
+        let averaged = O::KERNEL.single_pass && !O::EVAL_MODE && v.1.param == Dtype::F32;
+        [(v, false)]
+            .into_iter()
+            .chain(averaged.then_some((v, true)))
+    });
+    for (((access, width), precision), ema) in variants {
+        let storage = Storage::f32(access, width).with(precision).with_ema(ema);
         let states = if O::KERNEL.single_pass {
             O::STATE_NAMES
         } else {
             &[]
         };
         let wgsl = compose_for(&O::KERNEL, states, O::QUANT_MAPS, &storage);
-        let mut table = group0::<O>(access, precision);
+        let mut table = group0::<O>(access, precision, ema);
         table.push(scalars_binding::<O>());
-        let label = format!("{} ({access:?}, {width:?}, {precision})", O::NAME);
+        let label = format!(
+            "{} ({access:?}, {width:?}, {precision}{})",
+            O::NAME,
+            if ema { ", ema" } else { "" }
+        );
         check_stored(&label, &wgsl, width, precision, &table, scalars_size::<O>());
         validate(&label, &wgsl);
         let stride = declared(&label, &wgsl)[&(1, 0)].stride;
@@ -311,6 +326,9 @@ fn support_kernels_match_their_bindings() {
         0,
     );
     validate("accumulate", accumulate_wgsl);
+    let swap_wgsl = include_str!("../shaders/swap.wgsl");
+    check("swap", swap_wgsl, Width::Scalar, &swap::ALL, 0);
+    validate("swap", swap_wgsl);
     let mlp_wgsl = compose_file("mlp", include_str!("../shaders/mlp.wgsl"));
     check(
         "mlp",
@@ -325,7 +343,7 @@ fn support_kernels_match_their_bindings() {
 fn a_wrong_table_is_caught() {
     let storage = Storage::f32(GradAccess::ReadOnly, Width::Vec4);
     let wgsl = compose_for(&Sgd::KERNEL, Sgd::STATE_NAMES, &[], &storage);
-    let mut table = group0::<Sgd>(GradAccess::ReadOnly, Precision::F32);
+    let mut table = group0::<Sgd>(GradAccess::ReadOnly, Precision::F32, false);
     table.push(update::STEP_UNIFORM);
     let renamed = std::panic::catch_unwind(|| {
         let mut t = table.clone();

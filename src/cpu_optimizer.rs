@@ -1,10 +1,11 @@
 //! [`CpuOptimizer`]: the CPU reference behind the same API as the GPU optimizer.
 
 use crate::cpu::{NORM_CHUNK, add_partials, grad_norm, norms_from_sums};
+use crate::ema::Ema;
 use crate::error::{Error, Result};
 use crate::host::checkpoint::Checkpoint;
 use crate::host::grad_stage::{LossScale, LossScaleState, state_step};
-use crate::host::loop_control::{Accumulation, GRAD_SUM, MicroBatch};
+use crate::host::loop_control::{Accumulation, EMA, GRAD_SUM, MicroBatch};
 use crate::host::registry::Registry;
 use crate::host::scheduler::StepScheduler;
 use crate::host::{GroupId, ParamId};
@@ -32,6 +33,8 @@ pub struct CpuOptimizer<O: Algorithm> {
     scaler: Option<LossScaleState>,
     /// Each parameter's running gradient sum while accumulation is on (empty otherwise).
     grad_sums: Vec<Vec<f32>>,
+    /// Each parameter's average of its weights while one is kept (empty otherwise).
+    emas: Vec<Vec<f32>>,
 }
 
 /// Rounds a parameter and its states to their dtypes after an update stored them in f32: the
@@ -175,6 +178,7 @@ impl<O: Algorithm> CpuOptimizer<O> {
             states: Vec::new(),
             quantized: Vec::new(),
             grad_sums: Vec::new(),
+            emas: Vec::new(),
             threads: 1,
             last_grad_norm: None,
             scaler: None,
@@ -281,9 +285,15 @@ impl<O: Algorithm> CpuOptimizer<O> {
         } else {
             Vec::new()
         };
+        let ema = if self.registry.scheduler.ema().is_some() {
+            zeros(len, &shape)?
+        } else {
+            Vec::new()
+        };
         self.states.push(states);
         self.quantized.push(quantized);
         self.grad_sums.push(sum);
+        self.emas.push(ema);
         Ok(self.registry.push(group, shape, precision))
     }
 
@@ -331,6 +341,53 @@ impl<O: Algorithm> CpuOptimizer<O> {
         Ok(())
     }
 
+    /// Keeps (or, with `None`, drops) an average of the weights, updated by every step from
+    /// the next one on (see [`crate::GpuOptimizer::set_ema`]).
+    pub fn set_ema(&mut self, ema: Option<Ema>) -> Result<()> {
+        let emas = if ema.is_some() {
+            self.registry
+                .params()
+                .iter()
+                .map(|r| zeros(r.len() as usize, &r.shape))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            vec![Vec::new(); self.registry.params().len()]
+        };
+        self.registry.set_ema(ema)?;
+        self.emas = emas;
+        Ok(())
+    }
+
+    /// Parameter `param`'s average of its weights, while one is kept (zeros before its first
+    /// update; the trained weights while swapped in).
+    pub fn ema(&self, param: ParamId) -> Option<&[f32]> {
+        self.emas
+            .get(param.0)
+            .filter(|e| !e.is_empty())
+            .map(Vec::as_slice)
+    }
+
+    /// Swaps the average into `params` for evaluation, or back (see
+    /// [`crate::GpuOptimizer::swap_ema`]); the next step swaps back first.
+    pub fn swap_ema(&mut self, params: &mut [&mut [f32]]) -> Result<()> {
+        self.registry.check_swap()?;
+        self.check_shapes(params, None)?;
+        self.swap(params);
+        Ok(())
+    }
+
+    /// Whether the parameters hold the average (swapped in).
+    pub fn is_ema_swapped(&self) -> bool {
+        self.registry.ema_swapped
+    }
+
+    fn swap(&mut self, params: &mut [&mut [f32]]) {
+        for (p, e) in params.iter_mut().zip(&mut self.emas) {
+            p.swap_with_slice(e);
+        }
+        self.registry.ema_swapped = !self.registry.ema_swapped;
+    }
+
     /// Micro-batches per step and those summed toward the next.
     pub fn accumulation(&self) -> Accumulation {
         self.registry.accumulation
@@ -375,6 +432,10 @@ impl<O: Algorithm> CpuOptimizer<O> {
 
     /// The step itself, with this step's gradients (checked).
     fn apply(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]]) -> Result<()> {
+        if self.registry.ema_swapped {
+            // The trained weights back first, as the GPU optimizer's step does.
+            self.swap(params);
+        }
         let t = self.registry.scheduler.advance();
         if O::EVAL_MODE {
             // As the GPU optimizer: back to the training point first, then the state of the
@@ -433,6 +494,9 @@ impl<O: Algorithm> CpuOptimizer<O> {
             let config = &scheduler.groups()[r.group];
             step_chunked(config, &s, params[i], grad, slices, self.threads);
             round_stored::<O>(r.precision, params[i], (states, quantized), t);
+            if let Some(ema) = self.emas.get_mut(i).filter(|e| !e.is_empty()) {
+                crate::ema::update(ema, params[i], scheduler.ema_weight(state_step));
+            }
         }
         Ok(())
     }
@@ -553,8 +617,12 @@ impl<O: Algorithm> CpuOptimizer<O> {
                     }
                 }
                 let pending = self.registry.accumulation.pending > 0;
-                let sums = pending.then(|| (GRAD_SUM.to_string(), self.grad_sums[i].clone()));
-                Ok((values, quantized, sums.into_iter().collect()))
+                let kept = self.registry.scheduler.ema().is_some();
+                let tensors = [
+                    kept.then(|| (EMA.to_string(), self.emas[i].clone())),
+                    pending.then(|| (GRAD_SUM.to_string(), self.grad_sums[i].clone())),
+                ];
+                Ok((values, quantized, tensors.into_iter().flatten().collect()))
             },
             self.scaler,
         )
@@ -591,19 +659,29 @@ impl<O: Algorithm> CpuOptimizer<O> {
             }
         }
         let on = plan.accumulation.is_on();
-        let mut sums = Vec::with_capacity(registered.len());
+        let (mut sums, mut emas) = (Vec::new(), Vec::new());
         for (r, tensors) in registered
             .iter()
             .zip(std::mem::take(&mut plan.loop_tensors))
         {
-            let saved = tensors.into_iter().find(|(n, _)| n == GRAD_SUM);
-            sums.push(match saved {
-                Some((_, v)) => v,
+            let mut sum = None;
+            let mut ema = Vec::new();
+            for (name, v) in tensors {
+                match name.as_str() {
+                    GRAD_SUM => sum = Some(v),
+                    EMA => ema = v,
+                    _ => {}
+                }
+            }
+            sums.push(match sum {
+                Some(v) => v,
                 None if on => zeros(r.len() as usize, &r.shape)?,
                 None => Vec::new(),
             });
+            emas.push(ema);
         }
         self.grad_sums = sums;
+        self.emas = emas;
         self.scaler = plan.loss_scale;
         self.registry.commit(plan);
         Ok(())

@@ -22,6 +22,7 @@ fn training_loop_dir() -> PathBuf {
 /// The recorded cases this crate replays, by file name; every file of the folder must be one.
 const CASES: &[&str] = &[
     "adamw_accumulate",
+    "adamw_ema",
     "adamw_onecycle_momentum",
     "sched_plateau",
 ];

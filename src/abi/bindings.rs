@@ -155,6 +155,9 @@ pub(crate) mod update {
     /// `quant::Quant::uniform_bytes`).
     pub const QMAPS: Binding = Binding::uniform(0, 10, "qmaps", false);
 
+    /// The average of the weights, updated by the parameter's store (`kernel::Storage::ema`).
+    pub const EMA: Binding = Binding::storage(0, 13, "ema", false).values();
+
     /// Adafactor's per-tensor dimensions and row-factor means (`array<f32>`).
     pub const FACTORS: Binding = Binding::storage(0, 8, "factors", false);
 
@@ -213,6 +216,18 @@ pub(crate) mod accumulate {
     pub const SUM: Binding = Binding::storage(0, 1, "grad_sum", false);
     /// Both, in layout order.
     pub const ALL: [Binding; 2] = [GRAD, SUM];
+}
+
+/// `shaders/swap.wgsl`: a parameter exchanged with its average of the weights.
+pub(crate) mod swap {
+    use super::Binding;
+
+    /// The caller's parameter window.
+    pub const PARAM: Binding = Binding::storage(0, 0, "param", false);
+    /// Its average.
+    pub const EMA: Binding = Binding::storage(0, 1, "ema", false);
+    /// Both, in layout order.
+    pub const ALL: [Binding; 2] = [PARAM, EMA];
 }
 
 /// `shaders/stream.wgsl`: the benchmark's same-bytes streaming kernel.

@@ -6,7 +6,8 @@ use super::{Case, CaseParam, Trajectory};
 /// How one parameter's replay compares with the recording.
 #[derive(Debug, Clone)]
 pub struct ParamReport {
-    /// The parameter's name (`eval.NAME` for its evaluation point).
+    /// The parameter's name (`eval.NAME` for its evaluation point, `ema.NAME` for its
+    /// average).
     pub name: String,
     /// The largest |ours - reference| over all steps and elements.
     pub max_abs_err: f64,
@@ -60,6 +61,10 @@ pub fn compare(case: &Case, ours: &Trajectory) -> Report {
         if let Some(want) = &p.expect_eval {
             let got = ours.results_eval.get(i).map_or(&[][..], Vec::as_slice);
             params.push(judge(case, p, format!("eval.{}", p.name), want, got));
+        }
+        if let Some(want) = &p.expect_ema {
+            let got = ours.results_ema.get(i).map_or(&[][..], Vec::as_slice);
+            params.push(judge(case, p, format!("ema.{}", p.name), want, got));
         }
     }
     let max_lr_rel_err = case

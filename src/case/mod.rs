@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::context::GpuContext;
+use crate::ema::Ema;
 use crate::error::{Error, Result};
 use crate::host::checkpoint::Checkpoint;
 use crate::io::{parse_safetensors, read_f32, read_file, write_atomically};
@@ -40,6 +41,8 @@ pub struct CaseParam {
     pub expect: Vec<f32>,
     /// Schedule-Free's evaluation point x after each step (`expect_eval.NAME`), when recorded.
     pub expect_eval: Option<Vec<f32>>,
+    /// The average of the weights after each step (`expect_ema.NAME`), with `ema`.
+    pub expect_ema: Option<Vec<f32>>,
 }
 
 impl CaseParam {
@@ -78,6 +81,8 @@ pub struct Case {
     pub metric: Option<Vec<f32>>,
     /// Micro-batches per optimizer step (`accumulate`; 1 without): each row of `grad` is one.
     pub accumulate: u32,
+    /// The average of the weights kept (`ema`), when recorded.
+    pub ema: Option<Ema>,
 }
 
 /// A case's learning-rate control: a schedule, or the metric-driven reduction.
@@ -229,6 +234,11 @@ impl Case {
                     .contains(&format!("expect_eval.{name}").as_str())
                     .then(|| f32_tensor(path, &st, &format!("expect_eval.{name}"), &[steps, numel]))
                     .transpose()?,
+                expect_ema: st
+                    .names()
+                    .contains(&format!("expect_ema.{name}").as_str())
+                    .then(|| f32_tensor(path, &st, &format!("expect_ema.{name}"), &[steps, numel]))
+                    .transpose()?,
                 name,
                 shape,
             });
@@ -240,6 +250,12 @@ impl Case {
             .is_some_and(|s| s.get("name").and_then(Value::as_str) == Some("plateau"));
         let metric = plateau
             .then(|| f32_tensor(path, &st, "metric", &[steps]))
+            .transpose()?;
+        let ema = json_meta(path, &meta, "ema")?
+            .map(|v| {
+                serde_json::from_value::<Ema>(v)
+                    .map_err(|e| bad(path, format!("ema is not {{\"decay\": d}}: {e}")))
+            })
             .transpose()?;
         let accumulate = match meta.get("accumulate") {
             None => 1,
@@ -277,6 +293,7 @@ impl Case {
             low_precision,
             metric,
             accumulate,
+            ema,
         })
     }
 
@@ -292,9 +309,9 @@ impl Case {
 /// Where a replay runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// The fused WGSL kernels, through [`GpuOptimizer`].
+    /// The fused WGSL kernels, through [`crate::GpuOptimizer`].
     Gpu,
-    /// The CPU reference, through [`CpuOptimizer`].
+    /// The CPU reference, through [`crate::CpuOptimizer`].
     Cpu,
 }
 
@@ -316,6 +333,9 @@ pub struct Trajectory {
     /// Per parameter, the evaluation point after each step, where the case records one
     /// (`expect_eval`); empty otherwise.
     pub results_eval: Vec<Vec<f32>>,
+    /// Per parameter, the average of the weights after each step, where the case keeps one
+    /// (`ema`); empty otherwise.
+    pub results_ema: Vec<Vec<f32>>,
 }
 
 /// The parameter groups of a case: each group's hyperparameters (top-level keys overridden by
@@ -438,11 +458,20 @@ fn replay_as<O: Algorithm>(
         None => {}
     }
     runner.set_accumulation(case.accumulate)?;
+    runner.set_ema(case.ema)?;
+
     let mut results: Vec<Vec<f32>> = case
         .params
         .iter()
         .map(|p| Vec::with_capacity(case.steps * p.numel()))
         .collect();
+    let mut results_ema: Vec<Vec<f32>> = match case.ema {
+        Some(_) => results
+            .iter()
+            .map(|r| Vec::with_capacity(r.capacity()))
+            .collect(),
+        None => Vec::new(),
+    };
     let mut lr = Vec::with_capacity(case.steps);
     let with_eval = case.params.iter().any(|p| p.expect_eval.is_some());
     let mut results_eval: Vec<Vec<f32>> = if with_eval {
@@ -491,11 +520,15 @@ fn replay_as<O: Algorithm>(
         for (r, now) in results.iter_mut().zip(now) {
             r.extend_from_slice(&now);
         }
+        for (i, r) in results_ema.iter_mut().enumerate() {
+            r.extend_from_slice(&runner.ema(i)?);
+        }
     }
     Ok(Trajectory {
         results,
         lr,
         results_eval,
+        results_ema,
     })
 }
 
@@ -574,14 +607,19 @@ pub fn write_trajectory(case: &Case, ours: &Trajectory, out: &Path) -> Result<()
         })?;
         views.push((format!("result.{}", p.name), view));
     }
-    for (p, r) in case.params.iter().zip(&ours.results_eval) {
-        let view = safetensors::tensor::TensorView::new(
-            Dtype::F32,
-            vec![case.steps, p.numel()],
-            bytemuck::cast_slice(r),
-        )
-        .map_err(|e| io(std::io::Error::other(e.to_string())))?;
-        views.push((format!("result_eval.{}", p.name), view));
+    for (prefix, results) in [
+        ("result_eval", &ours.results_eval),
+        ("result_ema", &ours.results_ema),
+    ] {
+        for (p, r) in case.params.iter().zip(results) {
+            let view = safetensors::tensor::TensorView::new(
+                Dtype::F32,
+                vec![case.steps, p.numel()],
+                bytemuck::cast_slice(r),
+            )
+            .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+            views.push((format!("{prefix}.{}", p.name), view));
+        }
     }
     let lr = safetensors::tensor::TensorView::new(
         Dtype::F32,

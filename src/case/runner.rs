@@ -4,6 +4,7 @@ use std::path::Path;
 
 use crate::context::GpuContext;
 use crate::cpu_optimizer::CpuOptimizer;
+use crate::ema::Ema;
 use crate::error::{Error, Result};
 use crate::gpu::GpuOptimizer;
 use crate::host::checkpoint::Checkpoint;
@@ -28,6 +29,9 @@ pub(super) trait Runner<O: Algorithm> {
     fn set_schedule(&mut self, schedule: Option<Schedule>) -> Result<()>;
     fn set_plateau(&mut self, plateau: Option<Plateau>) -> Result<()>;
     fn set_accumulation(&mut self, every: u32) -> Result<()>;
+    fn set_ema(&mut self, ema: Option<Ema>) -> Result<()>;
+    /// Parameter `i`'s average of the weights.
+    fn ema(&self, i: usize) -> Result<Vec<f32>>;
     fn report_metric(&mut self, metric: f64) -> Result<()>;
     fn lr_next(&self) -> f64;
     fn step(&mut self, grads: &[&[f32]]) -> Result<()>;
@@ -66,6 +70,12 @@ impl<O: Algorithm> Runner<O> for CpuRunner<O> {
     }
     fn set_accumulation(&mut self, every: u32) -> Result<()> {
         self.opt.set_accumulation(every)
+    }
+    fn set_ema(&mut self, ema: Option<Ema>) -> Result<()> {
+        self.opt.set_ema(ema)
+    }
+    fn ema(&self, i: usize) -> Result<Vec<f32>> {
+        Ok(self.opt.ema(ParamId(i)).unwrap_or_default().to_vec())
     }
     fn report_metric(&mut self, metric: f64) -> Result<()> {
         self.opt.report_metric(metric).map(drop)
@@ -131,6 +141,12 @@ impl<O: Algorithm> Runner<O> for GpuRunner<'_, O> {
     }
     fn set_accumulation(&mut self, every: u32) -> Result<()> {
         self.opt.set_accumulation(every)
+    }
+    fn set_ema(&mut self, ema: Option<Ema>) -> Result<()> {
+        self.opt.set_ema(ema)
+    }
+    fn ema(&self, i: usize) -> Result<Vec<f32>> {
+        Ok(self.opt.read_ema(ParamId(i))?.unwrap_or_default())
     }
     fn report_metric(&mut self, metric: f64) -> Result<()> {
         self.opt.report_metric(metric).map(drop)

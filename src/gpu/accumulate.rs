@@ -7,59 +7,34 @@ use crate::context::read_bytes;
 use crate::error::Result;
 use crate::gpu::GpuOptimizer;
 use crate::gpu::commands::Commands;
-use crate::gpu::geometry::{groups_of, window_ranges};
+use crate::gpu::pairwise::PairPass;
 use crate::gpu::param::GpuParam;
 use crate::gpu::scopes::ErrorScopes;
 use crate::host::ParamId;
 use crate::host::loop_control::{Accumulation, MicroBatch};
-use crate::kernel::{WORKGROUP_SIZE, compute_pipeline, create_module_from, pipeline_layout};
 use crate::optim::Algorithm;
 
-/// Values per workgroup of `shaders/accumulate.wgsl`, one per invocation.
-const PER_WORKGROUP: u64 = WORKGROUP_SIZE as u64;
-
-/// The accumulation pass for `every` micro-batches per step: its pipelines (one per
-/// [`MicroBatch`]), every parameter's running sum, and every gradient window's bind group.
+/// The accumulation pass for `every` micro-batches per step (one pipeline per
+/// [`MicroBatch`]) and every parameter's running sum.
 #[derive(Debug)]
 pub(super) struct Accumulator {
-    /// By [`MicroBatch::mode`].
-    pipelines: [wgpu::ComputePipeline; 3],
-    layout: wgpu::BindGroupLayout,
+    pass: PairPass,
     /// Per registered parameter, its running sum (f32, its length).
     pub sums: Vec<wgpu::Buffer>,
-    /// Per registered parameter, each gradient window's bind group and grid.
-    windows: Vec<Vec<(wgpu::BindGroup, (u32, u32))>>,
 }
 
 impl Accumulator {
     /// Pipelines for `every` micro-batches per step, and no parameters yet.
     fn new(device: &wgpu::Device, every: u32) -> Self {
-        let module = create_module_from(
-            device,
-            "accumulate",
-            include_str!("../../shaders/accumulate.wgsl").to_string(),
-        );
-        let entries = accumulate::ALL.map(|b| b.layout_entry(0));
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("wgpu-optim accumulate"),
-            entries: &entries,
-        });
-        let pipeline_layout = pipeline_layout(device, "accumulate", &[&layout]);
-        let pipelines = [MicroBatch::First, MicroBatch::Add, MicroBatch::Last].map(|m| {
-            compute_pipeline(
-                device,
-                "accumulate",
-                &pipeline_layout,
-                &module,
-                "main",
-                &[("MODE", f64::from(m.mode())), ("K", f64::from(every))],
-            )
-        });
+        let k = f64::from(every);
+        let modes = [MicroBatch::First, MicroBatch::Add, MicroBatch::Last]
+            .map(|m| [("MODE", f64::from(m.mode())), ("K", k)]);
+        let constants: Vec<&[(&str, f64)]> = modes.iter().map(|c| &c[..]).collect();
+        let wgsl = include_str!("../../shaders/accumulate.wgsl");
+        let pass = PairPass::new(device, "accumulate", wgsl, accumulate::ALL, &constants);
         Self {
-            pipelines,
-            layout,
+            pass,
             sums: Vec::new(),
-            windows: Vec::new(),
         }
     }
 
@@ -73,50 +48,25 @@ impl Accumulator {
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let limits = device.limits();
-        let windows = window_ranges(p.len, &limits)
-            .into_iter()
-            .map(|(first, n)| {
-                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("wgpu-optim accumulate"),
-                    layout: &self.layout,
-                    entries: &[
-                        accumulate::GRAD.entry(&p.grad, p.grad_offset + first * 4, n * 4),
-                        accumulate::SUM.entry(&sum, first * 4, n * 4),
-                    ],
-                });
-                let grid = groups_of(
-                    n,
-                    PER_WORKGROUP,
-                    limits.max_compute_workgroups_per_dimension,
-                );
-                (bind_group, grid)
-            })
-            .collect();
+        self.pass
+            .push(device, (&p.grad, p.grad_offset), &sum, p.len);
         self.sums.push(sum);
-        self.windows.push(windows);
     }
 
     /// Drops the last parameter's sum (a registration that failed).
     pub fn pop(&mut self) {
         self.sums.pop();
-        self.windows.pop();
+        self.pass.pop();
     }
 
     /// Records one micro-batch over every gradient.
     pub fn record(&self, pass: &mut impl Commands, micro: MicroBatch) {
-        pass.set_pipeline(&self.pipelines[micro.mode() as usize]);
-        for (bind_group, (x, y)) in self.windows.iter().flatten() {
-            if *x > 0 {
-                pass.set_bind_group(0, bind_group, None);
-                pass.dispatch(*x, *y);
-            }
-        }
+        self.pass.record(pass, micro.mode() as usize, |_| true);
     }
 
     /// Dispatches one micro-batch records.
     pub fn dispatches(&self) -> usize {
-        self.windows.iter().flatten().filter(|w| w.1.0 > 0).count()
+        self.pass.dispatches()
     }
 }
 
@@ -135,7 +85,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// for bit; WGSL allows 2.5 ULP), exact on any device for powers of two.
     ///
     /// Only between steps (no micro-batch pending), and for f32 gradients
-    /// ([`Error::UnsupportedPrecision`] otherwise); on any error nothing changes.
+    /// ([`crate::Error::UnsupportedPrecision`] otherwise); on any error nothing changes.
     pub fn set_accumulation(&mut self, every: u32) -> Result<()> {
         self.registry
             .check_accumulation(every, |i| self.params[i].precision)?;

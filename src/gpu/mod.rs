@@ -15,11 +15,13 @@
 
 mod accumulate;
 mod commands;
+mod ema;
 mod factors;
 mod geometry;
 mod grad_passes;
 mod grad_stage;
 mod groups;
+mod pairwise;
 mod param;
 mod pipelines;
 mod reduce;
@@ -31,7 +33,7 @@ use crate::abi::bindings::update;
 use crate::context::read_bytes;
 use crate::error::{Error, Result};
 use crate::host::checkpoint::Checkpoint;
-use crate::host::loop_control::{GRAD_SUM, MicroBatch};
+use crate::host::loop_control::{EMA, GRAD_SUM, MicroBatch};
 use crate::host::registry::Registry;
 use crate::host::scheduler::StepScheduler;
 use crate::host::{GroupId, ParamId};
@@ -110,6 +112,8 @@ pub struct GpuOptimizer<O: Algorithm> {
     scalar_only: bool,
     /// Gradient accumulation's pass and running sums, while it is on.
     accumulator: Option<accumulate::Accumulator>,
+    /// The swap of the parameters with their average, while one is kept.
+    swapper: Option<ema::Swapper>,
 }
 
 impl<O: Algorithm> GpuOptimizer<O> {
@@ -151,7 +155,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
             device: device.clone(),
             queue: queue.clone(),
             registry,
-            kernels: Kernels::new(device),
+            kernels: Kernels::new(device, false),
             tables: ScalarTables::new::<O>(device),
             params: Vec::new(),
             norm_stage: O::NORMS.then(|| NormStage::new(device)),
@@ -164,6 +168,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
             qmaps: [None, None],
             scalar_only: false,
             accumulator: None,
+            swapper: None,
         };
         this.pipeline_for(&config, (GradAccess::ReadOnly, Precision::F32), Form::Vec4);
         scopes.check(|| format!("{} kernel", O::KERNEL.name))?;
@@ -285,6 +290,10 @@ impl<O: Algorithm> GpuOptimizer<O> {
     }
 
     fn record_into(&mut self, pass: &mut impl Commands) {
+        if self.registry.ema_swapped {
+            // The trained weights back in the parameters before anything reads them.
+            self.record_swap(pass);
+        }
         if let (Some(micro), Some(a)) = (self.registry.accumulation.next(), &self.accumulator) {
             // A micro-batch adds its gradients to the sums; the last also steps, with them.
             a.record(pass, micro);
@@ -534,15 +543,17 @@ impl<O: Algorithm> GpuOptimizer<O> {
                         None => {}
                     }
                 }
+                // By name: the average, then the pending gradient sum.
+                let mut tensors = Vec::new();
+                if let Some(ema) = self.read_ema(ParamId(i))? {
+                    tensors.push((EMA.to_string(), ema));
+                }
                 let pending = self.registry.accumulation.pending > 0;
-                let sums = match self.accumulator.as_ref().filter(|_| pending) {
-                    Some(a) => {
-                        let bytes = read_bytes(&self.device, &self.queue, &a.sums[i])?;
-                        vec![(GRAD_SUM.to_string(), bytemuck::pod_collect_to_vec(&bytes))]
-                    }
-                    None => Vec::new(),
-                };
-                Ok((values, quantized, sums))
+                if let Some(a) = self.accumulator.as_ref().filter(|_| pending) {
+                    let bytes = read_bytes(&self.device, &self.queue, &a.sums[i])?;
+                    tensors.push((GRAD_SUM.to_string(), bytemuck::pod_collect_to_vec(&bytes)));
+                }
+                Ok((values, quantized, tensors))
             },
             loss_scale,
         )
@@ -571,6 +582,9 @@ impl<O: Algorithm> GpuOptimizer<O> {
             Some(self.build_accumulator(every)?)
         };
         self.configure_grad_stage(plan.grad_stage)?;
+        if plan.ema.is_some() != self.kernels.ema {
+            self.rebuild_for_ema(plan.ema.is_some())?;
+        }
         if let Some(a) = accumulator {
             self.accumulator = a;
         }
@@ -591,13 +605,20 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 }
             }
         }
-        if let Some(a) = &self.accumulator {
-            for (sum, tensors) in a.sums.iter().zip(std::mem::take(&mut plan.loop_tensors)) {
-                // The saved sum while micro-batches are pending; otherwise the first one
-                // overwrites whatever the buffer holds.
-                if let Some((_, values)) = tensors.into_iter().find(|(n, _)| n == GRAD_SUM) {
-                    self.queue
-                        .write_buffer(sum, 0, bytemuck::cast_slice(&values));
+        for (i, tensors) in std::mem::take(&mut plan.loop_tensors)
+            .into_iter()
+            .enumerate()
+        {
+            for (name, values) in tensors {
+                // The saved sum while micro-batches are pending (otherwise the first one
+                // overwrites whatever the buffer holds), and the saved average.
+                let buffer = match name.as_str() {
+                    GRAD_SUM => self.accumulator.as_ref().map(|a| &a.sums[i]),
+                    EMA => self.params[i].ema.as_ref(),
+                    _ => None,
+                };
+                if let Some(b) = buffer {
+                    self.queue.write_buffer(b, 0, bytemuck::cast_slice(&values));
                 }
             }
         }

@@ -46,4 +46,6 @@ pub(crate) struct GpuParam {
     /// Each window's `extent` uniform, for tensors with 16-bit values (`kernel::Storage`);
     /// empty for f32 tensors.
     pub extents: Vec<wgpu::Buffer>,
+    /// The average of its weights (f32, its length), while one is kept.
+    pub ema: Option<wgpu::Buffer>,
 }

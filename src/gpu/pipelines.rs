@@ -5,8 +5,8 @@ use std::marker::PhantomData;
 
 use crate::abi::bindings::{Binding, update};
 use crate::kernel::{
-    EXTENT_BYTES, GradAccess, NORM_ELEMS, SCALAR_CANDIDATES, Storage, VEC_PER_INVOCATION, Width,
-    compute_pipeline, create_module_for, pipeline_layout,
+    EMA_WEIGHT_BYTES, EXTENT_BYTES, GradAccess, NORM_ELEMS, SCALAR_CANDIDATES, Storage,
+    VEC_PER_INVOCATION, Width, compute_pipeline, create_module_for, pipeline_layout,
 };
 use crate::optim::{Algorithm, Pass};
 use crate::precision::Precision;
@@ -20,12 +20,12 @@ pub(crate) const FACTOR_SLOTS: usize = 2;
 pub(crate) const FACTOR_PASSES: [&str; 3] = ["rows", "cols", "stats"];
 
 /// Bytes of one step's scalars as the kernel binds them: every candidate, then for single-pass
-/// kernels the step's counter (`StepUniform` in `kernel::storage`).
+/// kernels the step's counter and the average's weights (`StepUniform` in `kernel::storage`).
 pub(crate) fn scalars_size<O: Algorithm>() -> u64 {
     let candidates = std::mem::size_of::<O::Scalars>() as u64 * u64::from(SCALAR_CANDIDATES);
     candidates
         + if O::KERNEL.single_pass {
-            COUNTER_BYTES
+            COUNTER_BYTES + EMA_WEIGHT_BYTES
         } else {
             0
         }
@@ -44,8 +44,12 @@ pub(crate) fn scalars_binding<O: Algorithm>() -> Binding {
 pub(crate) const COUNTER_BYTES: u64 = 16;
 
 /// The group-0 bindings of `O`'s kernel with its gradient declared for `access`, over tensors
-/// of `precision`.
-pub(crate) fn group0<O: Algorithm>(access: GradAccess, precision: Precision) -> Vec<Binding> {
+/// of `precision`, with the average of the weights when `ema`.
+pub(crate) fn group0<O: Algorithm>(
+    access: GradAccess,
+    precision: Precision,
+    ema: bool,
+) -> Vec<Binding> {
     let grad = match access {
         GradAccess::ReadOnly => update::GRAD,
         GradAccess::Shared => update::GRAD.read_write(),
@@ -73,6 +77,9 @@ pub(crate) fn group0<O: Algorithm>(access: GradAccess, precision: Precision) -> 
     }
     if precision.quant.is_some() {
         bindings.push(update::QMAPS);
+    }
+    if ema {
+        bindings.push(update::EMA);
     }
     bindings
 }
@@ -163,11 +170,15 @@ pub(super) struct Kernels<O: Algorithm> {
     /// One per [`GradAccess`] and [`Precision`] in use, built on first use.
     variants: Vec<Variant>,
     pipelines: Vec<Pipelines>,
+    /// Every module updates the average of the weights (`kernel::Storage::ema`).
+    pub ema: bool,
     _algorithm: PhantomData<O>,
 }
 
 impl<O: Algorithm> Kernels<O> {
-    pub fn new(device: &wgpu::Device) -> Self {
+    /// No modules or pipelines yet; each built later updates the average of the weights when
+    /// `ema`.
+    pub fn new(device: &wgpu::Device, ema: bool) -> Self {
         let scalars_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(O::KERNEL.name),
             entries: &[scalars_binding::<O>().layout_entry(scalars_size::<O>())],
@@ -176,6 +187,7 @@ impl<O: Algorithm> Kernels<O> {
             scalars_layout,
             variants: Vec::new(),
             pipelines: Vec::new(),
+            ema,
             _algorithm: PhantomData,
         }
     }
@@ -195,7 +207,9 @@ impl<O: Algorithm> Kernels<O> {
             return i;
         }
         let module = |width| {
-            let storage = Storage::f32(access, width).with(precision);
+            let storage = Storage::f32(access, width)
+                .with(precision)
+                .with_ema(self.ema);
             // Single-pass kernels' states are generated; the others declare their own.
             let states = if O::KERNEL.single_pass {
                 O::STATE_NAMES
@@ -206,7 +220,7 @@ impl<O: Algorithm> Kernels<O> {
         };
         let vec4 = module(Width::Vec4);
         let scalar = precision.quant.is_none().then(|| module(Width::Scalar));
-        let entries: Vec<_> = group0::<O>(access, precision)
+        let entries: Vec<_> = group0::<O>(access, precision, self.ema)
             .iter()
             .map(|b| b.layout_entry(uniform_size(b, precision)))
             .collect();

@@ -362,16 +362,24 @@ impl<O: Algorithm> GpuOptimizer<O> {
             factors: factors.map(|dims| Factors::new(&self.device, dims)),
             windows: Vec::new(),
             extents,
+            ema: self
+                .kernels
+                .ema
+                .then(|| super::ema::ema_buffer(&self.device, len)),
         });
         let rebuilt = self.rebuild();
         let grad_buffers = self.build_grad_stage();
         self.accumulate_new_param();
+        self.average_new_param();
         if let Err(e) = scopes.check(|| {
             format!("registration of a parameter of shape {shape:?} ({state_bytes} bytes of state)")
         }) {
             self.params.pop();
             if let Some(a) = &mut self.accumulator {
                 a.pop();
+            }
+            if let Some(s) = &mut self.swapper {
+                s.pop();
             }
             self.kernels.truncate(pipelines_before);
             if let Some(q) = made_qmaps {
@@ -472,7 +480,11 @@ impl<O: Algorithm> GpuOptimizer<O> {
 
     /// Bind groups and grids of parameter `index`'s windows; with `norms`, bound to the shared
     /// norm buffers, this parameter's partials starting at the given byte offset.
-    fn build_windows(&self, index: usize, norms: Option<(&NormBuffers, u64)>) -> Vec<Window> {
+    pub(super) fn build_windows(
+        &self,
+        index: usize,
+        norms: Option<(&NormBuffers, u64)>,
+    ) -> Vec<Window> {
         let p = &self.params[index];
         let limits = self.device.limits();
         let layout = self.kernels.layout(p.access, p.precision);
@@ -532,6 +544,9 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 if let Some(q) = p.precision.quant {
                     let qmaps = self.qmaps[q as usize].as_ref();
                     entries.push(update::QMAPS.whole(qmaps.expect("made at registration")));
+                }
+                if let Some(ema) = &p.ema {
+                    entries.push(update::EMA.entry(ema, start * 4, n * 4));
                 }
                 entries.push(update::GRAD_CONTROL.whole(&self.grad_control));
                 if let Some((buffers, _)) = norms {

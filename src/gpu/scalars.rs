@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::gpu::pipelines::{COUNTER_BYTES, scalars_size};
 use crate::host::grad_stage::state_step;
 use crate::host::scheduler::StepScheduler;
-use crate::kernel::SCALAR_CANDIDATES;
+use crate::kernel::{EMA_WEIGHT_BYTES, SCALAR_CANDIDATES};
 use crate::optim::Algorithm;
 
 /// The most steps one table covers.
@@ -126,11 +126,17 @@ impl ScalarTables {
                         .copy_from_slice(bytemuck::bytes_of(&s));
                 }
                 if O::KERNEL.single_pass {
-                    // The step's counter, after every candidate's slot.
+                    // The step's counter, after every candidate's slot, then each candidate's
+                    // weight of the average's update.
                     let c = at + SCALAR_CANDIDATES as usize * size;
                     let counter = [t as u32, (t >> 32) as u32, 0, 0];
                     data[c..c + COUNTER_BYTES as usize]
                         .copy_from_slice(bytemuck::cast_slice(&counter));
+                    let weights: [f32; SCALAR_CANDIDATES as usize] =
+                        std::array::from_fn(|j| scheduler.ema_weight(state_step(t, j as u64)));
+                    let w = c + COUNTER_BYTES as usize;
+                    data[w..w + EMA_WEIGHT_BYTES as usize]
+                        .copy_from_slice(bytemuck::cast_slice(&weights));
                 }
             }
         }

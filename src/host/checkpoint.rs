@@ -40,7 +40,8 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::host::grad_stage::{LossScale, LossScaleState};
-use crate::host::loop_control::{LoopControl, check_loop_tensors};
+use crate::host::loop_control::check_loop_tensors;
+pub use crate::host::loop_control::{Accumulation, LoopControl, SavedEma, SavedPlateau};
 use crate::io::{parse_safetensors, read_f32, read_file, write_atomically};
 use crate::optim::Algorithm;
 use crate::precision::{self, Precision};

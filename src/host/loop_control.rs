@@ -1,13 +1,14 @@
 //! The controls of a running training loop that a checkpoint carries beside the optimizer's
-//! state: the plateau reduction's options and where it stands, and gradient accumulation's
-//! count of micro-batches.
+//! state: the plateau reduction's options and where it stands, gradient accumulation's count
+//! of micro-batches, and the average of the weights' options.
 //!
 //! Saved as one JSON metadata entry, `training_loop`, absent when no control is set; the
 //! running sums of accumulated gradients, while a step is part way, as tensors
-//! `loop.I.grad_sum`.
+//! `loop.I.grad_sum`, and the averaged weights as `loop.I.ema`.
 
 use serde::{Deserialize, Serialize};
 
+use crate::ema::Ema;
 use crate::error::{Error, Result};
 use crate::plateau::{Plateau, PlateauState};
 
@@ -109,6 +110,22 @@ pub struct LoopControl {
     pub plateau: Option<SavedPlateau>,
     /// Gradient accumulation, when on.
     pub accumulation: Option<Accumulation>,
+    /// The average of the weights, when kept.
+    pub ema: Option<SavedEma>,
+}
+
+/// The average of the weights as saved: its options, the step count it started after, and
+/// whether the parameters held it (swapped in for evaluation).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedEma {
+    /// Decay and warm-up.
+    pub options: Ema,
+    /// The step count when it was set: its first update is the step after.
+    pub start: u64,
+    /// Saved with the average swapped into the parameters (and the trained weights in the
+    /// average's buffers).
+    pub swapped: bool,
 }
 
 impl LoopControl {
@@ -122,6 +139,9 @@ impl LoopControl {
         if let Some(p) = &self.plateau {
             p.options.validate()?;
             p.options.check_state(&p.state)?;
+        }
+        if let Some(e) = &self.ema {
+            e.options.validate()?;
         }
         if let Some(a) = &self.accumulation {
             Accumulation::check_every(a.every)?;
@@ -138,9 +158,12 @@ impl LoopControl {
 
 /// The name of the running gradient sum among a parameter's loop tensors.
 pub(crate) const GRAD_SUM: &str = "grad_sum";
+/// The name of the averaged weights among a parameter's loop tensors.
+pub(crate) const EMA: &str = "ema";
 
 /// Checks that parameter `index`, of `len` values, saved exactly the loop tensors `control`
-/// needs: its gradient sum while micro-batches are pending.
+/// needs, by name: its averaged weights while an average is kept, its gradient sum while
+/// micro-batches are pending.
 pub(crate) fn check_loop_tensors(
     control: &LoopControl,
     index: usize,
@@ -148,7 +171,10 @@ pub(crate) fn check_loop_tensors(
     tensors: &[(String, Vec<f32>)],
 ) -> Result<()> {
     let pending = control.accumulation.is_some_and(|a| a.pending > 0);
-    let want: Vec<&str> = pending.then_some(GRAD_SUM).into_iter().collect();
+    let want: Vec<&str> = [(control.ema.is_some(), EMA), (pending, GRAD_SUM)]
+        .into_iter()
+        .filter_map(|(kept, name)| kept.then_some(name))
+        .collect();
     let have: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
     if want != have {
         return Err(Error::CheckpointMismatch(format!(

@@ -2,10 +2,11 @@
 //! [`StepScheduler`]), registered parameters, state lookup by name, the gradient stage's
 //! settings and loss-scaling state, and checkpoint capture and restore.
 
+use crate::ema::Ema;
 use crate::error::{Error, Result};
 use crate::host::checkpoint::{Checkpoint, SavedLossScale, SavedParam};
 use crate::host::grad_stage::{GradStage, LossScale, LossScaleState, validate_max_norm};
-use crate::host::loop_control::{Accumulation, LoopControl, SavedPlateau};
+use crate::host::loop_control::{Accumulation, LoopControl, SavedEma, SavedPlateau};
 use crate::host::scheduler::StepScheduler;
 use crate::host::{GroupId, ParamId};
 use crate::optim::{Algorithm, MAX_STATES};
@@ -55,6 +56,8 @@ pub(crate) struct Registry<O: Algorithm> {
     frozen: Vec<usize>,
     /// Gradient accumulation's micro-batches per step and the count toward the next.
     pub accumulation: Accumulation,
+    /// The parameters hold the average of the weights, swapped in for evaluation.
+    pub ema_swapped: bool,
 }
 
 /// A checked restore, ready to apply: nothing is changed until [`Registry::commit`].
@@ -63,6 +66,8 @@ pub(crate) struct Restore<O: Algorithm> {
     groups: Vec<O>,
     schedule: Option<Schedule>,
     plateau: Option<(Plateau, PlateauState)>,
+    /// The average of the weights, the step it started after, and whether it was swapped in.
+    pub ema: Option<(Ema, u64, bool)>,
     step: u64,
     /// The gradient stage the checkpoint was saved with.
     pub grad_stage: GradStage,
@@ -92,6 +97,7 @@ impl<O: Algorithm> Registry<O> {
             eval_mode: false,
             frozen: Vec::new(),
             accumulation: Accumulation::default(),
+            ema_swapped: false,
         })
     }
 
@@ -225,6 +231,62 @@ impl<O: Algorithm> Registry<O> {
         Ok(())
     }
 
+    /// Sets (or removes) the average of the weights from the next step on, checked as
+    /// [`Registry::check_ema`]; not while it is swapped into the parameters.
+    pub fn set_ema(&mut self, ema: Option<Ema>) -> Result<()> {
+        if let Some(e) = &ema {
+            self.check_ema(e, self.scheduler.steps_taken())?;
+        }
+        if self.ema_swapped {
+            return Err(Error::InvalidOptions(
+                "the average is swapped into the parameters: swap it back first".into(),
+            ));
+        }
+        self.scheduler.set_ema(ema);
+        Ok(())
+    }
+
+    /// Checks that the average can be swapped with the parameters: it is kept and has been
+    /// updated (a step has been taken since it was set).
+    pub fn check_swap(&self) -> Result<()> {
+        match self.scheduler.ema() {
+            Some((_, start)) if self.scheduler.steps_taken() > start => Ok(()),
+            Some(_) => Err(Error::InvalidOptions(
+                "the average has no value yet: its first update is the next step".into(),
+            )),
+            None => Err(Error::InvalidOptions(
+                "no average of the weights is kept (set_ema)".into(),
+            )),
+        }
+    }
+
+    /// Checks `ema` as the average of the weights from step count `start` on: an elementwise
+    /// optimizer without an evaluation mode, f32 parameters, and under loss scaling only from
+    /// the start (the host cannot count the device's skips before it).
+    pub fn check_ema(&self, ema: &Ema, start: u64) -> Result<()> {
+        ema.validate()?;
+        if !O::KERNEL.single_pass || O::EVAL_MODE {
+            return Err(Error::InvalidOptions(format!(
+                "the average of the weights rides on the elementwise update kernels; {} has \
+                 {}",
+                O::NAME,
+                if O::EVAL_MODE {
+                    "an evaluation point of its own"
+                } else {
+                    "per-tensor passes"
+                }
+            )));
+        }
+        if self.grad_stage.loss_scale.is_some() && start > 0 {
+            return Err(Error::InvalidOptions(format!(
+                "under loss scaling, the average is set before the first step (now {start})"
+            )));
+        }
+        self.params
+            .iter()
+            .try_for_each(|p| check_averaged::<O>(p.precision))
+    }
+
     /// The registered parameters, in registration order.
     pub fn params(&self) -> &[Registered] {
         &self.params
@@ -243,6 +305,9 @@ impl<O: Algorithm> Registry<O> {
         check_precision::<O>(precision, self.grad_stage)?;
         if self.accumulation.is_on() {
             check_accumulated::<O>(precision)?;
+        }
+        if self.scheduler.ema().is_some() {
+            check_averaged::<O>(precision)?;
         }
         if len == 0 {
             return Err(Error::BadBufferSize {
@@ -388,6 +453,11 @@ impl<O: Algorithm> Registry<O> {
                     .plateau()
                     .map(|(&options, &state)| SavedPlateau { options, state }),
                 accumulation: self.accumulation.is_on().then_some(self.accumulation),
+                ema: self.scheduler.ema().map(|(&options, start)| SavedEma {
+                    options,
+                    start,
+                    swapped: self.ema_swapped,
+                }),
             },
             fresh: (0..self.params.len())
                 .filter(|&i| self.params[i].fresh)
@@ -424,6 +494,9 @@ impl<O: Algorithm> Registry<O> {
             }
         }
         let slot_of = |name: &str| O::STATE_NAMES.iter().position(|&n| n == name);
+        if let Some(e) = &checkpoint.training_loop.ema {
+            self.check_ema(&e.options, e.start)?;
+        }
         let accumulation = checkpoint.training_loop.accumulation.unwrap_or_default();
         self.check_accumulation(accumulation.every, |i| self.params[i].precision)?;
         let (mut states, mut quantized, mut loop_tensors) = (Vec::new(), Vec::new(), Vec::new());
@@ -451,6 +524,10 @@ impl<O: Algorithm> Registry<O> {
                 .training_loop
                 .plateau
                 .map(|p| (p.options, p.state)),
+            ema: checkpoint
+                .training_loop
+                .ema
+                .map(|e| (e.options, e.start, e.swapped)),
             step: checkpoint.step,
             grad_stage: GradStage {
                 max_norm: checkpoint.max_grad_norm,
@@ -473,8 +550,10 @@ impl<O: Algorithm> Registry<O> {
             restore.groups,
             restore.schedule,
             restore.plateau,
+            restore.ema.map(|(e, start, _)| (e, start)),
             restore.step,
         );
+        self.ema_swapped = restore.ema.is_some_and(|e| e.2);
         self.grad_stage = restore.grad_stage;
         self.accumulation = restore.accumulation;
         self.eval_mode = restore.eval_mode;
@@ -483,6 +562,18 @@ impl<O: Algorithm> Registry<O> {
             p.fresh = restore.fresh.contains(&i);
         }
     }
+}
+
+/// Whether parameters of `precision` can be averaged: f32 ones (master weights included).
+fn check_averaged<O: Algorithm>(precision: Precision) -> Result<()> {
+    if precision.param != Dtype::F32 {
+        return Err(Error::UnsupportedPrecision {
+            optimizer: O::NAME,
+            precision,
+            reason: "the average of the weights is kept for f32 parameters (or master weights)",
+        });
+    }
+    Ok(())
 }
 
 /// Whether gradients of `precision` can be accumulated: f32 ones only (the sum is f32, and a

@@ -6,6 +6,7 @@
 //! into its per-step scalar tables and the CPU reference consumes directly. Both optimizers own
 //! one, so CPU-vs-GPU tests compare kernel arithmetic only.
 
+use crate::ema::Ema;
 use crate::error::{Error, Result};
 use crate::host::GroupId;
 use crate::optim::Algorithm;
@@ -19,6 +20,8 @@ pub struct StepScheduler<O> {
     groups: Vec<O>,
     schedule: Option<Schedule>,
     plateau: Option<(Plateau, PlateauState)>,
+    /// The average of the weights and the step count it started after.
+    ema: Option<(Ema, u64)>,
     step: u64,
 }
 
@@ -69,6 +72,7 @@ impl<O: Algorithm> StepScheduler<O> {
             groups: vec![config],
             schedule: None,
             plateau: None,
+            ema: None,
             step: 0,
         })
     }
@@ -120,6 +124,25 @@ impl<O: Algorithm> StepScheduler<O> {
         }
         self.plateau = plateau.map(|p| (p, p.initial_state()));
         Ok(())
+    }
+
+    /// Sets (or removes) the average of the weights, starting with the next step (checked by
+    /// the caller).
+    pub(crate) fn set_ema(&mut self, ema: Option<Ema>) {
+        self.ema = ema.map(|e| (e, self.step));
+    }
+
+    /// The average of the weights and the step count it started after, if set.
+    pub fn ema(&self) -> Option<(&Ema, u64)> {
+        self.ema.as_ref().map(|(e, s)| (e, *s))
+    }
+
+    /// The lerp weight of the average's update in the step whose state step count is
+    /// `state_step`: 1 (a copy) for its first; 0 without an average.
+    pub(crate) fn ema_weight(&self, state_step: u64) -> f32 {
+        self.ema.as_ref().map_or(0.0, |(e, start)| {
+            e.weight(state_step.saturating_sub(*start))
+        })
     }
 
     /// The metric-driven reduction and where it stands, if set.
@@ -209,11 +232,13 @@ impl<O: Algorithm> StepScheduler<O> {
         groups: Vec<O>,
         schedule: Option<Schedule>,
         plateau: Option<(Plateau, PlateauState)>,
+        ema: Option<(Ema, u64)>,
         step: u64,
     ) {
         self.groups = groups;
         self.schedule = schedule;
         self.plateau = plateau;
+        self.ema = ema;
         self.step = step;
     }
 

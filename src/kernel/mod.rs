@@ -15,7 +15,8 @@ mod storage;
 use crate::quant::QMap;
 pub use storage::Storage;
 pub(crate) use storage::{
-    EXTENT_BYTES, blocks_per_group, extent, from_records, quantized_bytes, records,
+    EMA_WEIGHT_BYTES, EXTENT_BYTES, blocks_per_group, extent, from_records, quantized_bytes,
+    records,
 };
 
 /// Threads per workgroup, passed to every kernel as its `WG` override constant.

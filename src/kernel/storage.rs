@@ -30,6 +30,10 @@ pub struct Storage {
     pub width: Width,
     /// The dtypes of the parameter, the gradient and the states.
     pub precision: Precision,
+    /// Whether the parameter's store also updates the average of the weights (binding 13,
+    /// `ema`, f32), at the step's weight (`step_uniform.ema_weight`): single-pass kernels
+    /// over f32 parameters only.
+    pub ema: bool,
 }
 
 impl Storage {
@@ -39,7 +43,13 @@ impl Storage {
             access,
             width,
             precision: Precision::F32,
+            ema: false,
         }
+    }
+
+    /// The same bindings, with the average of the weights when `ema`.
+    pub const fn with_ema(self, ema: bool) -> Self {
+        Self { ema, ..self }
     }
 
     /// The same bindings over tensors of `precision`.
@@ -123,12 +133,31 @@ fn store(
 }
 
 /// The group-1 uniform of single-pass kernels: each step-count candidate's scalars, then the
-/// step's counter (`[step, step >> 32, 0, 0]`, for stochastic rounding's random bits).
+/// step's counter (`[step, step >> 32, 0, 0]`, for stochastic rounding's random bits), then
+/// each candidate's weight of the average of the weights' update (1: a copy), four to a
+/// vector ([`EMA_WEIGHT_BYTES`]).
 pub(crate) const STEP_UNIFORM: &str = "struct StepUniform {
     scalars: array<Scalars, SCALAR_CANDIDATES>,
     counter: vec4<u32>,
+    ema_weight: array<vec4<f32>, 4>,
 }
 @group(1) @binding(0) var<uniform> step_uniform: StepUniform;
+";
+
+/// Bytes of `StepUniform::ema_weight`: one f32 per step-count candidate.
+pub(crate) const EMA_WEIGHT_BYTES: u64 = 4 * crate::kernel::SCALAR_CANDIDATES as u64;
+
+/// The average's update after the parameter's store (`store_param` wraps `store_stored`):
+/// a copy at weight 1, else torch's `lerp` toward the stored value.
+const EMA_UPDATE: &str = "fn update_ema(i: u32, x: V) {
+    let c = candidate();
+    let w = step_uniform.ema_weight[c / 4u][c % 4u];
+    if (w == 1.0) {
+        ema[i] = x;
+    } else {
+        ema[i] = torch_lerp(ema[i], x, w);
+    }
+}
 ";
 
 /// Words of one block record of a quantized state: the block's codes, then its scale.
@@ -384,7 +413,25 @@ pub(crate) fn declarations(states: &[&str], maps: &[QMap], storage: &Storage) ->
     // Over quantized state the accessors are guarded (`live_guards`).
     let at = if p.quant.is_some() { "_at" } else { "" };
     load(&mut out, &format!("load_param{at}"), "param", p.param, w);
-    let store_param = format!("store_param{at}");
+    // With the average, the parameter's own store is `store_stored`, wrapped below.
+    let store_param = if storage.ema {
+        debug_assert_eq!(p.param, Dtype::F32, "the average is of f32 parameters");
+        out.push_str(
+            "@group(0) @binding(13) var<storage, read_write> ema: array<V>;
+",
+        );
+        out.push_str(EMA_UPDATE);
+        let _ = writeln!(
+            out,
+            "fn store_param{at}(i: u32, x: V) {{
+    store_stored(i, x);
+    update_ema(i, x);
+}}"
+        );
+        "store_stored".to_string()
+    } else {
+        format!("store_param{at}")
+    };
     match p.copy {
         None => store(&mut out, (&store_param, "param"), p.param, w, stochastic),
         Some(copy) => {

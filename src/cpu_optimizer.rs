@@ -297,6 +297,19 @@ impl<O: Algorithm> CpuOptimizer<O> {
         Ok(self.registry.push(group, shape, precision))
     }
 
+    /// Unregisters parameter `param`, freeing its state (see
+    /// [`crate::GpuOptimizer::unregister`]: later parameters' ids decrease by one).
+    pub fn unregister(&mut self, param: ParamId) -> Result<()> {
+        self.registry.check_unregister(param)?;
+        let i = param.0;
+        self.states.remove(i);
+        self.quantized.remove(i);
+        self.grad_sums.remove(i);
+        self.emas.remove(i);
+        self.registry.remove(param);
+        Ok(())
+    }
+
     /// Replaces group `group`'s hyperparameters from the next step on (see
     /// [`crate::GpuOptimizer::set_group_config`]); on error nothing changes.
     pub fn set_group_config(&mut self, group: GroupId, config: O) -> Result<()> {

@@ -121,6 +121,9 @@ pub enum Error {
     /// A parameter group id this optimizer did not hand out.
     #[error("no parameter group {0}")]
     UnknownGroup(usize),
+    /// A parameter id past the parameters registered now.
+    #[error("no registered parameter {0}")]
+    UnknownParam(usize),
     /// A step was given the wrong number of parameters or gradients, or ones of the wrong length.
     #[error("step: {0}")]
     StepShape(String),

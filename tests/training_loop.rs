@@ -1,6 +1,6 @@
 //! Controls of a running training loop on both backends, bit for bit, in the middle of a run
-//! and across checkpoints: the plateau reduction, momentum cycling and gradient accumulation;
-//! and the recorded `training-loop/` cases.
+//! and across checkpoints: the plateau reduction, momentum cycling, gradient accumulation and
+//! unregistering a parameter; and the recorded `training-loop/` cases.
 
 mod common;
 
@@ -389,4 +389,80 @@ fn accumulated_gradients_are_what_clipping_sees() {
             );
         }
     }
+}
+
+/// Unregisters parameter 1 of 3 after a few steps: the others step on exactly as in a run that
+/// kept it (their updates do not depend on it), on both backends, for an elementwise optimizer
+/// and one with per-tensor norms (whose shared buffers are rebuilt), and a checkpoint taken
+/// after it restores into an optimizer holding only the two.
+fn unregistered<O: wgpu_optim::Algorithm>(ctx: &wgpu_optim::GpuContext, config: O) {
+    let mut rng = Rng::new(41);
+    let mut run = Pair::new(ctx, config.clone(), &LENS, Precision::F32, &mut rng);
+    let mut kept = Pair::new(
+        ctx,
+        config.clone(),
+        &LENS,
+        Precision::F32,
+        &mut Rng::new(41),
+    );
+    let mut gone = None;
+    run.gpu.set_accumulation(2).unwrap();
+    run.cpu.set_accumulation(2).unwrap();
+    kept.gpu.set_accumulation(2).unwrap();
+    kept.cpu.set_accumulation(2).unwrap();
+    for t in 0..9 {
+        if t == 3 {
+            // Mid-step: one micro-batch pending.
+            let id = run.ids[1];
+            run.gpu.unregister(id).unwrap();
+            run.cpu.unregister(id).unwrap();
+            // The last id now names no parameter: the one after moved down.
+            gone = run.ids.pop();
+            run.params.remove(1);
+            run.buffers.remove(1);
+        }
+        let grads = kept.grads(&mut rng);
+        kept.step(ctx, &grads);
+        let mine: Vec<Vec<f32>> = if t < 3 {
+            grads
+        } else {
+            vec![grads[0].clone(), grads[2].clone()]
+        };
+        run.step(ctx, &mine);
+    }
+    let label = format!("{} after unregistering", O::NAME);
+    // Each backend against itself (LAMB's norms are summed in another order on each).
+    for (k, j) in [(0, 0), (1, 2)] {
+        common::pair::assert_bits(&run.params[k], &kept.params[j], &format!("{label}: cpu"));
+        let read = |p: &Pair<O>, i: usize| {
+            ctx.read_as(&p.buffers[i].0, Precision::F32.param, LENS[j])
+                .unwrap()
+        };
+        let (mine, theirs) = (read(&run, k), read(&kept, j));
+        common::pair::assert_bits(&mine, &theirs, &format!("{label}: gpu"));
+    }
+    if !O::NORMS {
+        run.assert_identical(ctx, &label);
+    }
+    // A checkpoint taken now restores into an optimizer holding the two.
+    let resumed = run.resume(ctx, config);
+    if !O::NORMS {
+        resumed.assert_identical(ctx, &format!("{label}, resumed"));
+    }
+    let gone = gone.unwrap();
+    assert!(matches!(
+        run.gpu.unregister(gone),
+        Err(Error::UnknownParam(2))
+    ));
+    assert!(matches!(
+        run.cpu.unregister(gone),
+        Err(Error::UnknownParam(2))
+    ));
+}
+
+#[test]
+fn unregistering_a_parameter_frees_it_and_leaves_the_others() {
+    let Some(ctx) = gpu() else { return };
+    unregistered(&ctx, AdamW::default());
+    unregistered(&ctx, wgpu_optim::Lamb::default());
 }

@@ -59,6 +59,12 @@ impl Accumulator {
         self.pass.pop();
     }
 
+    /// Drops parameter `index`'s sum (unregistered).
+    pub fn remove(&mut self, index: usize) {
+        self.sums.remove(index);
+        self.pass.remove(index);
+    }
+
     /// Records one micro-batch over every gradient.
     pub fn record(&self, pass: &mut impl Commands, micro: MicroBatch) {
         self.pass.record(pass, micro.mode() as usize, |_| true);

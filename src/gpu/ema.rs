@@ -38,6 +38,11 @@ impl Swapper {
         self.0.pop();
     }
 
+    /// Drops parameter `index` (unregistered).
+    pub fn remove(&mut self, index: usize) {
+        self.0.remove(index);
+    }
+
     /// Records the swap of every parameter with its average.
     pub fn record(&self, pass: &mut impl Commands) {
         self.0.record(pass, 0, |_| true);

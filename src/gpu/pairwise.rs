@@ -86,6 +86,11 @@ impl PairPass {
         self.windows.pop();
     }
 
+    /// Drops tensor `index` (unregistered).
+    pub fn remove(&mut self, index: usize) {
+        self.windows.remove(index);
+    }
+
     /// Records pipeline `index` over every window of every tensor `select`ed (by index).
     pub fn record(&self, pass: &mut impl Commands, index: usize, select: impl Fn(usize) -> bool) {
         pass.set_pipeline(&self.pipelines[index]);

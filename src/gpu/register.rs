@@ -414,6 +414,39 @@ impl<O: Algorithm> GpuOptimizer<O> {
         Ok(self.registry.push(group, shape, precision))
     }
 
+    /// Unregisters parameter `param`: its state, its running gradient sum and its average are
+    /// freed (once commands already recorded have run), and later steps and checkpoints leave
+    /// it out. As with a list, the parameters registered after it move down one place: their
+    /// [`ParamId`]s decrease by one (and a checkpoint's parameter `I` is the `I`-th registered
+    /// now), as PyTorch's positional `state_dict` indices do when a parameter leaves its group.
+    ///
+    /// The shared buffers that span every tensor (LAMB's and LARS's norms, clipping's sums)
+    /// are rebuilt inside an error scope; on any error, and for an unknown id
+    /// ([`Error::UnknownParam`]) or while the average is swapped in, nothing changes.
+    pub fn unregister(&mut self, param: ParamId) -> Result<()> {
+        self.registry.check_unregister(param)?;
+        let scopes = ErrorScopes::push(&self.device);
+        let removed = self.params.remove(param.0);
+        let rebuilt = self.norm_stage.is_some().then(|| self.rebuild());
+        let grad_buffers = self.build_grad_stage();
+        if let Err(e) = scopes.check(|| format!("unregistering parameter {}", param.0)) {
+            self.params.insert(param.0, removed);
+            return Err(e);
+        }
+        if let Some(rebuilt) = rebuilt {
+            self.commit(rebuilt);
+        }
+        self.grad_buffers = grad_buffers;
+        if let Some(a) = &mut self.accumulator {
+            a.remove(param.0);
+        }
+        if let Some(s) = &mut self.swapper {
+            s.remove(param.0);
+        }
+        self.registry.remove(param);
+        Ok(())
+    }
+
     /// The `extent` uniform of each window of a tensor with 16-bit values (none for f32).
     fn extent_buffers(&self, precision: Precision, windows: &[(u64, u64)]) -> Vec<wgpu::Buffer> {
         let storage = Storage::f32(GradAccess::ReadOnly, Width::Vec4).with(precision);

@@ -342,6 +342,27 @@ impl<O: Algorithm> Registry<O> {
         ParamId(self.params.len() - 1)
     }
 
+    /// Checks that `param` can be unregistered: it is registered, and the parameters do not
+    /// hold the average of the weights (its buffer holds the trained weights then).
+    pub fn check_unregister(&self, param: ParamId) -> Result<()> {
+        if param.0 >= self.params.len() {
+            return Err(Error::UnknownParam(param.0));
+        }
+        if self.ema_swapped {
+            return Err(Error::InvalidOptions(
+                "the average is swapped into the parameters: swap it back before unregistering"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Forgets parameter `param` (checked by [`Registry::check_unregister`]); later ones move
+    /// down one place.
+    pub fn remove(&mut self, param: ParamId) {
+        self.params.remove(param.0);
+    }
+
     /// Marks every parameter stepped (after a step has run [`crate::Pass::Init`] over the fresh
     /// ones).
     pub fn mark_stepped(&mut self) {

@@ -630,6 +630,7 @@ fn benchmark_options_without_steps_are_a_typed_error() {
         scalar_kernels: false,
         max_grad_norm: None,
         loss_scale: false,
+        moving_grads: false,
         shape: None,
         precision: wgpu_optim::Precision::F32,
     };

@@ -59,6 +59,23 @@ impl Accumulator {
         self.pass.pop();
     }
 
+    /// Parameter `index`'s (`p`'s) windows over the gradient it holds now.
+    pub fn windows_for(
+        &self,
+        device: &wgpu::Device,
+        p: &GpuParam,
+        index: usize,
+    ) -> Vec<(wgpu::BindGroup, (u32, u32))> {
+        let grad = (&p.grad, p.grad_offset);
+        self.pass
+            .windows_for(device, grad, &self.sums[index], p.len)
+    }
+
+    /// Exchanges parameter `index`'s windows with `windows`.
+    pub fn exchange(&mut self, index: usize, windows: &mut Vec<(wgpu::BindGroup, (u32, u32))>) {
+        self.pass.exchange(index, windows);
+    }
+
     /// Drops parameter `index`'s sum (unregistered).
     pub fn remove(&mut self, index: usize) {
         self.sums.remove(index);
@@ -102,6 +119,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
         let accumulator = self.build_accumulator(every)?;
         self.registry.set_accumulation(every)?;
         self.accumulator = accumulator;
+        self.forget_grad_bindings();
         Ok(())
     }
 

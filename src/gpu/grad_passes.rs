@@ -40,6 +40,10 @@ pub(super) struct GradBuffers {
     norms: NormBuffers,
     /// Each gradient window's bind group, grids, and whether it is read as vec4s.
     windows: Vec<(wgpu::BindGroup, WindowGrids, Width)>,
+    /// Each window's first byte in the partial sums, and each tensor's first window.
+    partials_at: Vec<u64>,
+    first_window: Vec<usize>,
+    uniform: wgpu::Buffer,
     finalize: wgpu::BindGroup,
 }
 
@@ -123,23 +127,16 @@ impl GradPasses {
                 usage: wgpu::BufferUsages::UNIFORM,
             },
         );
-        let mut windows = Vec::new();
+        let (mut windows, mut partials_at, mut first_window) = (Vec::new(), Vec::new(), Vec::new());
         for (p, &start) in params.iter().zip(&starts) {
+            first_window.push(windows.len());
             let mut at = start;
             for (first, n) in window_ranges(p.len, &limits) {
                 let grids = WindowGrids::new(n, p.width, &limits);
-                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("wgpu-optim gradient norm"),
-                    layout: &self.sumsq_layout,
-                    entries: &[
-                        update::GRAD.entry(&p.grad, p.grad_offset + first * 4, n * 4),
-                        // Exactly this window's slots, so the tail's is the last bound.
-                        update::PARTIALS.entry(&norms.partials, at, grids.partials_bytes()),
-                        grad_norm::PARAMS.whole(&uniform),
-                        grad_norm::SCALER.whole(scaler),
-                    ],
-                });
+                let bind_group =
+                    self.window_bind_group(device, (&norms, &uniform, scaler), p, (first, n), at);
                 windows.push((bind_group, grids, p.width));
+                partials_at.push(at);
                 at += grids.partials_size();
             }
         }
@@ -156,8 +153,56 @@ impl GradPasses {
         Some(GradBuffers {
             norms,
             windows,
+            partials_at,
+            first_window,
+            uniform,
             finalize,
         })
+    }
+
+    /// The `sumsq` bind group of window `(first, n)` of `p`'s gradient, its partials from byte
+    /// `at`.
+    fn window_bind_group(
+        &self,
+        device: &wgpu::Device,
+        (norms, uniform, scaler): (&NormBuffers, &wgpu::Buffer, &wgpu::Buffer),
+        p: &GpuParam,
+        (first, n): (u64, u64),
+        at: u64,
+    ) -> wgpu::BindGroup {
+        let grids = WindowGrids::new(n, p.width, &device.limits());
+        device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("wgpu-optim gradient norm"),
+            layout: &self.sumsq_layout,
+            entries: &[
+                update::GRAD.entry(&p.grad, p.grad_offset + first * 4, n * 4),
+                // Exactly this window's slots, so the tail's is the last bound.
+                update::PARTIALS.entry(&norms.partials, at, grids.partials_bytes()),
+                grad_norm::PARAMS.whole(uniform),
+                grad_norm::SCALER.whole(scaler),
+            ],
+        })
+    }
+
+    /// The `sumsq` bind groups of tensor `index` (`p`, with the gradient it holds now) in
+    /// `built`, one per window, for a gradient that moved.
+    pub fn tensor_bind_groups(
+        &self,
+        device: &wgpu::Device,
+        built: &GradBuffers,
+        scaler: &wgpu::Buffer,
+        (index, p): (usize, &GpuParam),
+    ) -> Vec<wgpu::BindGroup> {
+        let first = built.first_window[index];
+        window_ranges(p.len, &device.limits())
+            .into_iter()
+            .enumerate()
+            .map(|(k, range)| {
+                let at = built.partials_at[first + k];
+                let shared = (&built.norms, &built.uniform, scaler);
+                self.window_bind_group(device, shared, p, range, at)
+            })
+            .collect()
     }
 
     /// Records the stage: the global gradient norm and clipping coefficient (and loss
@@ -197,6 +242,14 @@ impl GradPasses {
 }
 
 impl GradBuffers {
+    /// Exchanges tensor `index`'s window bind groups with `groups` (as many).
+    pub fn exchange(&mut self, index: usize, groups: &mut [wgpu::BindGroup]) {
+        let first = self.first_window[index];
+        for (w, g) in self.windows[first..].iter_mut().zip(groups) {
+            std::mem::swap(&mut w.0, g);
+        }
+    }
+
     /// Dispatches the stage records per step.
     pub fn dispatches(&self) -> usize {
         let sums: usize = self

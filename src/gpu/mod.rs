@@ -24,6 +24,7 @@ mod groups;
 mod pairwise;
 mod param;
 mod pipelines;
+mod rebind;
 mod reduce;
 mod register;
 mod scalars;
@@ -207,6 +208,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
 
     /// Points every parameter at the pipelines for its group's flags and the gradient stage.
     fn repipe(&mut self) {
+        // Cached gradient bindings hold pipelines and bind groups of the old choice.
+        self.forget_grad_bindings();
         for i in 0..self.params.len() {
             let config = self.registry.scheduler.groups()[self.params[i].group].clone();
             let p = &self.params[i];
@@ -587,6 +590,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
         }
         if let Some(a) = accumulator {
             self.accumulator = a;
+            self.forget_grad_bindings();
         }
         if let Some(state) = &plan.loss_scale {
             self.write_loss_scale(state);

@@ -58,8 +58,26 @@ impl PairPass {
         second: &wgpu::Buffer,
         len: u64,
     ) {
+        let windows = self.windows_for(device, (first, at), second, len);
+        self.windows.push(windows);
+    }
+
+    /// Drops the last tensor (a registration that failed).
+    pub fn pop(&mut self) {
+        self.windows.pop();
+    }
+
+    /// Tensor `index`'s windows for a `first` buffer that moved to byte `at` of `buffer`,
+    /// with its `second`.
+    pub fn windows_for(
+        &self,
+        device: &wgpu::Device,
+        (first, at): (&wgpu::Buffer, u64),
+        second: &wgpu::Buffer,
+        len: u64,
+    ) -> Vec<(wgpu::BindGroup, (u32, u32))> {
         let limits = device.limits();
-        let windows = window_ranges(len, &limits)
+        window_ranges(len, &limits)
             .into_iter()
             .map(|(start, n)| {
                 let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -77,13 +95,12 @@ impl PairPass {
                 );
                 (bind_group, grid)
             })
-            .collect();
-        self.windows.push(windows);
+            .collect()
     }
 
-    /// Drops the last tensor (a registration that failed).
-    pub fn pop(&mut self) {
-        self.windows.pop();
+    /// Exchanges tensor `index`'s windows with `windows`.
+    pub fn exchange(&mut self, index: usize, windows: &mut Vec<(wgpu::BindGroup, (u32, u32))>) {
+        std::mem::swap(&mut self.windows[index], windows);
     }
 
     /// Drops tensor `index` (unregistered).

@@ -4,6 +4,7 @@ use std::ops::Range;
 
 use crate::gpu::factors::Factors;
 use crate::gpu::geometry::WindowGrids;
+use crate::gpu::rebind::GradBinding;
 use crate::kernel::{GradAccess, Width};
 use crate::optim::MAX_STATES;
 use crate::precision::Precision;
@@ -48,4 +49,7 @@ pub(crate) struct GpuParam {
     pub extents: Vec<wgpu::Buffer>,
     /// The average of its weights (f32, its length), while one is kept.
     pub ema: Option<wgpu::Buffer>,
+    /// What its earlier gradient slices were bound with, for when they come back
+    /// (`GpuOptimizer::step_with`), oldest first.
+    pub grad_cache: Vec<GradBinding>,
 }

@@ -34,7 +34,11 @@ struct Rebuilt {
 }
 
 impl<O: Algorithm> GpuOptimizer<O> {
-    fn check_slice(&self, which: &'static str, slice: &wgpu::BufferSlice<'_>) -> Result<()> {
+    pub(super) fn check_slice(
+        &self,
+        which: &'static str,
+        slice: &wgpu::BufferSlice<'_>,
+    ) -> Result<()> {
         let buffer = slice.buffer();
         if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
             return Err(Error::MissingStorageUsage {
@@ -366,6 +370,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 .kernels
                 .ema
                 .then(|| super::ema::ema_buffer(&self.device, len)),
+            grad_cache: Vec::with_capacity(super::rebind::CACHED_GRADS),
         });
         let rebuilt = self.rebuild();
         let grad_buffers = self.build_grad_stage();
@@ -411,6 +416,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
         }
         self.commit(rebuilt);
         self.grad_buffers = grad_buffers;
+        // The shared buffers were rebuilt: cached gradient bindings name the old ones.
+        self.forget_grad_bindings();
         Ok(self.registry.push(group, shape, precision))
     }
 
@@ -444,6 +451,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
             s.remove(param.0);
         }
         self.registry.remove(param);
+        self.forget_grad_bindings();
         Ok(())
     }
 

@@ -81,6 +81,10 @@ pub struct BenchArgs {
     /// Turn loss scaling (GradScaler's defaults) on during each GPU step.
     #[arg(long)]
     loss_scale: bool,
+    /// Measure host cost with gradients that move: alternate between two sets of gradient
+    /// buffers through `step_with` (allocations then show a warm loop over a pool).
+    #[arg(long)]
+    moving_grads: bool,
     /// The parameters' dtype on the GPU: f32, bf16 or f16.
     #[arg(long, default_value = "f32", value_parser = parse_dtype)]
     param_dtype: Dtype,
@@ -202,6 +206,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         scalar_kernels: args.scalar_kernels,
         max_grad_norm: args.clip_norm,
         loss_scale: args.loss_scale,
+        moving_grads: args.moving_grads,
         shape,
         precision: Precision {
             quant: args.state_dtype.1,

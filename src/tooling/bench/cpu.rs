@@ -158,6 +158,7 @@ fn cpu_typed<O: Algorithm>(
         scalar_roofline: stream_ms / ms_per_step,
         kernels: None,
         grad_stage: "none",
+        moving_grads: false,
         copy_gb_per_s: 8.0 * params as f64 / median(&mut copy_ms) / 1e6,
         host_us_per_step: None,
         record_us_per_step: None,

@@ -48,7 +48,9 @@ struct Subject<O: Algorithm> {
     opt: GpuOptimizer<O>,
     params: Vec<wgpu::Buffer>,
     arena: Option<ArenaLayout>,
-    _grads: Vec<wgpu::Buffer>,
+    grads: Vec<wgpu::Buffer>,
+    /// A second set of gradient buffers, the same values, for `--moving-grads`.
+    pool: Vec<wgpu::Buffer>,
     /// Each buffer's values (0 for the arena, read as f32 and unpacked).
     lens: Vec<usize>,
     /// The parameters' dtype.
@@ -140,11 +142,30 @@ impl<O: Algorithm> Subject<O> {
                 }
             }
         }
+        // The same bytes in buffers of their own, copied on the device.
+        let copy_of = |g: &wgpu::Buffer| {
+            let b = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("gradient pool"),
+                size: g.size(),
+                usage: g.usage(),
+                mapped_at_creation: false,
+            });
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(g, 0, &b, 0, g.size());
+            ctx.queue.submit([encoder.finish()]);
+            b
+        };
+        let pool = if opts.moving_grads {
+            grad_bufs.iter().map(copy_of).collect()
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             opt,
             params,
             arena,
-            _grads: grad_bufs,
+            grads: grad_bufs,
+            pool,
             lens: lens_registered,
             dtype: precision.param,
         })
@@ -271,13 +292,27 @@ fn gpu_typed<O: Algorithm>(
     drop((stream, scalar_stream, buffers));
 
     // Host cost: record and submit, no wait, as a training loop would.
+    // With moving gradients, each set is bound once first, so the loop is warm.
     let host_steps = ALLOC_SAMPLES;
+    let sets: Vec<Vec<wgpu::BufferSlice<'_>>> = if opts.moving_grads {
+        [&subject.pool, &subject.grads]
+            .map(|bufs| bufs.iter().map(|b| b.slice(..)).collect())
+            .into()
+    } else {
+        Vec::new()
+    };
+    for set in &sets {
+        opt.rebind_grads(set)?;
+    }
     let (mut host_secs, mut allocs) = (0.0, 0u64);
-    for _ in 0..host_steps {
+    for k in 0..host_steps {
         let t0 = Instant::now();
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         let before = opts.alloc_count.map(|f| f());
-        opt.step(&mut encoder);
+        match sets.get(k % 2) {
+            Some(set) => opt.step_with(&mut encoder, set)?,
+            None => opt.step(&mut encoder),
+        }
         if let (Some(f), Some(b)) = (opts.alloc_count, before) {
             allocs += f() - b;
         }
@@ -357,6 +392,7 @@ fn gpu_typed<O: Algorithm>(
             Width::Vec4
         }),
         grad_stage,
+        moving_grads: opts.moving_grads,
         copy_gb_per_s,
         host_us_per_step: Some(host_secs / host_steps as f64 * 1e6),
         record_us_per_step: Some(record_us),

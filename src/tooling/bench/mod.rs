@@ -374,6 +374,9 @@ pub struct BenchResult {
     /// The gradient stage on during the step: `none`, `clip`, `scale` or `clip+scale` (GPU
     /// only; the CPU row steps without one).
     pub grad_stage: &'static str,
+    /// Whether the host-cost steps moved their gradients (`--moving-grads`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub moving_grads: bool,
     /// Buffer-copy bandwidth (bytes read + written per second, GB/s), wall-clock timed.
     pub copy_gb_per_s: f64,
     /// Host time to record and submit one step, without waiting (GPU only). Software adapters
@@ -422,6 +425,10 @@ pub struct BenchOptions<'a> {
     pub max_grad_norm: Option<f64>,
     /// Turn loss scaling (GradScaler's defaults) on during the step.
     pub loss_scale: bool,
+    /// Step with gradients that move (GPU only): the host-cost steps alternate between the
+    /// registered gradient buffers and a second set through `GpuOptimizer::step_with`, both
+    /// seen once before counting, so `allocs_per_step` shows a warm loop over a pool.
+    pub moving_grads: bool,
     /// Register the flat layout's one tensor with this shape (Adafactor factors a matrix);
     /// `None`: flat. Its product must be the parameter count.
     pub shape: Option<Vec<usize>>,

@@ -1,5 +1,6 @@
 // swap.wgsl: exchanges a parameter window with its average of the weights, in place, to
-// evaluate with the average and to swap the trained weights back.
+// evaluate with the average and to swap the trained weights back (MODE 0); or starts the
+// average from the parameter (MODE 1: ema = param), as AveragedModel's copy of the model.
 //
 // Bindings (group 0): 0 param (the caller's parameter window, f32), 1 ema (its average, as
 // long). One value per invocation, WG per workgroup, over a 1-D or 2-D grid; each invocation
@@ -7,6 +8,7 @@
 // Mirror: CpuOptimizer::swap_ema (src/cpu_optimizer.rs).
 
 override WG: u32 = 256u;
+override MODE: u32 = 0u;
 
 @group(0) @binding(0) var<storage, read_write> param: array<f32>;
 @group(0) @binding(1) var<storage, read_write> ema: array<f32>;
@@ -22,6 +24,10 @@ fn main(
         return;
     }
     let trained = param[i];
+    if (MODE == 1u) {
+        ema[i] = trained;
+        return;
+    }
     param[i] = ema[i];
     ema[i] = trained;
 }

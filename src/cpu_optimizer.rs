@@ -357,17 +357,24 @@ impl<O: Algorithm> CpuOptimizer<O> {
     /// Keeps (or, with `None`, drops) an average of the weights, updated by every step from
     /// the next one on (see [`crate::GpuOptimizer::set_ema`]).
     pub fn set_ema(&mut self, ema: Option<Ema>) -> Result<()> {
-        let emas = if ema.is_some() {
-            self.registry
-                .params()
-                .iter()
-                .map(|r| zeros(r.len() as usize, &r.shape))
-                .collect::<Result<Vec<_>>>()?
-        } else {
-            vec![Vec::new(); self.registry.params().len()]
+        let kept = self.registry.scheduler.ema().is_some();
+        // New buffers when turning it on or off; kept (and copied over at the next step, as
+        // the GPU's) when only the options change.
+        let emas = match (ema.is_some(), kept) {
+            (true, true) => None,
+            (true, false) => Some(
+                self.registry
+                    .params()
+                    .iter()
+                    .map(|r| zeros(r.len() as usize, &r.shape))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            (false, _) => Some(vec![Vec::new(); self.registry.params().len()]),
         };
         self.registry.set_ema(ema)?;
-        self.emas = emas;
+        if let Some(emas) = emas {
+            self.emas = emas;
+        }
         Ok(())
     }
 
@@ -425,6 +432,10 @@ impl<O: Algorithm> CpuOptimizer<O> {
     /// their gradients to the running sums (see [`crate::GpuOptimizer::set_accumulation`]).
     pub fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]]) -> Result<()> {
         self.check_shapes(params, Some(grads))?;
+        if self.registry.ema_swapped {
+            // The trained weights back first, on every call, as the GPU optimizer's step does.
+            self.swap(params);
+        }
         let Some(micro) = self.registry.accumulation.next() else {
             return self.apply(params, grads);
         };
@@ -445,9 +456,14 @@ impl<O: Algorithm> CpuOptimizer<O> {
 
     /// The step itself, with this step's gradients (checked).
     fn apply(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]]) -> Result<()> {
-        if self.registry.ema_swapped {
-            // The trained weights back first, as the GPU optimizer's step does.
-            self.swap(params);
+        if self.registry.ema_fresh() {
+            // Averages still to start from their parameters: copied before the update.
+            for (i, r) in self.registry.params().iter().enumerate() {
+                if r.ema_fresh {
+                    self.emas[i].copy_from_slice(params[i]);
+                }
+            }
+            self.registry.mark_ema_copied();
         }
         let t = self.registry.scheduler.advance();
         if O::EVAL_MODE {

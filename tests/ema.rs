@@ -247,3 +247,61 @@ fn the_average_refuses_what_it_cannot_keep() {
     scaled.set_ema(None).unwrap();
     options(scaled.set_ema(ema));
 }
+
+/// Every average starts from its weights, copied by the next step: a frozen group's too (it
+/// is never updated after), and a parameter's registered after the average was set.
+#[test]
+fn averages_start_from_the_weights() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng::new(34);
+    let mut run = Pair::new(&ctx, AdamW::default(), &[1757, 3], Precision::F32, &mut rng);
+    run.gpu.set_ema(Some(Ema::new(0.9))).unwrap();
+    run.cpu.set_ema(Some(Ema::new(0.9))).unwrap();
+    let group = run.gpu.default_group();
+    run.gpu.set_frozen(group, true).unwrap();
+    run.cpu.set_frozen(group, true).unwrap();
+    for _ in 0..2 {
+        let grads = run.grads(&mut rng);
+        run.step(&ctx, &grads);
+    }
+    assert_averages(&run, "frozen from the start");
+    for (k, &id) in run.ids.iter().enumerate() {
+        assert_bits(
+            run.cpu.ema(id).unwrap(),
+            &run.params[k],
+            "a frozen group's average",
+        );
+    }
+    // Swapping in and out leaves the frozen weights as they are.
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    run.gpu.swap_ema(&mut encoder).unwrap();
+    ctx.queue.submit([encoder.finish()]);
+    let held = ctx.read_as(&run.buffers[0].0, Dtype::F32, 1757).unwrap();
+    assert_bits(
+        &held,
+        &run.params[0],
+        "swapped in: a frozen group's weights",
+    );
+    // Registering while swapped in is refused (its average would be swapped in unset).
+    let mut views: Vec<&mut [f32]> = run.params.iter_mut().map(Vec::as_mut_slice).collect();
+    run.cpu.swap_ema(&mut views).unwrap();
+    assert!(matches!(
+        run.cpu.register(group, 8),
+        Err(Error::InvalidOptions(_))
+    ));
+}
+
+#[test]
+fn a_swap_refuses_parameters_with_a_copy() {
+    let mut opt = CpuOptimizer::new(Sgd::default()).unwrap();
+    let master = Precision::F32.with_copy(Dtype::Bf16);
+    opt.register_typed(opt.default_group(), &[8], master)
+        .unwrap();
+    opt.set_ema(Some(Ema::new(0.5))).unwrap();
+    let mut p = vec![1.0f32; 8];
+    opt.step(&mut [&mut p], &[&[0.5; 8]]).unwrap();
+    assert!(matches!(
+        opt.swap_ema(&mut [&mut p]),
+        Err(Error::InvalidOptions(_))
+    ));
+}

@@ -15,14 +15,15 @@ use crate::gpu::scopes::ErrorScopes;
 use crate::host::ParamId;
 use crate::optim::Algorithm;
 
-/// The swap pass over every parameter and its average.
+/// The swap pass over every parameter and its average, and the copy that starts an average.
 #[derive(Debug)]
 pub(super) struct Swapper(PairPass);
 
 impl Swapper {
     fn new(device: &wgpu::Device) -> Self {
         let wgsl = include_str!("../../shaders/swap.wgsl");
-        Self(PairPass::new(device, "swap", wgsl, swap::ALL, &[&[]]))
+        let modes: [&[(&str, f64)]; 2] = [&[("MODE", 0.0)], &[("MODE", 1.0)]];
+        Self(PairPass::new(device, "swap", wgsl, swap::ALL, &modes))
     }
 
     /// Adds `p`, whose average is kept.
@@ -47,6 +48,11 @@ impl Swapper {
     pub fn record(&self, pass: &mut impl Commands) {
         self.0.record(pass, 0, |_| true);
     }
+
+    /// Records the copy of each parameter `select`ed (by index) into its average.
+    pub fn record_copy(&self, pass: &mut impl Commands, select: impl Fn(usize) -> bool) {
+        self.0.record(pass, 1, select);
+    }
 }
 
 /// A zeroed average for a parameter of `len` values.
@@ -67,10 +73,12 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// updated after every optimizer step (optax's `ema`; [`Ema::warmup`] for timm's warm-up).
     ///
     /// The update is fused into the update kernel, which stores each new parameter and then
-    /// its average: 8 bytes per parameter more per step, no extra pass, no readback. The first
-    /// step after this call copies the parameters; later ones do `lerp(ema, param, 1 -
-    /// decay)` with torch's formula. Steps skipped by loss scaling and frozen groups' steps do
-    /// not update it. For the elementwise optimizers (not LAMB, LARS, Adafactor or
+    /// its average: 8 bytes per parameter more per step, no extra pass, no readback. Each
+    /// average starts as a copy of its parameter (as `AveragedModel` copies the model), taken
+    /// by the next step before it updates (one copy pass, that step only; also for parameters
+    /// registered later, and for frozen groups); the first update after this call copies
+    /// again, later ones do `lerp(ema, param, 1 - decay)` with torch's formula. Steps skipped
+    /// by loss scaling and frozen groups' steps do not update it. For the elementwise optimizers (not LAMB, LARS, Adafactor or
     /// Schedule-Free, an [`crate::Error::InvalidOptions`]) over f32 parameters or master
     /// weights; under loss scaling, set it before the first step.
     ///
@@ -148,7 +156,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// Swaps the average into the parameter buffers, recorded into `encoder` (to evaluate
     /// with it, as one would load `AveragedModel`'s weights), or back when already swapped;
     /// the next [`GpuOptimizer::step`] swaps back first. An [`crate::Error::InvalidOptions`]
-    /// without an average, or before its first update.
+    /// without an average, before a step has copied it, or for parameters with a 16-bit copy
+    /// (which the forward pass reads: bind [`GpuOptimizer::ema_buffer`] instead).
     pub fn swap_ema(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         self.registry.check_swap()?;
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {

@@ -305,6 +305,14 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 return;
             }
         }
+        if self.registry.ema_fresh() {
+            // Averages still to start from their parameters: copied before the update.
+            if let Some(s) = &self.swapper {
+                let registered = self.registry.params();
+                s.record_copy(pass, |i| registered[i].ema_fresh);
+            }
+            self.registry.mark_ema_copied();
+        }
         let t = self.registry.scheduler.advance();
         let candidates = self.registry.grad_stage.candidates();
         let (scalars, offset) = self.tables.at(
@@ -584,9 +592,17 @@ impl<O: Algorithm> GpuOptimizer<O> {
         } else {
             Some(self.build_accumulator(every)?)
         };
-        self.configure_grad_stage(plan.grad_stage)?;
-        if plan.ema.is_some() != self.kernels.ema {
-            self.rebuild_for_ema(plan.ema.is_some())?;
+        let ema = plan.ema.is_some();
+        let rebuilt_ema = ema != self.kernels.ema;
+        if rebuilt_ema {
+            self.rebuild_for_ema(ema)?;
+        }
+        if let Err(e) = self.configure_grad_stage(plan.grad_stage) {
+            if rebuilt_ema {
+                // Back to the kernels this optimizer had (a device error either way).
+                self.rebuild_for_ema(!ema).ok();
+            }
+            return Err(e);
         }
         if let Some(a) = accumulator {
             self.accumulator = a;

@@ -72,10 +72,38 @@ impl<O: Algorithm> GpuOptimizer<O> {
         for (i, g) in grads.iter().enumerate() {
             self.check_moved_grad(i, g)?;
         }
+        // Slices not seen before are built first, so a failure leaves every binding as it was;
+        // a warm loop has none and allocates nothing here.
+        let mut built = Vec::new();
+        if (0..grads.len()).any(|i| self.cached(i, &grads[i]).is_none()) {
+            for (i, g) in grads.iter().enumerate() {
+                built.push(match self.cached(i, g) {
+                    None => Some(self.build_binding(i, g)?),
+                    Some(_) => None,
+                });
+            }
+        }
         for (i, g) in grads.iter().enumerate() {
-            self.bind_grad(i, g)?;
+            let fresh = built.get_mut(i).and_then(Option::take);
+            self.bind_grad(i, g, fresh);
         }
         Ok(())
+    }
+
+    /// Where parameter `index` has `slice` bound: `Some(None)` now, `Some(Some(k))` in its
+    /// cache at `k`, `None` nowhere.
+    fn cached(&self, index: usize, slice: &wgpu::BufferSlice<'_>) -> Option<Option<usize>> {
+        let p = &self.params[index];
+        let is = |buffer: &wgpu::Buffer, offset: u64| {
+            buffer == slice.buffer() && offset == slice.offset()
+        };
+        if is(&p.grad, p.grad_offset) {
+            return Some(None);
+        }
+        p.grad_cache
+            .iter()
+            .position(|b| is(&b.grad, b.grad_offset))
+            .map(Some)
     }
 
     /// Checks `slice` as parameter `index`'s gradient.
@@ -110,18 +138,18 @@ impl<O: Algorithm> GpuOptimizer<O> {
         Ok(())
     }
 
-    /// Binds `slice` (checked) as parameter `index`'s gradient: from the cache, or built.
-    fn bind_grad(&mut self, index: usize, slice: &wgpu::BufferSlice<'_>) -> Result<()> {
-        let p = &self.params[index];
-        let is = |buffer: &wgpu::Buffer, offset: u64| {
-            buffer == slice.buffer() && offset == slice.offset()
-        };
-        if is(&p.grad, p.grad_offset) {
-            return Ok(());
-        }
-        let mut binding = match p.grad_cache.iter().position(|b| is(&b.grad, b.grad_offset)) {
-            Some(k) => self.params[index].grad_cache.remove(k),
-            None => self.build_binding(index, slice)?,
+    /// Binds `slice` (checked) as parameter `index`'s gradient: from the cache, or `built`
+    /// for it (a slice neither bound, cached nor built stays unbound).
+    fn bind_grad(
+        &mut self,
+        index: usize,
+        slice: &wgpu::BufferSlice<'_>,
+        built: Option<GradBinding>,
+    ) {
+        let mut binding = match (self.cached(index, slice), built) {
+            (Some(None), _) | (None, None) => return,
+            (Some(Some(k)), _) => self.params[index].grad_cache.remove(k),
+            (None, Some(b)) => b,
         };
         self.exchange(index, &mut binding);
         // The slice bound until now, most recent last.
@@ -130,7 +158,6 @@ impl<O: Algorithm> GpuOptimizer<O> {
             cache.remove(0);
         }
         cache.push(binding);
-        Ok(())
     }
 
     /// Builds everything bound to `slice` as parameter `index`'s gradient, in an error scope.

@@ -116,7 +116,7 @@ pub struct LoopControl {
 
 /// The average of the weights as saved: its options, the step count it started after, and
 /// whether the parameters held it (swapped in for evaluation).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SavedEma {
     /// Decay and warm-up.
@@ -126,6 +126,9 @@ pub struct SavedEma {
     /// Saved with the average swapped into the parameters (and the trained weights in the
     /// average's buffers).
     pub swapped: bool,
+    /// The parameters whose average was still to be copied from them at the next step.
+    #[serde(default)]
+    pub fresh: Vec<usize>,
 }
 
 impl LoopControl {

@@ -30,6 +30,9 @@ pub(crate) struct Registered {
     pub group: usize,
     /// Its shape (`[len]` unless registered with one).
     pub shape: Vec<usize>,
+    /// Its average of the weights is still to be copied from it, at the next step (the
+    /// average was just set, or it was registered since).
+    pub ema_fresh: bool,
     /// Not stepped yet, for [`Algorithm::EVAL_MODE`] optimizers: its first step starts its
     /// state from it ([`crate::Pass::Init`]).
     pub fresh: bool,
@@ -68,6 +71,8 @@ pub(crate) struct Restore<O: Algorithm> {
     plateau: Option<(Plateau, PlateauState)>,
     /// The average of the weights, the step it started after, and whether it was swapped in.
     pub ema: Option<(Ema, u64, bool)>,
+    /// The parameters whose average was still to be copied.
+    ema_fresh: Vec<usize>,
     step: u64,
     /// The gradient stage the checkpoint was saved with.
     pub grad_stage: GradStage,
@@ -235,35 +240,68 @@ impl<O: Algorithm> Registry<O> {
     /// [`Registry::check_ema`]; not while it is swapped into the parameters.
     pub fn set_ema(&mut self, ema: Option<Ema>) -> Result<()> {
         if let Some(e) = &ema {
-            self.check_ema(e, self.scheduler.steps_taken())?;
+            self.check_ema(e)?;
+            let start = self.scheduler.steps_taken();
+            if self.grad_stage.loss_scale.is_some() && start > 0 {
+                return Err(Error::InvalidOptions(format!(
+                    "under loss scaling, the average is set before the first step (now {start})"
+                )));
+            }
         }
         if self.ema_swapped {
             return Err(Error::InvalidOptions(
                 "the average is swapped into the parameters: swap it back first".into(),
             ));
         }
+        // Every average starts from its parameter, copied at the next step.
+        let on = ema.is_some();
+        for p in &mut self.params {
+            p.ema_fresh = on;
+        }
         self.scheduler.set_ema(ema);
         Ok(())
     }
 
-    /// Checks that the average can be swapped with the parameters: it is kept and has been
-    /// updated (a step has been taken since it was set).
-    pub fn check_swap(&self) -> Result<()> {
-        match self.scheduler.ema() {
-            Some((_, start)) if self.scheduler.steps_taken() > start => Ok(()),
-            Some(_) => Err(Error::InvalidOptions(
-                "the average has no value yet: its first update is the next step".into(),
-            )),
-            None => Err(Error::InvalidOptions(
-                "no average of the weights is kept (set_ema)".into(),
-            )),
+    /// Whether any average is still to be copied from its parameter.
+    pub fn ema_fresh(&self) -> bool {
+        self.params.iter().any(|p| p.ema_fresh)
+    }
+
+    /// Marks every average copied (the step recorded the copies).
+    pub fn mark_ema_copied(&mut self) {
+        for p in &mut self.params {
+            p.ema_fresh = false;
         }
     }
 
-    /// Checks `ema` as the average of the weights from step count `start` on: an elementwise
-    /// optimizer without an evaluation mode, f32 parameters, and under loss scaling only from
-    /// the start (the host cannot count the device's skips before it).
-    pub fn check_ema(&self, ema: &Ema, start: u64) -> Result<()> {
+    /// Checks that the average can be swapped with the parameters: it is kept and has been
+    /// updated (a step has been taken since it was set).
+    ///
+    /// Parameters with a 16-bit copy are refused: the forward pass reads the copy, which a
+    /// swap of the f32 master weights would leave as it is (bind the average's buffer
+    /// instead).
+    pub fn check_swap(&self) -> Result<()> {
+        let refuse = |why: &str| Err(Error::InvalidOptions(why.to_string()));
+        if self.scheduler.ema().is_none() {
+            return refuse("no average of the weights is kept (set_ema)");
+        }
+        if self.ema_fresh() {
+            return refuse(
+                "the average has no value yet: it is copied from the weights at the next step",
+            );
+        }
+        if let Some(i) = self.params.iter().position(|p| p.precision.copy.is_some()) {
+            return Err(Error::InvalidOptions(format!(
+                "parameter {i} has a 16-bit copy, which a swap of its f32 master weights \
+                 would leave as it is: evaluate with the average's buffer (ema_buffer)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks `ema` as the average of the registered parameters' weights: an elementwise
+    /// optimizer without an evaluation mode, and f32 parameters.
+    pub fn check_ema(&self, ema: &Ema) -> Result<()> {
         ema.validate()?;
         if !O::KERNEL.single_pass || O::EVAL_MODE {
             return Err(Error::InvalidOptions(format!(
@@ -275,11 +313,6 @@ impl<O: Algorithm> Registry<O> {
                 } else {
                     "per-tensor passes"
                 }
-            )));
-        }
-        if self.grad_stage.loss_scale.is_some() && start > 0 {
-            return Err(Error::InvalidOptions(format!(
-                "under loss scaling, the average is set before the first step (now {start})"
             )));
         }
         self.params
@@ -309,6 +342,12 @@ impl<O: Algorithm> Registry<O> {
         if self.scheduler.ema().is_some() {
             check_averaged::<O>(precision)?;
         }
+        if self.ema_swapped {
+            return Err(Error::InvalidOptions(
+                "the average is swapped into the parameters: swap it back before registering"
+                    .into(),
+            ));
+        }
         if len == 0 {
             return Err(Error::BadBufferSize {
                 which: "param",
@@ -337,6 +376,7 @@ impl<O: Algorithm> Registry<O> {
             group: group.0,
             shape,
             fresh: O::EVAL_MODE,
+            ema_fresh: self.scheduler.ema().is_some(),
             precision,
         });
         ParamId(self.params.len() - 1)
@@ -478,6 +518,9 @@ impl<O: Algorithm> Registry<O> {
                     options,
                     start,
                     swapped: self.ema_swapped,
+                    fresh: (0..self.params.len())
+                        .filter(|&i| self.params[i].ema_fresh)
+                        .collect(),
                 }),
             },
             fresh: (0..self.params.len())
@@ -516,7 +559,13 @@ impl<O: Algorithm> Registry<O> {
         }
         let slot_of = |name: &str| O::STATE_NAMES.iter().position(|&n| n == name);
         if let Some(e) = &checkpoint.training_loop.ema {
-            self.check_ema(&e.options, e.start)?;
+            self.check_ema(&e.options)?;
+            if let Some(&i) = e.fresh.iter().find(|&&i| i >= self.params.len()) {
+                return Err(Error::CheckpointMismatch(format!(
+                    "the average's fresh parameters name parameter {i} of {}",
+                    self.params.len()
+                )));
+            }
         }
         let accumulation = checkpoint.training_loop.accumulation.unwrap_or_default();
         self.check_accumulation(accumulation.every, |i| self.params[i].precision)?;
@@ -548,7 +597,13 @@ impl<O: Algorithm> Registry<O> {
             ema: checkpoint
                 .training_loop
                 .ema
+                .as_ref()
                 .map(|e| (e.options, e.start, e.swapped)),
+            ema_fresh: checkpoint
+                .training_loop
+                .ema
+                .as_ref()
+                .map_or(Vec::new(), |e| e.fresh.clone()),
             step: checkpoint.step,
             grad_stage: GradStage {
                 max_norm: checkpoint.max_grad_norm,
@@ -581,6 +636,7 @@ impl<O: Algorithm> Registry<O> {
         self.frozen = restore.frozen;
         for (i, p) in self.params.iter_mut().enumerate() {
             p.fresh = restore.fresh.contains(&i);
+            p.ema_fresh = restore.ema_fresh.contains(&i);
         }
     }
 }

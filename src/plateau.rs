@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, non_negative, unit_interval};
 
 /// Whether a lower or a higher metric is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,25 +111,10 @@ impl Plateau {
 
     /// Checks every option against PyTorch's ranges.
     pub fn validate(&self) -> Result<()> {
-        let invalid = |name, value, reason| {
-            Err(Error::InvalidHyperparameter {
-                name,
-                value,
-                reason,
-            })
-        };
-        if !(0.0..1.0).contains(&self.factor) {
-            return invalid("factor", self.factor, "must be in [0, 1)");
-        }
-        for (name, value) in [
-            ("threshold", self.threshold),
-            ("min_lr", self.min_lr),
-            ("eps", self.eps),
-        ] {
-            if !(value.is_finite() && value >= 0.0) {
-                return invalid(name, value, "must be finite and >= 0");
-            }
-        }
+        unit_interval("factor", self.factor)?;
+        non_negative("threshold", self.threshold)?;
+        non_negative("min_lr", self.min_lr)?;
+        non_negative("eps", self.eps)?;
         Ok(())
     }
 

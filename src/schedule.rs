@@ -347,15 +347,8 @@ impl Schedule {
                 in_range("pct_start", *pct_start, 0.0, 1.0, "must be in [0, 1]")?;
                 positive("div_factor", *div_factor)?;
                 positive("final_div_factor", *final_div_factor)?;
-                for (name, m) in [
-                    ("base_momentum", base_momentum),
-                    ("max_momentum", max_momentum),
-                ] {
-                    if !(0.0..1.0).contains(m) {
-                        return Err(invalid(name, *m, "must be in [0, 1)"));
-                    }
-                }
-                Ok(())
+                crate::error::unit_interval("base_momentum", *base_momentum)?;
+                crate::error::unit_interval("max_momentum", *max_momentum)
             }
             Self::InverseSqrt { warmup_steps } => positive_count("warmup_steps", *warmup_steps),
             Self::Sequential {

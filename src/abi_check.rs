@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use naga::{AddressSpace, ArraySize, StorageAccess, TypeInner};
 
 use crate::abi::bindings::{
-    Binding, Kind, accumulate, grad_norm, mlp, reduce, stream, swap, update,
+    Binding, Kind, accumulate, grad_norm, matmul, mlp, reduce, stream, swap, update,
 };
-use crate::abi::uniforms::{Dims, GradParams};
+use crate::abi::uniforms::{Dims, GradParams, MatmulDims};
 use crate::gpu::{group0, scalars_binding, scalars_size};
 use crate::kernel::{GradAccess, Kernel, Storage, Width, compose_for, compose_with};
 use crate::optim::{
     Adadelta, Adafactor, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd, Lamb,
-    Lars, Lion, NAdam, RAdam, RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
+    Lars, Lion, Muon, NAdam, RAdam, RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
 };
 use crate::precision::{Dtype, Precision};
 
@@ -267,6 +267,7 @@ fn every_optimizer_kernel_matches_its_bindings_and_scalars() {
     check_update::<Ademamix>();
     check_update::<ScheduleFreeAdamW>();
     check_update::<Adafactor>();
+    check_update::<Muon>();
 }
 
 fn compose_file(name: &'static str, source: &'static str) -> String {
@@ -329,6 +330,24 @@ fn support_kernels_match_their_bindings() {
     let swap_wgsl = include_str!("../shaders/swap.wgsl");
     check("swap", swap_wgsl, Width::Scalar, &swap::ALL, 0);
     validate("swap", swap_wgsl);
+    let matmul_wgsl = compose_file("matmul", include_str!("../shaders/matmul.wgsl"));
+    check(
+        "matmul",
+        &matmul_wgsl,
+        Width::Scalar,
+        &matmul::ALL,
+        std::mem::size_of::<MatmulDims>() as u64,
+    );
+    validate("matmul", &matmul_wgsl);
+    let matmul4_wgsl = compose_file("matmul4", include_str!("../shaders/matmul4.wgsl"));
+    check(
+        "matmul4",
+        &matmul4_wgsl,
+        Width::Vec4,
+        &matmul::ALL,
+        std::mem::size_of::<MatmulDims>() as u64,
+    );
+    validate("matmul4", &matmul4_wgsl);
     let mlp_wgsl = compose_file("mlp", include_str!("../shaders/mlp.wgsl"));
     check(
         "mlp",

@@ -521,7 +521,12 @@ impl<O: Algorithm> CpuOptimizer<O> {
             let slices = states.each_mut().map(|v| v.as_mut_slice());
             let grad = adjusted.as_ref().map_or(grads[i], |c| c[i].as_slice());
             let config = &scheduler.groups()[r.group];
-            step_chunked(config, &s, params[i], grad, slices, self.threads);
+            if O::ORTHOGONAL {
+                let dims = [r.shape[0], r.shape[1]];
+                config.cpu_matrix_step(&s, dims, self.threads, params[i], grad, slices);
+            } else {
+                step_chunked(config, &s, params[i], grad, slices, self.threads);
+            }
             round_stored::<O>(r.precision, params[i], (states, quantized), t);
             if let Some(ema) = self.emas.get_mut(i).filter(|e| !e.is_empty()) {
                 crate::ema::update(ema, params[i], scheduler.ema_weight(state_step));

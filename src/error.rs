@@ -118,6 +118,18 @@ pub enum Error {
         /// The parameter's length in elements.
         len: u64,
     },
+    /// A tensor shape this optimizer cannot step (Muon: anything but a matrix).
+    #[error("{optimizer} cannot step parameter {param} of shape {shape:?}: {reason}")]
+    UnsupportedShape {
+        /// The optimizer's name.
+        optimizer: &'static str,
+        /// The parameter: the index it would have been registered at.
+        param: usize,
+        /// Its shape (`[len]` when registered flat).
+        shape: Vec<usize>,
+        /// What the shape must be.
+        reason: &'static str,
+    },
     /// A parameter group id this optimizer did not hand out.
     #[error("no parameter group {0}")]
     UnknownGroup(usize),

@@ -6,8 +6,9 @@
 //! - [`Sgd`], [`Adam`], [`AdamW`], [`Adamax`], [`NAdam`], [`RmsProp`], [`Adagrad`],
 //!   [`Adadelta`], [`Adafactor`], [`Rprop`], [`Asgd`], [`RAdam`]: config structs with
 //!   PyTorch's hyperparameter names and defaults; [`Lion`], [`Lamb`], [`Lars`], [`Adopt`],
-//!   [`Ademamix`] with optax's; [`ScheduleFreeAdamW`] with schedulefree's;
-//!   see each for its update rule and paper.
+//!   [`Ademamix`] with optax's; [`ScheduleFreeAdamW`] with schedulefree's; [`Muon`], whose
+//!   Newton–Schulz iteration runs as tiled matrix multiplies; see each for its update rule
+//!   and paper.
 //! - [`GpuOptimizer`]: one fused WGSL dispatch per parameter buffer per step, recorded into the
 //!   caller's `CommandEncoder` from the caller's `Device` and `Queue`; parameter groups as
 //!   PyTorch's.
@@ -69,6 +70,7 @@ pub use cpu_optimizer::CpuOptimizer;
 pub use ema::{Ema, EmaWarmup};
 pub use error::{Error, Result};
 pub use gpu::GpuOptimizer;
+pub use gpu::MatmulTiles;
 pub use host::checkpoint::{self, Checkpoint};
 pub use host::grad_stage::{LossScale, LossScaleState};
 pub use host::loop_control::Accumulation;
@@ -78,6 +80,7 @@ pub use optim::{
     Adadelta, Adafactor, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd, Lamb,
     Lars, Lion, NAdam, Pass, RAdam, RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
 };
+pub use optim::{AdjustLr, Muon, NewtonSchulz, newton_schulz_flops};
 pub use plateau::{Plateau, PlateauMode, PlateauState, ThresholdMode};
 pub use precision::{Dtype, Precision};
 pub use quant::Quant;

@@ -79,11 +79,48 @@ fn json_has_every_field_and_verify_matches_the_cpu() {
 }
 
 #[test]
+fn muon_rows_report_flops_and_the_multiplies_alone() {
+    let rows = bench_rows(&[
+        "--optimizer",
+        "muon",
+        "--matrices",
+        "16x40,2x(24x8+8x24)",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    for r in &rows {
+        let gflop = r["gflop_per_step"].as_f64().unwrap();
+        assert!(
+            gflop > 0.0 && r["gflop_per_s"].as_f64().unwrap() > 0.0,
+            "{r}"
+        );
+        let gpu = r["backend"] == "gpu";
+        assert_eq!(r["matmul_gflop_per_s"].is_number(), gpu, "{r}");
+        assert_eq!(r["dispatches_per_step"].is_number(), gpu, "{r}");
+    }
+    // 5 · (4 · 16² · 40 + 2 · 16³) for the 16 × 40 matrix.
+    assert_eq!(
+        rows[0]["gflop_per_step"].as_f64().unwrap(),
+        5.0 * (4.0 * 256.0 * 40.0 + 2.0 * 4096.0) / 1e9
+    );
+    assert_eq!(rows[2]["matrices"], 4);
+    // Two batches (24 × 8 and 8 × 24) of 15 multiplies, 3 passes per matrix, the reduction.
+    assert_eq!(rows[2]["dispatches_per_step"], 2 * 15 + 3 * 4 + 1);
+}
+
+#[test]
 fn bad_sizes_and_names_are_rejected_before_any_work() {
     for args in [
         &["--params", "1.5"][..],
         &["--params", "0"],
-        &["--optimizer", "muon"],
+        &["--optimizer", "muon-bf16"],
+        &["--optimizer", "muon,adamw"],
+        &["--optimizer", "muon", "--matrices", "3x"],
+        &["--optimizer", "muon", "--tiles", "64x64"],
         &["--params", "2G", "--backend", "gpu"],
     ] {
         let out = bench(args);

@@ -161,6 +161,14 @@ pub(crate) mod update {
     /// Adafactor's per-tensor dimensions and row-factor means (`array<f32>`).
     pub const FACTORS: Binding = Binding::storage(0, 8, "factors", false);
 
+    /// Muon's scratch slot for the matrix's update, where the iteration starts and (odd
+    /// `ns_steps`) ends.
+    pub const ORTHO: Binding = Binding::storage(0, 14, "ortho", false).values();
+    /// Its slot of the iteration's second scratch matrix.
+    pub const ORTHO_NEXT: Binding = Binding::storage(0, 15, "ortho_next", false).values();
+    /// Muon's rate factors for the matrix's shape, `[original, match_rms_adamw]`.
+    pub const LR_RATIOS: Binding = Binding::storage(0, 16, "lr_ratios", true);
+
     /// State buffer `slot`, named `name` in the WGSL.
     pub const fn state(slot: usize, name: &'static str) -> Binding {
         Binding::storage(0, FIRST_STATE + slot as u32, name, false).values()
@@ -185,6 +193,25 @@ pub(crate) mod reduce {
     pub const NORMS: Binding = Binding::storage(0, 10, "norms", false);
     /// All of them, in layout order.
     pub const ALL: [Binding; 3] = [TABLE, PARTIAL_SUMS, NORMS];
+}
+
+/// `shaders/matmul.wgsl`: Muon's batched, tiled matrix multiply.
+pub(crate) mod matmul {
+    use super::Binding;
+
+    /// `MatmulDims`.
+    pub const DIMS: Binding = Binding::uniform(0, 0, "dims", false);
+    /// The left operand (`array<f32>`, or `array<vec4<f32>>` in `matmul4.wgsl`: no minimum
+    /// size in the layout, so one layout serves both).
+    pub const LHS: Binding = Binding::storage(0, 1, "lhs", true).values();
+    /// The right operand.
+    pub const RHS: Binding = Binding::storage(0, 2, "rhs", true).values();
+    /// The matrix added, scaled by `beta`.
+    pub const ADDEND: Binding = Binding::storage(0, 3, "addend", true).values();
+    /// The result.
+    pub const OUT: Binding = Binding::storage(0, 4, "out", false).values();
+    /// All of them, in layout order.
+    pub const ALL: [Binding; 5] = [DIMS, LHS, RHS, ADDEND, OUT];
 }
 
 /// `shaders/grad_norm.wgsl`: the gradient stage (clipping, loss scaling). Its `sumsq` entry

@@ -270,6 +270,52 @@ pub struct LambScalars {
     pub _pad: [f32; 3],
 }
 
+/// Per-step scalars of [`Muon`](crate::Muon), as `MuonScalars` in `shaders/muon.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MuonScalars {
+    /// The Nesterov blend's weight `momentum`.
+    pub momentum: f32,
+    /// The momentum buffer's EMA weight `1 - momentum`.
+    pub one_minus_momentum: f32,
+    /// `1 - lr · weight_decay`.
+    pub decay: f32,
+    /// The unadjusted rate.
+    pub lr: f32,
+    /// Floor of the update's norm.
+    pub eps: f32,
+    /// 1 for `adjust_lr_fn` = `match_rms_adamw`, 0 for `original`.
+    pub match_rms: f32,
+    /// 1 when the iteration ends in the second scratch matrix (an even `ns_steps`), else 0.
+    pub final_in_next: f32,
+    #[doc(hidden)]
+    pub _pad: f32,
+}
+
+/// The dimensions and epilogue of one batched multiply of `shaders/matmul.wgsl`:
+/// `out = alpha · lhs · rhs + beta · addend` over `batch` matrices (each operand transposed as
+/// the pipeline's `TRANS_A`/`TRANS_B` say), as `MatmulDims` there.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct MatmulDims {
+    /// Rows of the result.
+    pub m: u32,
+    /// Columns of the result.
+    pub n: u32,
+    /// The inner dimension.
+    pub k: u32,
+    /// Workgroup rows per matrix (`⌈m / TM⌉`); the grid's y is this times the batch.
+    pub tiles_m: u32,
+    /// Elements from one matrix of each operand to the next: lhs, rhs, addend, out.
+    pub strides: [u32; 4],
+    /// Scale of the product.
+    pub alpha: f32,
+    /// Scale of the addend (0: not read).
+    pub beta: f32,
+    #[doc(hidden)]
+    pub _pad: [u32; 2],
+}
+
 /// Per-step scalars of [`Lars`](crate::Lars), as `LarsScalars` in `shaders/lars.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]

@@ -112,7 +112,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
             .collect();
         self.repipe();
         let windows: Vec<_> = (0..self.params.len())
-            .map(|i| self.build_windows(i, None))
+            .map(|i| self.build_windows(i, None, None))
             .collect();
         let swapper = on.then(|| {
             let mut s = Swapper::new(&self.device);

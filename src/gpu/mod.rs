@@ -11,7 +11,8 @@
 //! - `factors`: Adafactor's factored tensors (dimensions, row-factor means, pass grids);
 //! - `grad_passes`, `grad_stage`: clipping's and loss scaling's passes on the device, and the
 //!   methods that turn them on and off;
-//! - `groups`: changing a group's options, learning rate and frozen state between steps.
+//! - `groups`: changing a group's options, learning rate and frozen state between steps;
+//! - `muon`: Muon's Newton–Schulz iteration (the tiled multiply, batches of matrices).
 
 mod accumulate;
 mod commands;
@@ -21,6 +22,7 @@ mod geometry;
 mod grad_passes;
 mod grad_stage;
 mod groups;
+mod muon;
 mod pairwise;
 mod param;
 mod pipelines;
@@ -48,6 +50,8 @@ use commands::Commands;
 pub use commands::DirectCalls;
 pub(crate) use geometry::{groups_of, window_ranges_in};
 use grad_passes::{GradBuffers, GradPasses, NO_CLIP};
+pub use muon::MatmulTiles;
+use muon::{NsBatches, NsStage};
 use param::GpuParam;
 use pipelines::{FACTOR_PASSES, Form, Kernels};
 #[cfg(test)]
@@ -115,6 +119,10 @@ pub struct GpuOptimizer<O: Algorithm> {
     accumulator: Option<accumulate::Accumulator>,
     /// The swap of the parameters with their average, while one is kept.
     swapper: Option<ema::Swapper>,
+    /// The Newton–Schulz multiplies of [`Algorithm::ORTHOGONAL`] optimizers.
+    ns_stage: Option<NsStage>,
+    /// Their batches over the registered matrices (rebuilt with the norm buffers).
+    ns_batches: Option<NsBatches>,
 }
 
 impl<O: Algorithm> GpuOptimizer<O> {
@@ -170,6 +178,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
             scalar_only: false,
             accumulator: None,
             swapper: None,
+            ns_stage: O::ORTHOGONAL.then(|| NsStage::new(device, MatmulTiles::for_device(device))),
+            ns_batches: None,
         };
         this.pipeline_for(&config, (GradAccess::ReadOnly, Precision::F32), Form::Vec4);
         scopes.check(|| format!("{} kernel", O::KERNEL.name))?;
@@ -216,6 +226,11 @@ impl<O: Algorithm> GpuOptimizer<O> {
             let (access, width, len) = ((p.access, p.precision), p.width, p.len);
             (self.params[i].pipeline, self.params[i].tail) =
                 self.pipelines_for(&config, access, width, len);
+        }
+        if O::ORTHOGONAL && !self.params.is_empty() {
+            // The iteration's coefficients are in its batches' multiplies.
+            let rebuilt = self.rebuild();
+            self.commit(rebuilt);
         }
     }
 
@@ -354,7 +369,31 @@ impl<O: Algorithm> GpuOptimizer<O> {
             dispatch_all(params, kernels, pass, scalars, &offset, Entry::Norms, every);
             norms.record(pass, stage);
         }
-        dispatch_all(params, kernels, pass, scalars, &offset, Entry::Main, every);
+        if let (Some(stage), Some(ns)) = (&self.ns_stage, &self.ns_batches) {
+            // Batch by batch (they share the iteration's scratch): its matrices normalized,
+            // their iteration, then their updates.
+            let groups = self.registry.scheduler.groups();
+            for (j, batch) in ns.batches.iter().enumerate() {
+                if self.registry.is_frozen(batch.group) {
+                    continue;
+                }
+                let steps = groups[batch.group].newton_schulz().map_or(0, |n| n.steps);
+                let mine = |i: usize| ns.slots[i].0 == j;
+                dispatch_all(
+                    params,
+                    kernels,
+                    pass,
+                    scalars,
+                    &offset,
+                    Entry::Normalize,
+                    mine,
+                );
+                ns.record(pass, stage, j, steps);
+                dispatch_all(params, kernels, pass, scalars, &offset, Entry::Main, mine);
+            }
+        } else {
+            dispatch_all(params, kernels, pass, scalars, &offset, Entry::Main, every);
+        }
         if O::EVAL_MODE {
             self.registry.eval_mode = false;
             self.registry.mark_stepped();
@@ -433,7 +472,9 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// elements has only the tail); twice that plus one reduction for optimizers with
     /// per-tensor norms; plus, with clipping or loss scaling, as many again for the gradients'
     /// sums, a reduction and a final dispatch for the global norm; plus three for each tensor
-    /// Adafactor factors (its rows, columns and row-factor means); plus, with gradient
+    /// Adafactor factors (its rows, columns and row-factor means); plus, for Muon, one
+    /// `normalize` per matrix (as many as its updates) and `3 · ns_steps` multiplies per batch
+    /// of same-shaped matrices in a group that is not frozen; plus, with gradient
     /// accumulation, one per gradient window for the pass every call records (the calls
     /// that only accumulate record that pass alone).
     pub fn dispatches_per_step(&self) -> usize {
@@ -462,8 +503,20 @@ impl<O: Algorithm> GpuOptimizer<O> {
             .accumulator
             .as_ref()
             .map_or(0, accumulate::Accumulator::dispatches);
+        // Muon: each matrix normalized (as many as its updates), and each batch's iteration.
+        let iteration: usize = self.ns_batches.as_ref().map_or(0, |ns| {
+            let groups = self.registry.scheduler.groups();
+            ns.batches
+                .iter()
+                .filter(|b| !self.registry.is_frozen(b.group))
+                .map(|b| {
+                    NsBatches::dispatches(groups[b.group].newton_schulz().map_or(0, |n| n.steps))
+                })
+                .sum::<usize>()
+                + updates
+        });
         if O::NORMS && !self.params.is_empty() {
-            accumulate + stage + 2 * updates + 1
+            accumulate + stage + iteration + 2 * updates + 1
         } else {
             accumulate + stage + updates
         }
@@ -665,6 +718,8 @@ enum Entry {
     /// Factor pass `k` ([`FACTOR_PASSES`]) of [`Algorithm::FACTORED`] optimizers, over its own
     /// grid, for factored tensors only (one window each).
     Factor(usize),
+    /// The division of an [`Algorithm::ORTHOGONAL`] update by its norm, over the update's grid.
+    Normalize,
 }
 
 /// One dispatch per window of every parameter `select`ed (by index) with its body pipelines'
@@ -693,6 +748,7 @@ fn dispatch_all<O: Algorithm>(
                 Entry::Norms => pipelines.norms.as_ref(),
                 Entry::Pass(which) => pipelines.pass(which),
                 Entry::Factor(k) => pipelines.factor_passes.get(k),
+                Entry::Normalize => pipelines.normalize.as_ref(),
             };
             let Some(compute) = compute else {
                 continue;

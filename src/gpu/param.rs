@@ -4,6 +4,7 @@ use std::ops::Range;
 
 use crate::gpu::factors::Factors;
 use crate::gpu::geometry::WindowGrids;
+use crate::gpu::muon::MatrixOf;
 use crate::gpu::rebind::GradBinding;
 use crate::kernel::{GradAccess, Width};
 use crate::optim::MAX_STATES;
@@ -15,6 +16,14 @@ use crate::precision::Precision;
 pub(super) struct Window {
     pub bind_group: wgpu::BindGroup,
     pub grids: WindowGrids,
+}
+
+/// A matrix of an [`crate::Algorithm::ORTHOGONAL`] optimizer.
+#[derive(Debug)]
+pub(crate) struct Matrix {
+    pub of: MatrixOf,
+    /// `[original, match_rms_adamw]` rate factors for its shape (`lr_ratios`).
+    pub ratios: wgpu::Buffer,
 }
 
 /// A registered parameter's buffers and bindings.
@@ -43,6 +52,8 @@ pub(crate) struct GpuParam {
     pub states: [Option<wgpu::Buffer>; MAX_STATES],
     /// The factored state's dimensions and pass grids ([`crate::Algorithm::FACTORED`]).
     pub factors: Option<Factors>,
+    /// A matrix's shape and rate factors ([`crate::Algorithm::ORTHOGONAL`]).
+    pub matrix: Option<Matrix>,
     pub windows: Vec<Window>,
     /// Each window's `extent` uniform, for tensors with 16-bit values (`kernel::Storage`);
     /// empty for f32 tensors.

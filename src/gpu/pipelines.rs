@@ -72,6 +72,9 @@ pub(crate) fn group0<O: Algorithm>(
     if O::FACTORED {
         bindings.push(update::FACTORS);
     }
+    if O::ORTHOGONAL {
+        bindings.extend([update::ORTHO, update::ORTHO_NEXT, update::LR_RATIOS]);
+    }
     if Storage::f32(access, Width::Vec4).with(precision).packed() {
         bindings.push(update::EXTENT);
     }
@@ -148,6 +151,8 @@ pub(super) struct Pipelines {
     form: Form,
     pub main: wgpu::ComputePipeline,
     pub norms: Option<wgpu::ComputePipeline>,
+    /// `normalize`, for [`Algorithm::ORTHOGONAL`].
+    pub normalize: Option<wgpu::ComputePipeline>,
     /// In [`Pass::ALL`] order; empty without [`Algorithm::EVAL_MODE`].
     passes: Vec<wgpu::ComputePipeline>,
     /// In [`FACTOR_PASSES`] order, at `f32` width; empty without [`Algorithm::FACTORED`].
@@ -294,6 +299,7 @@ impl<O: Algorithm> Kernels<O> {
         let pipelines = Pipelines {
             main: entry("main"),
             norms: O::NORMS.then(|| entry("norms")),
+            normalize: O::ORTHOGONAL.then(|| entry("normalize")),
             passes: if O::EVAL_MODE {
                 Pass::ALL
                     .iter()

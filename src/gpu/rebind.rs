@@ -195,7 +195,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
             .norm_buffers
             .as_ref()
             .map(|n| (n, self.partials_start(index)));
-        let windows = self.build_windows(index, norms);
+        let windows = self.build_windows(index, norms, self.ns_batches.as_ref());
         let p = &self.params[index];
         let norm_windows = match (&self.grad_passes, &self.grad_buffers) {
             (Some(passes), Some(built)) => {

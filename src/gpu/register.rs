@@ -12,12 +12,13 @@ use crate::gpu::factors::{FactorDims, Factors};
 use crate::gpu::geometry::{
     NORM_STRIDE_BYTES, WindowGrids, partial_layout, window_ranges, window_ranges_in,
 };
-use crate::gpu::param::{GpuParam, Window};
+use crate::gpu::muon::{MatrixOf, NsBatches, check_matrix};
+use crate::gpu::param::{GpuParam, Matrix, Window};
 use crate::gpu::reduce::NormBuffers;
 use crate::gpu::scopes::ErrorScopes;
 use crate::host::{GroupId, ParamId};
 use crate::kernel::{EXTENT_BYTES, GradAccess, Storage, Width, extent, quantized_bytes};
-use crate::optim::{Algorithm, MAX_STATES};
+use crate::optim::{Algorithm, MAX_STATES, NewtonSchulz};
 use crate::precision::Precision;
 
 /// A registration's parameter, gradient and (master weights) copy slices.
@@ -28,9 +29,10 @@ type Slices<'a> = (
 );
 
 /// What a registration changes, built before anything is committed.
-struct Rebuilt {
+pub(super) struct Rebuilt {
     windows: Vec<Vec<Window>>,
     norms: Option<NormBuffers>,
+    ns: Option<NsBatches>,
 }
 
 impl<O: Algorithm> GpuOptimizer<O> {
@@ -109,7 +111,9 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// As [`GpuOptimizer::register_slices`], for a parameter of `shape` (row-major): for
     /// optimizers whose state follows the shape, as Adafactor's factored moments of a matrix
     /// (others keep the same state either way). The shape's product must be the slice's length;
-    /// an Adafactor tensor must fit one storage binding.
+    /// an Adafactor tensor must fit one storage binding. [`crate::Muon`] steps matrices only,
+    /// each registered with its 2-D shape (else an [`Error::UnsupportedShape`]) and fitting one
+    /// storage binding.
     pub fn register_with_shape(
         &mut self,
         group: GroupId,
@@ -284,6 +288,27 @@ impl<O: Algorithm> GpuOptimizer<O> {
         } else {
             None
         };
+        let matrix = match (&self.ns_stage, shape.as_slice()) {
+            (Some(stage), &[rows, cols]) => {
+                // The iteration binds the whole matrix: one window.
+                let limits = self.device.limits();
+                if window_ranges(param.size() / 4, &limits).len() != 1 {
+                    return Err(Error::BufferTooLarge {
+                        which: "param",
+                        size: param.size(),
+                        limit: limits.max_storage_buffer_binding_size,
+                    });
+                }
+                let index = self.params.len();
+                check_matrix(O::NAME, index, [rows, cols], &stage.tiles, &limits)?;
+                Some(MatrixOf {
+                    group: group.0,
+                    rows,
+                    cols,
+                })
+            }
+            _ => None,
+        };
         let access = if shared {
             GradAccess::Shared
         } else {
@@ -364,6 +389,19 @@ impl<O: Algorithm> GpuOptimizer<O> {
             tail,
             states,
             factors: factors.map(|dims| Factors::new(&self.device, dims)),
+            matrix: matrix.map(|of| Matrix {
+                of,
+                ratios: wgpu::util::DeviceExt::create_buffer_init(
+                    &self.device,
+                    &wgpu::util::BufferInitDescriptor {
+                        label: Some("wgpu-optim lr ratios"),
+                        contents: bytemuck::cast_slice(&crate::optim::lr_ratios([
+                            of.rows, of.cols,
+                        ])),
+                        usage: wgpu::BufferUsages::STORAGE,
+                    },
+                ),
+            }),
             windows: Vec::new(),
             extents,
             ema: self
@@ -482,12 +520,33 @@ impl<O: Algorithm> GpuOptimizer<O> {
 
     /// Bind groups and grids of every parameter's windows (and the shared norm buffers for
     /// [`Algorithm::NORMS`]), for the parameters registered now.
-    fn rebuild(&self) -> Rebuilt {
+    pub(super) fn rebuild(&self) -> Rebuilt {
         let norms = self.norm_stage.as_ref().map(|stage| {
             let limits = self.device.limits();
             let tensors = self.params.iter().map(|p| (p.len, p.width));
             let (table, starts, bytes) = partial_layout(tensors, &limits);
             (stage.buffers(&self.device, &table, bytes), starts)
+        });
+        let ns = self.ns_stage.as_ref().map(|stage| {
+            let matrices: Vec<MatrixOf> = self
+                .params
+                .iter()
+                .map(|p| match &p.matrix {
+                    Some(m) => m.of,
+                    None => MatrixOf {
+                        group: p.group,
+                        rows: 1,
+                        cols: p.len as usize,
+                    },
+                })
+                .collect();
+            let groups = self.registry.scheduler.groups();
+            let none = NewtonSchulz {
+                coefficients: [0.0; 3],
+                steps: 0,
+            };
+            let ns = |g: usize| groups[g].newton_schulz().unwrap_or(none);
+            NsBatches::build(&self.device, stage, &matrices, ns)
         });
         let mut windows = Vec::with_capacity(self.params.len());
         for i in 0..self.params.len() {
@@ -497,16 +556,17 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 windows.push(Vec::new());
                 continue;
             }
-            windows.push(self.build_windows(i, norms));
+            windows.push(self.build_windows(i, norms, ns.as_ref()));
         }
         Rebuilt {
             windows,
             norms: norms.map(|(n, _)| n),
+            ns,
         }
     }
 
     /// Installs what [`GpuOptimizer::rebuild`] built.
-    fn commit(&mut self, rebuilt: Rebuilt) {
+    pub(super) fn commit(&mut self, rebuilt: Rebuilt) {
         let keep_earlier = rebuilt.norms.is_none();
         let count = self.params.len();
         for (i, (p, w)) in self.params.iter_mut().zip(rebuilt.windows).enumerate() {
@@ -517,14 +577,19 @@ impl<O: Algorithm> GpuOptimizer<O> {
         if rebuilt.norms.is_some() {
             self.norm_buffers = rebuilt.norms;
         }
+        if rebuilt.ns.is_some() {
+            self.ns_batches = rebuilt.ns;
+        }
     }
 
     /// Bind groups and grids of parameter `index`'s windows; with `norms`, bound to the shared
-    /// norm buffers, this parameter's partials starting at the given byte offset.
+    /// norm buffers, this parameter's partials starting at the given byte offset; with `ns`, a
+    /// matrix's slots of the Newton–Schulz scratch.
     pub(super) fn build_windows(
         &self,
         index: usize,
         norms: Option<(&NormBuffers, u64)>,
+        ns: Option<&NsBatches>,
     ) -> Vec<Window> {
         let p = &self.params[index];
         let limits = self.device.limits();
@@ -578,6 +643,13 @@ impl<O: Algorithm> GpuOptimizer<O> {
                 }
                 if let Some(f) = &p.factors {
                     entries.push(update::FACTORS.whole(&f.buffer));
+                }
+                if let (Some(ns), Some(m)) = (ns, &p.matrix) {
+                    // A matrix is one window: its slots are its whole length.
+                    let (batch, at) = ns.slots[index];
+                    entries.push(update::ORTHO.entry(&ns.batches[batch].x0, at, n * 4));
+                    entries.push(update::ORTHO_NEXT.entry(&ns.x1, at, n * 4));
+                    entries.push(update::LR_RATIOS.whole(&m.ratios));
                 }
                 if let Some(extent) = p.extents.get(k) {
                     entries.push(update::EXTENT.whole(extent));

@@ -367,6 +367,14 @@ impl<O: Algorithm> Registry<O> {
                 s.to_vec()
             }
         };
+        if O::ORTHOGONAL && shape.len() != 2 {
+            return Err(Error::UnsupportedShape {
+                optimizer: O::NAME,
+                param: self.params.len(),
+                shape,
+                reason: "only 2-D parameters (register each matrix with its shape)",
+            });
+        }
         Ok((config, shape))
     }
 

@@ -22,6 +22,7 @@ mod lamb;
 mod lars;
 mod lion;
 pub(crate) mod memo;
+mod muon;
 mod nadam;
 mod radam;
 mod rmsprop;
@@ -31,8 +32,8 @@ mod sgd;
 
 pub use crate::abi::uniforms::{
     AdadeltaScalars, AdafactorScalars, AdagradScalars, AdamScalars, AdamaxScalars, AdemamixScalars,
-    AdoptScalars, AsgdScalars, LambScalars, LarsScalars, LionScalars, NAdamScalars, RAdamScalars,
-    RmsPropScalars, RpropScalars, ScheduleFreeScalars, SgdScalars,
+    AdoptScalars, AsgdScalars, LambScalars, LarsScalars, LionScalars, MuonScalars, NAdamScalars,
+    RAdamScalars, RmsPropScalars, RpropScalars, ScheduleFreeScalars, SgdScalars,
 };
 pub use adadelta::Adadelta;
 pub use adafactor::Adafactor;
@@ -45,6 +46,8 @@ pub use asgd::Asgd;
 pub use lamb::Lamb;
 pub use lars::Lars;
 pub use lion::Lion;
+pub(crate) use muon::lr_ratios;
+pub use muon::{AdjustLr, MAX_NS_STEPS, Muon, NewtonSchulz, newton_schulz_flops};
 pub use nadam::NAdam;
 pub use radam::RAdam;
 pub use rmsprop::RmsProp;
@@ -72,6 +75,7 @@ pub const NAMES: &[&str] = &[
     "ademamix",
     "schedule_free_adamw",
     "adafactor",
+    "muon",
 ];
 
 /// Runs `$body` with the type alias `$O` set to the optimizer named `$name` (one of [`NAMES`]),
@@ -151,6 +155,10 @@ macro_rules! by_name {
                 type $O = $crate::optim::Adafactor;
                 $body
             }
+            "muon" => {
+                type $O = $crate::optim::Muon;
+                $body
+            }
             _ => $other,
         }
     };
@@ -208,6 +216,7 @@ mod sealed {
     impl Sealed for super::Ademamix {}
     impl Sealed for super::ScheduleFreeAdamW {}
     impl Sealed for super::Adafactor {}
+    impl Sealed for super::Muon {}
 }
 
 /// A pass over a parameter outside a step, for optimizers with [`Algorithm::EVAL_MODE`]: each
@@ -269,7 +278,7 @@ pub(crate) fn norms_step<O: Algorithm>(
 ///
 /// Implemented by [`Sgd`], [`Adam`], [`AdamW`], [`Adamax`], [`NAdam`], [`RmsProp`], [`Adagrad`],
 /// [`Adadelta`], [`Rprop`], [`Asgd`], [`RAdam`], [`Lion`], [`Lamb`], [`Lars`], [`Adopt`],
-/// [`Ademamix`], [`ScheduleFreeAdamW`] and [`Adafactor`]; sealed, since its kernel runs without runtime
+/// [`Ademamix`], [`ScheduleFreeAdamW`], [`Adafactor`] and [`Muon`]; sealed, since its kernel runs without runtime
 /// bounds checks.
 pub trait Algorithm:
     sealed::Sealed
@@ -302,6 +311,14 @@ pub trait Algorithm:
     /// factored tensor is stepped by the kernel's `rows`, `cols` and `stats` entry points before
     /// the [`Algorithm::NORMS`] stages, and [`Algorithm::cpu_step`] sees the whole tensor.
     const FACTORED: bool = false;
+    /// Whether each update is orthogonalized per matrix by a Newton–Schulz iteration before it
+    /// is applied (Muon): only 2-D tensors, each registered with its shape. With
+    /// [`Algorithm::NORMS`]: the kernel's `norms` entry point writes the update `U` into a
+    /// scratch matrix and its partial sums of `U²` (the tensor's second norm); a `normalize`
+    /// entry point divides it by the norm; the iteration's multiplies (`shaders/matmul.wgsl`)
+    /// run over every matrix of one shape and group at once; then `main` applies the result.
+    /// [`Algorithm::cpu_matrix_step`] steps the whole matrix.
+    const ORTHOGONAL: bool = false;
     /// The most steps a run (or a restored checkpoint) may count: bounded for optimizers whose
     /// scalars come from a running value the host recomputes step by step ([`NAdam`]'s
     /// `mu_product`, [`ScheduleFreeAdamW`]'s weight sum), so a file cannot make it walk 2⁶²
@@ -362,6 +379,26 @@ pub trait Algorithm:
     /// If `grad` or a state these options keep is shorter than `param` (see [`crate::cpu`]);
     /// [`crate::CpuOptimizer::step`] checks lengths first.
     fn cpu_step(&self, s: &Self::Scalars, param: &mut [f32], grad: &[f32], state: States<'_>);
+
+    /// For [`Algorithm::ORTHOGONAL`] optimizers, the Newton–Schulz iteration these options run.
+    fn newton_schulz(&self) -> Option<NewtonSchulz> {
+        None
+    }
+
+    /// One step over a whole `dims[0] × dims[1]` matrix on up to `threads` threads, for
+    /// [`Algorithm::ORTHOGONAL`] optimizers (the CPU optimizer calls it with each tensor's
+    /// registered shape); others take [`Algorithm::cpu_step`].
+    fn cpu_matrix_step(
+        &self,
+        s: &Self::Scalars,
+        _dims: [usize; 2],
+        _threads: usize,
+        param: &mut [f32],
+        grad: &[f32],
+        state: States<'_>,
+    ) {
+        self.cpu_step(s, param, grad, state);
+    }
 
     /// For [`Algorithm::EVAL_MODE`] optimizers, `pass` over one parameter, as the kernel's
     /// entry point of that name does. Others have no passes.
@@ -448,6 +485,6 @@ mod tests {
             let named = by_name!(name, O => O::NAME, _ => "none");
             assert_eq!(named, name);
         }
-        assert_eq!(by_name!("muon", O => O::NAME, _ => "none"), "none");
+        assert_eq!(by_name!("muon_bf16", O => O::NAME, _ => "none"), "none");
     }
 }

@@ -13,7 +13,7 @@ use crate::context::GpuContext;
 use crate::error::Result;
 use crate::gpu::GpuOptimizer;
 use crate::kernel::{GradAccess, Kernel, Width, compute_pipeline, create_module, pipeline_layout};
-use crate::optim::Algorithm;
+use crate::optim::{AdamW, Algorithm, Muon};
 use crate::precision::{Dtype, Precision};
 use crate::rng::SplitMix;
 use crate::schedule::Schedule;
@@ -31,6 +31,16 @@ pub const TENSORS: [(&str, usize); 6] = [
     ("b2", HIDDEN),
     ("w3", CLASSES * HIDDEN),
     ("b3", CLASSES),
+];
+
+/// Each tensor's shape, in [`TENSORS`] order: the weights are matrices, the biases vectors.
+pub const SHAPES: [&[usize]; 6] = [
+    &[HIDDEN, 2],
+    &[HIDDEN],
+    &[HIDDEN, HIDDEN],
+    &[HIDDEN],
+    &[CLASSES, HIDDEN],
+    &[CLASSES],
 ];
 
 const MLP: Kernel = Kernel::new("mlp", include_str!("../../shaders/mlp.wgsl"));
@@ -214,6 +224,12 @@ impl Mlp {
         Ok(())
     }
 
+    /// Tensor `i`'s ([`TENSORS`] order) parameter and gradient slices, for f32 parameters.
+    pub fn slices(&self, i: usize) -> Result<(wgpu::BufferSlice<'_>, wgpu::BufferSlice<'_>)> {
+        let range = self.layout.byte_range(i)?;
+        Ok((self.params.slice(range.clone()), self.grads.slice(range)))
+    }
+
     /// Records the forward and backward passes (the loss, the accuracy and the full-batch
     /// gradient into [`Mlp::grads`]) into `encoder`.
     pub fn record_gradients(&self, encoder: &mut wgpu::CommandEncoder) {
@@ -256,17 +272,61 @@ pub fn train<O: Algorithm>(
     schedule: Option<Schedule>,
     (steps, log_every): (u64, u64),
     precision: Precision,
-    mut log: impl FnMut(u64, f32, f32),
+    log: impl FnMut(u64, f32, f32),
 ) -> Result<Training> {
     let mlp = Mlp::with_params(ctx, data, 42, precision.param)?;
     let mut opt = GpuOptimizer::new(&ctx.device, &ctx.queue, config)?;
     opt.set_schedule(schedule)?;
     mlp.register(&mut opt, precision)?;
+    fit(ctx, &mlp, (steps, log_every), log, |encoder| {
+        opt.step(encoder)
+    })
+}
+
+/// Trains a fresh network on `data` as the Muon authors recommend: its weight matrices with
+/// `muon`, its biases with `adamw`, both optimizers recording their steps into each step's one
+/// encoder after the backward pass (no extra submit, no readback but the logged loss).
+pub fn train_muon(
+    ctx: &GpuContext,
+    data: &[f32],
+    muon: Muon,
+    adamw: AdamW,
+    steps: (u64, u64),
+    log: impl FnMut(u64, f32, f32),
+) -> Result<Training> {
+    let mlp = Mlp::new(ctx, data, 42)?;
+    let mut matrices = GpuOptimizer::new(&ctx.device, &ctx.queue, muon)?;
+    let mut vectors = GpuOptimizer::new(&ctx.device, &ctx.queue, adamw)?;
+    for (i, shape) in SHAPES.iter().enumerate() {
+        let (param, grad) = mlp.slices(i)?;
+        if shape.len() == 2 {
+            let group = matrices.default_group();
+            matrices.register_with_shape(group, param, grad, shape)?;
+        } else {
+            let group = vectors.default_group();
+            vectors.register_slices(group, param, grad)?;
+        }
+    }
+    fit(ctx, &mlp, steps, log, |encoder| {
+        matrices.step(encoder);
+        vectors.step(encoder);
+    })
+}
+
+/// `steps` full-batch steps of `mlp`, each `step` recorded after the backward pass into one
+/// encoder, reading the loss back every `log_every` steps (and only then).
+fn fit(
+    ctx: &GpuContext,
+    mlp: &Mlp,
+    (steps, log_every): (u64, u64),
+    mut log: impl FnMut(u64, f32, f32),
+    mut step_into: impl FnMut(&mut wgpu::CommandEncoder),
+) -> Result<Training> {
     let mut losses = Vec::new();
     for step in 0..steps {
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         mlp.record_gradients(&mut encoder);
-        opt.step(&mut encoder);
+        step_into(&mut encoder);
         ctx.queue.submit([encoder.finish()]);
         if step % log_every.max(1) == 0 {
             let (loss, acc) = mlp.read_stats(ctx)?;

@@ -41,6 +41,11 @@ pub fn optimizer_cases_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/parity/optimizers")
 }
 
+/// The recorded Muon cases (`muon/`).
+pub fn muon_cases_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/parity/muon")
+}
+
 /// A fresh, empty directory for one test's files.
 pub fn scratch_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wgpu-optim-{test}-{}", std::process::id()));

@@ -99,6 +99,14 @@ pub struct BenchArgs {
     /// its last two dimensions); replaces --params.
     #[arg(long)]
     shape: Option<String>,
+    /// With `--optimizer muon`: the matrix sets, `RxC` or `Nx(RxC+RxC...)`, comma-separated
+    /// (default: 1024x1024, 4096x1024 and 12x(768x3072+3072x768)).
+    #[arg(long, value_delimiter = ',')]
+    matrices: Vec<String>,
+    /// With `--optimizer muon`: the matrix multiply's tiles, `TMxTNxTKxRMxRN` (default: those
+    /// tuned on lavapipe).
+    #[arg(long)]
+    tiles: Option<String>,
 }
 
 fn row(r: &BenchResult) -> String {
@@ -154,6 +162,22 @@ fn parse_shape(s: &str) -> Result<Vec<usize>> {
 
 /// Runs the benchmark and prints the table or the JSON.
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.optimizer == "muon" {
+        let backend = match args.backend {
+            BenchBackend::Gpu => (true, false),
+            BenchBackend::Cpu => (false, true),
+            BenchBackend::Both => (true, true),
+        };
+        return crate::muon_cli::run(&crate::muon_cli::MuonArgs {
+            matrices: &args.matrices,
+            tiles: args.tiles.as_deref(),
+            backend,
+            steps: args.steps as usize,
+            warmup: args.warmup as usize,
+            threads: args.threads,
+            json: args.json,
+        });
+    }
     let variants: Vec<String> = if args.optimizer == "all" {
         DEFAULT_VARIANTS.iter().map(|s| s.to_string()).collect()
     } else {
@@ -164,6 +188,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
     for v in &variants {
         bench::variant(v)?;
+        if v == "muon" {
+            return Err(wgpu_optim::Error::InvalidOptions(
+                "muon is measured alone (`--optimizer muon`), in GFLOP/s over matrix sets".into(),
+            ));
+        }
     }
     let shape = args.shape.as_deref().map(parse_shape).transpose()?;
     let sizes = match &shape {

@@ -9,6 +9,7 @@ use wgpu_optim::{GpuContext, enumerate_adapters, pick_adapter};
 
 mod bench_cli;
 mod compare_cli;
+mod muon_cli;
 mod schedule_cli;
 
 #[global_allocator]
@@ -153,6 +154,15 @@ fn optimizer_info(name: &str) -> Result<(), wgpu_optim::Error> {
             held as f64 / numel as f64,
             held as f64 / numel as f64,
             moved as f64 / numel as f64,
+        );
+    }
+    if name == "muon" {
+        println!(
+            "  2-D parameters only (register with register_with_shape); one step also keeps, per \
+             matrix, a scratch copy of its update (4 bytes per parameter) and shares, over all \
+             matrices of a shape and group, a second copy and two m x m products (m = the shorter \
+             side); the step's Newton-Schulz multiplies cost ns_steps * (4m^2 n + 2m^3) FLOPs \
+             per m x n matrix (bench --optimizer muon)"
         );
     }
     if name == "adafactor" {

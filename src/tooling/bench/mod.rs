@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::kernel::Width;
 use crate::optim::{
     Adadelta, Adafactor, Adagrad, Adam, AdamW, Adamax, Ademamix, Adopt, Algorithm, Asgd, Lamb,
-    Lars, Lion, NAdam, RAdam, RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
+    Lars, Lion, Muon, NAdam, RAdam, RmsProp, Rprop, ScheduleFreeAdamW, Sgd,
 };
 use crate::precision::{Dtype, Precision};
 use crate::quant::Quant;
@@ -22,6 +22,7 @@ use crate::rng::SplitMix;
 
 mod cpu;
 mod gpu;
+pub mod muon;
 mod roofline;
 
 pub use cpu::cpu;
@@ -53,6 +54,7 @@ pub const VARIANTS: &[&str] = &[
     "ademamix",
     "schedule-free-adamw",
     "adafactor",
+    "muon",
 ];
 
 /// The variants `--optimizer all` runs: each optimizer with PyTorch's default options, plus SGD
@@ -118,6 +120,8 @@ pub enum AnyConfig {
     ScheduleFreeAdamW(ScheduleFreeAdamW),
     /// [`Adafactor`].
     Adafactor(Adafactor),
+    /// [`Muon`] (measured by [`muon`], in GFLOP/s: its step is compute-bound).
+    Muon(Muon),
 }
 
 /// Calls a generic expression with the concrete configuration inside an [`AnyConfig`].
@@ -142,6 +146,7 @@ macro_rules! with_config {
             $crate::tooling::bench::AnyConfig::Ademamix($c) => $body,
             $crate::tooling::bench::AnyConfig::ScheduleFreeAdamW($c) => $body,
             $crate::tooling::bench::AnyConfig::Adafactor($c) => $body,
+            $crate::tooling::bench::AnyConfig::Muon($c) => $body,
         }
     };
 }
@@ -181,6 +186,7 @@ pub fn variant(name: &str) -> Result<AnyConfig> {
         "ademamix" => AnyConfig::Ademamix(Ademamix::default()),
         "schedule-free-adamw" => AnyConfig::ScheduleFreeAdamW(ScheduleFreeAdamW::default()),
         "adafactor" => AnyConfig::Adafactor(Adafactor::default()),
+        "muon" => AnyConfig::Muon(Muon::default()),
         other => {
             return Err(Error::Unknown {
                 kind: "benchmark optimizer",
@@ -539,6 +545,7 @@ mod tests {
             factored,
             (28 * 1024 * 4096 + 12 * 1024 + 8 * 4096, 4 * (1024 + 4096))
         );
-        assert!(variant("muon").is_err());
+        assert_eq!(b("muon"), 40);
+        assert!(variant("muon-bf16").is_err());
     }
 }

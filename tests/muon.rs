@@ -133,12 +133,20 @@ fn relative_gap(gpu: &[f32], cpu: &[f32], init: &[f32]) -> f64 {
 fn gpu_matches_cpu_on_square_tall_wide_and_odd_shapes() {
     let Some(ctx) = gpu() else { return };
     let shapes = [[1, 1], [3, 5], [130, 7], [257, 129], [64, 64], [5, 3]];
-    for adjust in [AdjustLr::Original, AdjustLr::MatchRmsAdamw] {
-        for nesterov in [true, false] {
+    // An even ns_steps ends the iteration in the second scratch matrix.
+    let runs = [
+        (AdjustLr::Original, true, 5),
+        (AdjustLr::Original, false, 4),
+        (AdjustLr::MatchRmsAdamw, true, 4),
+        (AdjustLr::MatchRmsAdamw, false, 5),
+    ];
+    for (adjust, nesterov, ns_steps) in runs {
+        {
             let config = Muon {
                 lr: 0.02,
                 nesterov,
                 adjust_lr_fn: adjust,
+                ns_steps,
                 ..Muon::default()
             };
             let mut rng = Rng::new(11);
@@ -239,13 +247,26 @@ fn tiles_are_pipeline_constants_that_give_the_same_bits() {
     let mut rng = Rng::new(9);
     let mut a = Both::new(&ctx, Muon::default(), &shapes, &mut rng);
     let mut b = Both::new(&ctx, Muon::default(), &shapes, &mut Rng::new(9));
-    let tiles = MatmulTiles {
-        staged: !a.gpu.matmul_tiles().unwrap().staged,
-        tm: 16,
-        tn: 32,
-        tk: 8,
-        rm: 2,
-        rn: 4,
+    // The other kind of tiles than the adapter's default: unstaged (vec4 where the shape allows)
+    // on a GPU, staged on a CPU adapter.
+    let tiles = if a.gpu.matmul_tiles().unwrap().staged {
+        MatmulTiles {
+            staged: false,
+            tm: 8,
+            tn: 32,
+            tk: 1,
+            rm: 8,
+            rn: 2,
+        }
+    } else {
+        MatmulTiles {
+            staged: true,
+            tm: 16,
+            tn: 32,
+            tk: 8,
+            rm: 2,
+            rn: 4,
+        }
     };
     b.gpu.set_matmul_tiles(tiles).unwrap();
     assert_eq!(b.gpu.matmul_tiles(), Some(tiles));
@@ -256,7 +277,7 @@ fn tiles_are_pipeline_constants_that_give_the_same_bits() {
     }
     // Each result is one fma chain over k whatever the tiling, staged or not, vec4 or not.
     assert_eq!(a.gpu_params(&ctx), b.gpu_params(&ctx));
-    let bad = MatmulTiles { rm: 3, ..tiles };
+    let bad = MatmulTiles { rn: 3, ..tiles };
     assert!(matches!(
         b.gpu.set_matmul_tiles(bad),
         Err(Error::InvalidOptions(_))
@@ -298,7 +319,7 @@ fn only_matrices_are_stepped() {
     opt.register_with_shape(group, p.slice(..), g.slice(..), &[4, 5])
         .unwrap();
     let bad = Muon {
-        ns_steps: 101,
+        ns_steps: 100,
         ..Muon::default()
     };
     assert!(matches!(
@@ -318,8 +339,15 @@ fn a_checkpoint_resumes_bit_identically() {
     let grads: Vec<Vec<Vec<f32>>> = (0..6)
         .map(|_| shapes.iter().map(|s| rng.vec(s[0] * s[1])).collect())
         .collect();
-    let mut straight = Both::new(&ctx, Muon::default(), &shapes, &mut Rng::new(1));
-    let mut resumed = Both::new(&ctx, Muon::default(), &shapes, &mut Rng::new(1));
+    // Options other than the defaults the fresh optimizer is built with: the checkpoint's
+    // coefficients and step count must reach its multiplies.
+    let custom = Muon {
+        ns_coefficients: (3.0, -3.2, 1.2),
+        ns_steps: 4,
+        ..Muon::default()
+    };
+    let mut straight = Both::new(&ctx, custom, &shapes, &mut Rng::new(1));
+    let mut resumed = Both::new(&ctx, custom, &shapes, &mut Rng::new(1));
     for g in &grads[..3] {
         straight.step(&ctx, g);
         resumed.step(&ctx, g);

@@ -75,6 +75,17 @@ pub fn matmul(
     if m == 0 || n == 0 {
         return;
     }
+    if k == 0 {
+        // An empty sum: the epilogue of zeros.
+        for (i, v) in out[..m * n].iter_mut().enumerate() {
+            *v = if g.beta != 0.0 {
+                g.beta.mul_add(addend[i], g.alpha * 0.0)
+            } else {
+                g.alpha * 0.0
+            };
+        }
+        return;
+    }
     let packed = pack_rhs(rhs, k, n, threads);
     let out = &mut out[..m * n];
     // Whole panels per thread, and no thread without rows.
@@ -273,6 +284,28 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn an_empty_inner_dimension_leaves_the_epilogue() {
+        let g = Gemm {
+            m: 2,
+            n: 3,
+            k: 0,
+            alpha: 2.0,
+            beta: 0.5,
+        };
+        let addend = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let mut out = [f32::NAN; 6];
+        matmul(
+            g,
+            Operand::plain(&[]),
+            Operand::plain(&[]),
+            &addend,
+            &mut out,
+            2,
+        );
+        assert_eq!(out, [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]);
     }
 
     #[test]

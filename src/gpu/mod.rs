@@ -227,11 +227,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
             (self.params[i].pipeline, self.params[i].tail) =
                 self.pipelines_for(&config, access, width, len);
         }
-        if O::ORTHOGONAL && !self.params.is_empty() {
-            // The iteration's coefficients are in its batches' multiplies.
-            let rebuilt = self.rebuild();
-            self.commit(rebuilt);
-        }
+        // The iteration's coefficients are in its batches' multiplies.
+        self.refresh_iteration();
     }
 
     /// Registers later parameters with the `f32` kernels only, one element per invocation, as
@@ -697,6 +694,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
         }
         self.registry.commit(plan);
         self.tables.invalidate();
+        // The saved groups' Newton–Schulz coefficients, where they differ from these.
+        self.refresh_iteration();
         Ok(())
     }
 

@@ -7,7 +7,8 @@
 //! `x0`, one slot each (256-byte aligned, so each tensor's bind group can bind its slot); the
 //! second matrix `x1` and the `m × m` products `gram` and `poly` are shared by all batches,
 //! sized for the largest, since a batch's iteration and update are recorded before the next
-//! batch's begin. Built whenever the matrices or the groups change, never per step.
+//! batch's begin. Built whenever the matrices, the tiles or a group's coefficients change,
+//! never per step (nor for a new rate).
 
 use crate::abi::bindings::matmul as bindings;
 use crate::abi::uniforms::MatmulDims;
@@ -133,6 +134,14 @@ impl MatmulTiles {
         }
         if tm * tk > MAX_TILE || tk * tn > MAX_TILE {
             return bad(format!("tm · tk and tk · tn must be at most {MAX_TILE}"));
+        }
+        // matmul.wgsl declares both staging tiles whichever path runs.
+        if limits.max_compute_workgroup_storage_size < 2 * MAX_TILE * 4 {
+            return bad(format!(
+                "the multiply stages {} bytes of workgroup memory; this device allows {}",
+                2 * MAX_TILE * 4,
+                limits.max_compute_workgroup_storage_size
+            ));
         }
         let wg = self.workgroup_size();
         if wg > limits.max_compute_invocations_per_workgroup
@@ -309,6 +318,8 @@ struct Call {
 #[derive(Debug)]
 pub(super) struct Batch {
     pub group: usize,
+    /// The coefficients its multiplies were built with.
+    coefficients: [f32; 3],
     /// Scratch: each member's update, then (odd iterations) the iteration's matrix.
     pub x0: wgpu::Buffer,
     /// `A = X Xᵀ` from x0 and from x1, `B = b·A + c·A²`, `X ← a·X + B X` from x1 into x0 and
@@ -394,6 +405,7 @@ impl NsBatches {
                 );
                 Batch {
                     group: m.group,
+                    coefficients: ns(m.group).coefficients,
                     x0,
                     calls,
                 }
@@ -573,6 +585,24 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// The tile sizes of Muon's matrix multiply, for optimizers with one.
     pub fn matmul_tiles(&self) -> Option<MatmulTiles> {
         self.ns_stage.as_ref().map(|s| s.tiles)
+    }
+
+    /// Rebuilds the batches (and the bind groups over them) when a group's Newton–Schulz
+    /// coefficients differ from those its batches' multiplies hold: after its options or a
+    /// checkpoint changed them, not for a new rate.
+    pub(super) fn refresh_iteration(&mut self) {
+        let Some(ns) = &self.ns_batches else {
+            return;
+        };
+        let groups = self.registry.scheduler.groups();
+        let stale = ns.batches.iter().any(|b| {
+            groups[b.group].newton_schulz().map(|n| n.coefficients) != Some(b.coefficients)
+        });
+        if stale {
+            let rebuilt = self.rebuild();
+            self.commit(rebuilt);
+            self.forget_grad_bindings();
+        }
     }
 
     /// Records only the Newton–Schulz multiplies of one step, every batch's, into a list (the

@@ -27,8 +27,9 @@ impl AdjustLr {
     }
 }
 
-/// The most Newton–Schulz iterations a step may run (each is three matrix multiplies).
-pub const MAX_NS_STEPS: u32 = 100;
+/// The most Newton–Schulz iterations a step may run (each is three matrix multiplies): torch
+/// raises from 100 on.
+pub const MAX_NS_STEPS: u32 = 99;
 
 /// Muon (momentum orthogonalized by Newton–Schulz), as `torch.optim.Muon`.
 ///
@@ -151,7 +152,7 @@ impl Algorithm for Muon {
             return Err(Error::InvalidHyperparameter {
                 name: "ns_steps",
                 value: f64::from(self.ns_steps),
-                reason: "must be at most 100",
+                reason: "must be less than 100",
             });
         }
         Ok(())

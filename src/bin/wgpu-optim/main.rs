@@ -159,9 +159,9 @@ fn optimizer_info(name: &str) -> Result<(), wgpu_optim::Error> {
     if name == "muon" {
         println!(
             "  2-D parameters only (register with register_with_shape); one step also keeps, per \
-             matrix, a scratch copy of its update (4 bytes per parameter) and shares, over all \
-             matrices of a shape and group, a second copy and two m x m products (m = the shorter \
-             side); the step's Newton-Schulz multiplies cost ns_steps * (4m^2 n + 2m^3) FLOPs \
+             matrix, a scratch copy of its update (4 bytes per parameter), and one more copy and \
+             two m x m products (m = the shorter side) shared by all batches, sized for the \
+             largest batch of same-shaped matrices in a group; the step's Newton-Schulz multiplies cost ns_steps * (4m^2 n + 2m^3) FLOPs \
              per m x n matrix (bench --optimizer muon)"
         );
     }

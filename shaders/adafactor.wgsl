@@ -18,9 +18,9 @@
 //           under two dimensions), 6 partials (read_write), 7 tensor_norms (read; (‖p‖, ‖u‖)),
 //           8 factors (read_write: R, C, B, √numel as f32, then B row-factor means; C = 0 for
 //           an unfactored tensor).
-// Bounds guard: rows, cols and stats return past the rows, columns and matrices `factors`
-// gives (their values are below 2^24, exact in f32), each workgroup as a whole before
-// workgroup_sum; norms and main as LAMB's (lamb.wgsl). Every index they derive is below the
+// Bounds guard: past the rows and matrices `factors` gives (their values are below 2^24,
+// exact in f32), a workgroup of rows or stats skips its work but still reaches workgroup_sum's
+// barriers; cols returns past the columns; norms and main as LAMB's (lamb.wgsl). Every index they derive is below the
 // tensor's length, one window: registration refuses a tensor larger than one binding.
 // Mirror: src/cpu/adafactor.rs.
 
@@ -88,23 +88,26 @@ fn rows(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    // Uniform across the workgroup, so these returns keep workgroup_sum's barriers uniform.
+    // A uniform return (grad_control is read-only), so workgroup_sum's barriers stay in
+    // uniform control flow. The dimensions live in read_write `factors`, which WGSL's
+    // uniformity analysis counts as non-uniform: a workgroup past the rows skips the work, not
+    // the barriers.
     if (step_skipped()) {
         return;
     }
     let row = workgroup_index(wid, nwg);
     let c = dim_cols();
-    if (row >= dim_rows() * dim_batches()) {
-        return;
-    }
+    let in_range = row < dim_rows() * dim_batches();
     let s = scalars[candidate()];
     var acc = 0.0;
-    for (var k = lid.x; k < c; k = k + WG) {
-        let g = grad_at(row * c + k);
-        acc = acc + hsum(g * g);
+    if (in_range) {
+        for (var k = lid.x; k < c; k = k + WG) {
+            let g = grad_at(row * c + k);
+            acc = acc + hsum(g * g);
+        }
     }
     let total = workgroup_sum(lid.x, vec2<f32>(acc, 0.0));
-    if (lid.x == 0u) {
+    if (in_range && lid.x == 0u) {
         row_var[row] = lerp1(row_var[row], mean_square(total.x, c), s.weight);
     }
 }
@@ -143,18 +146,19 @@ fn stats(
     if (step_skipped()) {
         return;
     }
+    // As in `rows`: past the matrices, the work is skipped, not the barriers.
     let b = workgroup_index(wid, nwg);
     let r = dim_rows();
-    if (b >= dim_batches()) {
-        return;
-    }
+    let in_range = b < dim_batches();
     let s = scalars[candidate()];
     var acc = 0.0;
-    for (var k = lid.x; k < r; k = k + WG) {
-        acc = acc + row_var[b * r + k];
+    if (in_range) {
+        for (var k = lid.x; k < r; k = k + WG) {
+            acc = acc + row_var[b * r + k];
+        }
     }
     let total = workgroup_sum(lid.x, vec2<f32>(acc, 0.0));
-    if (lid.x == 0u) {
+    if (in_range && lid.x == 0u) {
         factors[4u + b] = max(total.x / f32(r), s.eps1);
     }
 }

@@ -1,5 +1,8 @@
 //! A convenience path for callers without a wgpu stack: pick an adapter, open a device, move f32
 //! data in and out. Callers with their own device use [`crate::GpuOptimizer`] directly.
+//!
+//! Each waiting function has an `_async` form, the only one on wasm32, where a browser's one
+//! thread cannot block; the blocking forms (native targets) wait for them with `pollster`.
 
 use futures_intrusive::channel::shared::oneshot_channel;
 use wgpu::util::DeviceExt;
@@ -19,11 +22,30 @@ pub struct GpuContext {
 }
 
 /// Every adapter wgpu can see, honouring `WGPU_BACKEND` (e.g. `vulkan` or `gl`).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn enumerate_adapters() -> (wgpu::Instance, Vec<wgpu::Adapter>) {
+    pollster::block_on(enumerate_adapters_async())
+}
+
+/// As [`enumerate_adapters`], without blocking. In a browser the one adapter is the one
+/// `navigator.gpu.requestAdapter()` gives (high performance preferred).
+pub async fn enumerate_adapters_async() -> (wgpu::Instance, Vec<wgpu::Adapter>) {
     let instance =
         wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
-    let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    #[cfg(target_arch = "wasm32")]
+    let adapters = instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        })
+        .await
+        .into_iter()
+        .collect();
+    #[cfg(not(target_arch = "wasm32"))]
+    let adapters = {
+        let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+        instance.enumerate_adapters(backends).await
+    };
     (instance, adapters)
 }
 
@@ -50,27 +72,44 @@ pub fn pick_adapter(adapters: &[wgpu::Adapter]) -> Option<&wgpu::Adapter> {
 impl GpuContext {
     /// Opens a device on the adapter [`pick_adapter`] chooses, with that adapter's own limits
     /// (so large buffers work) and timestamp queries where supported.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new() -> Result<Self> {
-        let (_instance, adapters) = enumerate_adapters();
+        pollster::block_on(Self::new_async())
+    }
+
+    /// As [`GpuContext::new`], without blocking: in a browser, on the adapter
+    /// `navigator.gpu.requestAdapter()` gives, with the limits it offers.
+    pub async fn new_async() -> Result<Self> {
+        let (_instance, adapters) = enumerate_adapters_async().await;
         let backend = std::env::var("WGPU_BACKEND")
             .map(|b| format!(" (WGPU_BACKEND={b})"))
             .unwrap_or_default();
         let adapter = pick_adapter(&adapters)
             .cloned()
             .ok_or(Error::NoAdapter(backend))?;
-        Self::from_adapter(adapter, None)
+        Self::from_adapter_async(adapter, None).await
     }
 
     /// Opens a device on `adapter`, with its limits or with `limits` when given.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn from_adapter(adapter: wgpu::Adapter, limits: Option<wgpu::Limits>) -> Result<Self> {
+        pollster::block_on(Self::from_adapter_async(adapter, limits))
+    }
+
+    /// As [`GpuContext::from_adapter`], without blocking.
+    pub async fn from_adapter_async(
+        adapter: wgpu::Adapter,
+        limits: Option<wgpu::Limits>,
+    ) -> Result<Self> {
         let wanted = wgpu::Features::TIMESTAMP_QUERY;
-        let (device, queue) =
-            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpu-optim"),
                 required_features: adapter.features() & wanted,
                 required_limits: limits.unwrap_or_else(|| adapter.limits()),
                 ..Default::default()
-            }))?;
+            })
+            .await?;
         Ok(Self {
             adapter,
             device,
@@ -97,8 +136,14 @@ impl GpuContext {
     }
 
     /// Reads a whole f32 buffer (which needs `COPY_SRC`) back to the host, waiting for the GPU.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read(&self, buffer: &wgpu::Buffer) -> Result<Vec<f32>> {
         read_buffer(&self.device, &self.queue, buffer)
+    }
+
+    /// As [`GpuContext::read`], without blocking.
+    pub async fn read_async(&self, buffer: &wgpu::Buffer) -> Result<Vec<f32>> {
+        read_buffer_async(&self.device, &self.queue, buffer).await
     }
 
     /// As [`GpuContext::upload`], the values stored as `dtype` (16-bit ones two per word,
@@ -120,8 +165,19 @@ impl GpuContext {
     }
 
     /// The first `len` values of a buffer of `dtype` values, read back as f32.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_as(&self, buffer: &wgpu::Buffer, dtype: Dtype, len: usize) -> Result<Vec<f32>> {
-        let bytes = read_bytes(&self.device, &self.queue, buffer)?;
+        pollster::block_on(self.read_as_async(buffer, dtype, len))
+    }
+
+    /// As [`GpuContext::read_as`], without blocking.
+    pub async fn read_as_async(
+        &self,
+        buffer: &wgpu::Buffer,
+        dtype: Dtype,
+        len: usize,
+    ) -> Result<Vec<f32>> {
+        let bytes = read_bytes_async(&self.device, &self.queue, buffer).await?;
         dtype.decode(&bytes, len).ok_or_else(|| {
             Error::Readback(format!(
                 "buffer of {} bytes holds fewer than {len} {dtype} values",
@@ -132,18 +188,40 @@ impl GpuContext {
 }
 
 /// Reads a whole f32 buffer (which needs `COPY_SRC`) back to the host, waiting for the GPU.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn read_buffer(
     device: &wgpu::Device,
     queue: &wgpu::Queue,
     buffer: &wgpu::Buffer,
 ) -> Result<Vec<f32>> {
-    Ok(bytemuck::pod_collect_to_vec(&read_bytes(
-        device, queue, buffer,
-    )?))
+    pollster::block_on(read_buffer_async(device, queue, buffer))
+}
+
+/// As [`read_buffer`], without blocking.
+pub async fn read_buffer_async(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    buffer: &wgpu::Buffer,
+) -> Result<Vec<f32>> {
+    Ok(bytemuck::pod_collect_to_vec(
+        &read_bytes_async(device, queue, buffer).await?,
+    ))
 }
 
 /// Reads a whole buffer (which needs `COPY_SRC`) back to the host as bytes, waiting for the GPU.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn read_bytes(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    buffer: &wgpu::Buffer,
+) -> Result<Vec<u8>> {
+    pollster::block_on(read_bytes_async(device, queue, buffer))
+}
+
+/// As [`read_bytes`], without blocking: in a browser the copy is submitted and the future
+/// resolves when the buffer maps. On native targets it polls the device until the copy is
+/// done (a blocking wait inside the future), since nothing else drives wgpu there.
+pub async fn read_bytes_async(
     device: &wgpu::Device,
     queue: &wgpu::Queue,
     buffer: &wgpu::Buffer,
@@ -171,10 +249,12 @@ pub fn read_bytes(
     slice.map_async(wgpu::MapMode::Read, move |r| {
         tx.send(r).ok();
     });
+    #[cfg(not(target_arch = "wasm32"))]
     device
         .poll(wgpu::PollType::wait_indefinitely())
         .map_err(|e| Error::Readback(e.to_string()))?;
-    pollster::block_on(rx.receive())
+    rx.receive()
+        .await
         .ok_or_else(|| Error::Readback("the map callback was dropped".into()))?
         .map_err(|e| Error::Readback(e.to_string()))?;
     let data = {

@@ -201,9 +201,14 @@ impl<O: Algorithm> CpuOptimizer<O> {
     }
 
     /// Spreads each large parameter's step over `threads` threads (1, the default, steps on the
-    /// calling thread). Results are bit-identical whatever the count.
+    /// calling thread). Results are bit-identical whatever the count. On wasm32, which has no
+    /// threads, every step runs on the calling thread whatever `threads` says.
     pub fn set_threads(&mut self, threads: usize) {
-        self.threads = threads.max(1);
+        self.threads = if cfg!(target_arch = "wasm32") {
+            1
+        } else {
+            threads.max(1)
+        };
     }
 
     /// The step scheduler: step count, groups and learning rates.

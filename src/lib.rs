@@ -33,6 +33,11 @@
 //! Gradients are dense (f32, bf16 or f16). A parameter and its gradient may share one buffer (a
 //! framework's memory pool), and any number of steps may be recorded before one submit.
 //!
+//! Everything that waits (construction and setup inside wgpu error scopes, readbacks,
+//! checkpoints, replays) has an `_async` form, such as [`GpuOptimizer::new_async`] and
+//! [`GpuOptimizer::read_state_async`]: on wasm32 (WebGPU in a browser, whose one thread cannot
+//! block) the only form. On native targets the blocking methods wait for them with `pollster`.
+//!
 //! The `cli` feature (on by default) builds the `wgpu-optim` binary and its dependencies
 //! (`clap`, `plotters`); `default-features = false` gives the library alone.
 //!
@@ -59,13 +64,20 @@ pub mod optim;
 pub mod plateau;
 pub mod precision;
 pub mod quant;
+// The tooling's and tests' random numbers.
+#[cfg(not(target_arch = "wasm32"))]
 mod rng;
 pub mod schedule;
+#[cfg(not(target_arch = "wasm32"))]
 #[doc(hidden)]
 pub mod tooling;
 
 pub use arena::ArenaLayout;
-pub use context::{GpuContext, enumerate_adapters, pick_adapter, read_buffer, read_bytes};
+pub use context::{
+    GpuContext, enumerate_adapters_async, pick_adapter, read_buffer_async, read_bytes_async,
+};
+#[cfg(not(target_arch = "wasm32"))]
+pub use context::{enumerate_adapters, read_buffer, read_bytes};
 pub use cpu_optimizer::CpuOptimizer;
 pub use ema::{Ema, EmaWarmup};
 pub use error::{Error, Result};

@@ -257,7 +257,8 @@ pub(crate) mod swap {
     pub const ALL: [Binding; 2] = [PARAM, EMA];
 }
 
-/// `shaders/stream.wgsl`: the benchmark's same-bytes streaming kernel.
+/// `shaders/stream.wgsl`: the benchmark's same-bytes streaming kernel (native tooling only).
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) mod stream {
     use super::Binding;
 
@@ -275,7 +276,9 @@ pub(crate) mod stream {
     ];
 }
 
-/// `shaders/mlp.wgsl`: the end-to-end example's forward and backward passes.
+/// `shaders/mlp.wgsl`: the end-to-end example's forward and backward passes (native tooling
+/// only).
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) mod mlp {
     use super::Binding;
 

@@ -412,7 +412,7 @@ fn resume_path() -> PathBuf {
     ))
 }
 
-fn replay_as<O: Algorithm>(
+async fn replay_as<O: Algorithm>(
     case: &Case,
     backend: Backend,
     ctx: Option<&GpuContext>,
@@ -432,6 +432,11 @@ fn replay_as<O: Algorithm>(
         .as_ref()
         .map(RateControl::from_json)
         .transpose()?;
+    if cfg!(target_arch = "wasm32") && resume_at.is_some() {
+        return Err(Error::InvalidOptions(
+            "resuming through a checkpoint file needs a file system: native targets only".into(),
+        ));
+    }
     if let Some(k) = resume_at
         && (k == 0 || k >= case.steps)
     {
@@ -444,21 +449,21 @@ fn replay_as<O: Algorithm>(
     let owned;
     let ctx = match (backend, ctx) {
         (Backend::Gpu, None) => {
-            owned = GpuContext::new()?;
+            owned = GpuContext::new_async().await?;
             Some(&owned)
         }
         (_, ctx) => ctx,
     };
     let shapes: Vec<&[usize]> = case.params.iter().map(|p| p.shape.as_slice()).collect();
     let tensors = (shapes.as_slice(), case.precision);
-    let mut runner = build(backend, ctx, &configs, &group_of, &inits, tensors)?;
+    let mut runner = build(backend, ctx, &configs, &group_of, &inits, tensors).await?;
     match control {
         Some(RateControl::Schedule(s)) => runner.set_schedule(Some(s))?,
         Some(RateControl::Plateau(p)) => runner.set_plateau(Some(p))?,
         None => {}
     }
-    runner.set_accumulation(case.accumulate)?;
-    runner.set_ema(case.ema)?;
+    runner.set_accumulation(case.accumulate).await?;
+    runner.set_ema(case.ema).await?;
 
     let mut results: Vec<Vec<f32>> = case
         .params
@@ -487,16 +492,16 @@ fn replay_as<O: Algorithm>(
             // Save, drop the optimizer, and continue with one built from the file alone (and the
             // parameters' current values, which are the caller's, not the optimizer's).
             let path = resume_path();
-            runner.save_checkpoint(&path)?;
-            let values = runner.params()?;
+            runner.checkpoint().await?.save(&path)?;
+            let values = runner.params().await?;
             drop(runner);
             let loaded = Checkpoint::load(&path);
             std::fs::remove_file(&path).ok();
             let checkpoint = loaded?;
             let configs = checkpoint.configs::<O>()?;
             let group_of: Vec<usize> = checkpoint.params.iter().map(|p| p.group).collect();
-            runner = build(backend, ctx, &configs, &group_of, &values, tensors)?;
-            runner.restore(&checkpoint)?;
+            runner = build(backend, ctx, &configs, &group_of, &values, tensors).await?;
+            runner.restore(&checkpoint).await?;
         }
         lr.push(runner.lr_next() as f32);
         let grads: Vec<&[f32]> = case.params.iter().map(|p| p.row(&p.grads, t)).collect();
@@ -507,10 +512,11 @@ fn replay_as<O: Algorithm>(
         {
             runner.report_metric(f64::from(metric[t]))?;
         }
-        let now = runner.params()?;
+        let now = runner.params().await?;
         if with_eval {
             let points = (now.as_slice(), case.precision.param);
-            for (i, x) in eval_points(runner.as_ref(), &configs, &group_of, points, t as u64 + 1)?
+            for (i, x) in eval_points(&runner, &configs, &group_of, points, t as u64 + 1)
+                .await?
                 .into_iter()
                 .enumerate()
             {
@@ -521,7 +527,7 @@ fn replay_as<O: Algorithm>(
             r.extend_from_slice(&now);
         }
         for (i, r) in results_ema.iter_mut().enumerate() {
-            r.extend_from_slice(&runner.ema(i)?);
+            r.extend_from_slice(&runner.ema(i).await?);
         }
     }
     Ok(Trajectory {
@@ -535,8 +541,8 @@ fn replay_as<O: Algorithm>(
 /// Each parameter's evaluation point after step `t`, as `optimizer.eval()` would set it, from
 /// its training point in `params` and its state read back: the CPU mirror of the kernel's
 /// [`Pass::ToEval`] on copies, so the run's parameters are not switched back and forth.
-fn eval_points<O: Algorithm>(
-    runner: &dyn Runner<O>,
+async fn eval_points<O: Algorithm>(
+    runner: &Runner<'_, O>,
     configs: &[O],
     group_of: &[usize],
     (params, dtype): (&[Vec<f32>], dtypes::Dtype),
@@ -547,7 +553,7 @@ fn eval_points<O: Algorithm>(
         let config = &configs[group_of[i]];
         let mut states: [Vec<f32>; MAX_STATES] = Default::default();
         for (slot, name) in O::STATE_NAMES.iter().enumerate() {
-            states[slot] = runner.state(i, name)?.unwrap_or_default();
+            states[slot] = runner.state(i, name).await?.unwrap_or_default();
         }
         let mut x = y.clone();
         let s = config.scalars(config.lr(), t);
@@ -566,20 +572,42 @@ fn eval_points<O: Algorithm>(
 
 /// Replays `case` through the public API on `backend`. On the GPU, uses `ctx` or, without one,
 /// opens a [`GpuContext`].
+#[cfg(not(target_arch = "wasm32"))]
 pub fn replay(case: &Case, backend: Backend, ctx: Option<&GpuContext>) -> Result<Trajectory> {
-    replay_resuming(case, backend, ctx, None)
+    pollster::block_on(replay_async(case, backend, ctx))
+}
+
+/// As [`replay`], without blocking: the GPU's readbacks are awaited (in a browser, the only
+/// way).
+pub async fn replay_async(
+    case: &Case,
+    backend: Backend,
+    ctx: Option<&GpuContext>,
+) -> Result<Trajectory> {
+    replay_resuming_async(case, backend, ctx, None).await
 }
 
 /// As [`replay`], but after `resume_at` steps (when given) saves a checkpoint to a temporary
 /// file, builds a new optimizer from that file alone, and continues with it to the end.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn replay_resuming(
     case: &Case,
     backend: Backend,
     ctx: Option<&GpuContext>,
     resume_at: Option<usize>,
 ) -> Result<Trajectory> {
+    pollster::block_on(replay_resuming_async(case, backend, ctx, resume_at))
+}
+
+/// As [`replay_resuming`], without blocking.
+pub async fn replay_resuming_async(
+    case: &Case,
+    backend: Backend,
+    ctx: Option<&GpuContext>,
+    resume_at: Option<usize>,
+) -> Result<Trajectory> {
     let name = case.optimizer_name();
-    by_name!(name, O => replay_as::<O>(case, backend, ctx, resume_at), _ => Err(Error::Unknown {
+    by_name!(name, O => replay_as::<O>(case, backend, ctx, resume_at).await, _ => Err(Error::Unknown {
         kind: "optimizer",
         name: name.to_string(),
     }))

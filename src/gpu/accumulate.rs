@@ -3,7 +3,7 @@
 //! it on and report it.
 
 use crate::abi::bindings::accumulate;
-use crate::context::read_bytes;
+use crate::context::read_bytes_async;
 use crate::error::Result;
 use crate::gpu::GpuOptimizer;
 use crate::gpu::commands::Commands;
@@ -109,14 +109,14 @@ impl<O: Algorithm> GpuOptimizer<O> {
     ///
     /// Only between steps (no micro-batch pending), and for f32 gradients
     /// ([`crate::Error::UnsupportedPrecision`] otherwise); on any error nothing changes.
-    pub fn set_accumulation(&mut self, every: u32) -> Result<()> {
+    pub async fn set_accumulation_async(&mut self, every: u32) -> Result<()> {
         self.registry
             .check_accumulation(every, |i| self.params[i].precision)?;
         if self.registry.accumulation.pending != 0 {
             // The registry's own check, with its message.
             return self.registry.set_accumulation(every);
         }
-        let accumulator = self.build_accumulator(every)?;
+        let accumulator = self.build_accumulator(every).await?;
         self.registry.set_accumulation(every)?;
         self.accumulator = accumulator;
         self.forget_grad_bindings();
@@ -125,7 +125,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
 
     /// The pass and zeroed sums for `every` micro-batches per step over the parameters
     /// registered (`None` for 1), in an error scope.
-    pub(super) fn build_accumulator(&self, every: u32) -> Result<Option<Accumulator>> {
+    pub(super) async fn build_accumulator(&self, every: u32) -> Result<Option<Accumulator>> {
         if every <= 1 {
             return Ok(None);
         }
@@ -134,7 +134,9 @@ impl<O: Algorithm> GpuOptimizer<O> {
         for p in &self.params {
             a.push(&self.device, p);
         }
-        scopes.check(|| format!("gradient sums for {} parameters", self.params.len()))?;
+        scopes
+            .check(|| format!("gradient sums for {} parameters", self.params.len()))
+            .await?;
         Ok(Some(a))
     }
 
@@ -145,14 +147,14 @@ impl<O: Algorithm> GpuOptimizer<O> {
 
     /// Parameter `param`'s running gradient sum while accumulation is on, read back (waiting
     /// for the device; not for the hot path). Meaningful while micro-batches are pending.
-    pub fn read_grad_sum(&self, param: ParamId) -> Result<Option<Vec<f32>>> {
+    pub async fn read_grad_sum_async(&self, param: ParamId) -> Result<Option<Vec<f32>>> {
         let Some(a) = &self.accumulator else {
             return Ok(None);
         };
         let Some(buffer) = a.sums.get(param.0) else {
             return Ok(None);
         };
-        let bytes = read_bytes(&self.device, &self.queue, buffer)?;
+        let bytes = read_bytes_async(&self.device, &self.queue, buffer).await?;
         Ok(Some(bytemuck::pod_collect_to_vec(&bytes)))
     }
 

@@ -3,7 +3,7 @@
 //! it, and swapping it with the parameters (`shaders/swap.wgsl`).
 
 use crate::abi::bindings::swap;
-use crate::context::read_bytes;
+use crate::context::read_bytes_async;
 use crate::ema::Ema;
 use crate::error::Result;
 use crate::gpu::GpuOptimizer;
@@ -84,13 +84,13 @@ impl<O: Algorithm> GpuOptimizer<O> {
     ///
     /// Turning it on or off rebuilds the update pipelines (once, not per step); changing
     /// its options restarts it. On any error nothing changes.
-    pub fn set_ema(&mut self, ema: Option<Ema>) -> Result<()> {
+    pub async fn set_ema_async(&mut self, ema: Option<Ema>) -> Result<()> {
         let on = ema.is_some();
         // Checked before anything is built.
         let mut registry = self.registry.clone();
         registry.set_ema(ema)?;
         if on != self.kernels.ema {
-            self.rebuild_for_ema(on)?;
+            self.rebuild_for_ema(on).await?;
         }
         self.registry = registry;
         self.tables.invalidate();
@@ -99,7 +99,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
 
     /// Rebuilds the update pipelines, the averages' buffers (zeroed) and every window's bind
     /// group with (`on`) or without the average, in an error scope; on error nothing changes.
-    pub(super) fn rebuild_for_ema(&mut self, on: bool) -> Result<()> {
+    pub(super) async fn rebuild_for_ema(&mut self, on: bool) -> Result<()> {
         let scopes = ErrorScopes::push(&self.device);
         let old_kernels = std::mem::replace(&mut self.kernels, Kernels::new(&self.device, on));
         let old_emas: Vec<_> = self
@@ -121,7 +121,9 @@ impl<O: Algorithm> GpuOptimizer<O> {
             }
             s
         });
-        if let Err(e) = scopes.check(|| format!("the average of {} parameters", self.params.len()))
+        if let Err(e) = scopes
+            .check(|| format!("the average of {} parameters", self.params.len()))
+            .await
         {
             self.kernels = old_kernels;
             for (p, old) in self.params.iter_mut().zip(old_emas) {
@@ -139,11 +141,11 @@ impl<O: Algorithm> GpuOptimizer<O> {
 
     /// Parameter `param`'s average of its weights, read back (waiting for the device; not for
     /// the hot path): zeros before its first update, the trained weights while swapped in.
-    pub fn read_ema(&self, param: ParamId) -> Result<Option<Vec<f32>>> {
+    pub async fn read_ema_async(&self, param: ParamId) -> Result<Option<Vec<f32>>> {
         let Some(buffer) = self.ema_buffer(param) else {
             return Ok(None);
         };
-        let bytes = read_bytes(&self.device, &self.queue, buffer)?;
+        let bytes = read_bytes_async(&self.device, &self.queue, buffer).await?;
         Ok(Some(bytemuck::pod_collect_to_vec(&bytes)))
     }
 

@@ -1,7 +1,7 @@
 //! Clipping and loss scaling on a [`GpuOptimizer`]: turning the gradient stage on and off,
 //! GradScaler's state on the device, and the norm read back when asked.
 
-use crate::context::read_buffer;
+use crate::context::read_buffer_async;
 use crate::error::Result;
 use crate::gpu::GpuOptimizer;
 use crate::gpu::grad_passes::{GradBuffers, GradPasses, NO_CLIP};
@@ -20,9 +20,9 @@ impl<O: Algorithm> GpuOptimizer<O> {
     ///
     /// `max_norm = f64::INFINITY` computes and keeps the norm without clipping (torch's
     /// coefficient is then 1): the updates are exactly those without clipping.
-    pub fn set_max_grad_norm(&mut self, max_norm: Option<f64>) -> Result<()> {
+    pub async fn set_max_grad_norm_async(&mut self, max_norm: Option<f64>) -> Result<()> {
         let stage = self.registry.with_max_norm(max_norm)?;
-        self.configure_grad_stage(stage)
+        self.configure_grad_stage(stage).await
     }
 
     /// Turns loss scaling on (as `torch.amp.GradScaler` with a fused optimizer) or off.
@@ -42,9 +42,9 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// `SCALAR_CANDIDATES - 1` (15) skipped steps in a run; past that, the scalars of 15 skips are
     /// used, which differ from PyTorch's only while bias corrections are still far from 1 (or,
     /// for Adagrad, with `lr_decay`).
-    pub fn set_loss_scale(&mut self, scale: Option<LossScale>) -> Result<()> {
+    pub async fn set_loss_scale_async(&mut self, scale: Option<LossScale>) -> Result<()> {
         let stage = self.registry.with_loss_scale(scale)?;
-        self.configure_grad_stage(stage)?;
+        self.configure_grad_stage(stage).await?;
         if let Some(s) = &scale {
             self.write_loss_scale(&LossScaleState::initial(s));
         }
@@ -69,8 +69,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
     }
 
     /// GradScaler's state after the last step, read back from the device (waits for the GPU).
-    pub fn read_loss_scale(&self) -> Result<LossScaleState> {
-        let s = read_buffer(&self.device, &self.queue, &self.scaler)?;
+    pub async fn read_loss_scale_async(&self) -> Result<LossScaleState> {
+        let s = read_buffer_async(&self.device, &self.queue, &self.scaler).await?;
         Ok(LossScaleState {
             scale: s[0],
             growth_tracker: s[1] as u64,
@@ -82,7 +82,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// Makes `stage` the gradient stage: builds its pipelines the first time, repoints every
     /// parameter's pipelines (`CLIP` and `UNSCALE` are pipeline constants) and rebuilds the
     /// stage's bind groups. On error the optimizer is as it was.
-    pub(super) fn configure_grad_stage(&mut self, stage: GradStage) -> Result<()> {
+    pub(super) async fn configure_grad_stage(&mut self, stage: GradStage) -> Result<()> {
         if stage == self.registry.grad_stage && (self.grad_buffers.is_some() || !stage.is_on()) {
             return Ok(());
         }
@@ -96,7 +96,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
         self.registry.grad_stage = stage;
         self.repipe();
         let buffers = self.build_grad_stage();
-        if let Err(e) = scopes.check(|| "gradient-stage kernels".to_string()) {
+        if let Err(e) = scopes.check(|| "gradient-stage kernels".to_string()).await {
             self.registry.grad_stage = before;
             if built_passes {
                 self.grad_passes = None;
@@ -132,8 +132,8 @@ impl<O: Algorithm> GpuOptimizer<O> {
 
     /// The global gradient norm of the last step (0 before any clipped step), read back from the
     /// device: this waits for the GPU, so ask only when you log it.
-    pub fn read_grad_norm(&self) -> Result<f32> {
-        Ok(read_buffer(&self.device, &self.queue, &self.grad_control)?[0])
+    pub async fn read_grad_norm_async(&self) -> Result<f32> {
+        Ok(read_buffer_async(&self.device, &self.queue, &self.grad_control).await?[0])
     }
 
     /// The buffer holding `[global gradient norm, clipping coefficient]` after each step, for

@@ -16,13 +16,16 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// The new options must keep the same states for the group's parameters (momentum 0 ↔ > 0,
     /// AMSGrad on ↔ off add or drop one): an [`crate::Error::InvalidOptions`] otherwise, and an
     /// invalid hyperparameter is the usual error. On any error nothing changes.
-    pub fn set_group_config(&mut self, group: GroupId, config: O) -> Result<()> {
+    pub async fn set_group_config_async(&mut self, group: GroupId, config: O) -> Result<()> {
         self.registry.check_group_config(group, &config)?;
         let scopes = ErrorScopes::push(&self.device);
         let pipelines = self.kernels.len();
         let old = self.registry.scheduler.replace_group(group.0, config);
         self.repipe();
-        if let Err(e) = scopes.check(|| format!("{} pipelines for group {}", O::NAME, group.0)) {
+        if let Err(e) = scopes
+            .check(|| format!("{} pipelines for group {}", O::NAME, group.0))
+            .await
+        {
             self.registry.scheduler.replace_group(group.0, old);
             self.kernels.truncate(pipelines);
             self.repipe();
@@ -35,9 +38,9 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// Sets group `group`'s base learning rate (the rate a schedule, if set, scales) from the
     /// next step on. With a schedule, PyTorch's schedulers that compute the rate from their
     /// base rates would overwrite an assignment at their next step; here it becomes the base.
-    pub fn set_lr(&mut self, group: GroupId, lr: f64) -> Result<()> {
+    pub async fn set_lr_async(&mut self, group: GroupId, lr: f64) -> Result<()> {
         let config = self.registry.config_with_lr(group, lr)?;
-        self.set_group_config(group, config)
+        self.set_group_config_async(group, config).await
     }
 
     /// Freezes group `group` (`frozen`) or unfreezes it: a frozen group's updates are not

@@ -15,6 +15,8 @@
 //! - `muon`: Muon's Newton–Schulz iteration (the tiled multiply, batches of matrices).
 
 mod accumulate;
+#[cfg(not(target_arch = "wasm32"))]
+mod blocking;
 mod commands;
 mod ema;
 mod factors;
@@ -33,7 +35,7 @@ mod scalars;
 mod scopes;
 
 use crate::abi::bindings::update;
-use crate::context::read_bytes;
+use crate::context::read_bytes_async;
 use crate::error::{Error, Result};
 use crate::host::checkpoint::Checkpoint;
 use crate::host::loop_control::{EMA, GRAD_SUM, MicroBatch};
@@ -48,6 +50,8 @@ use crate::schedule::Schedule;
 
 use commands::Commands;
 pub use commands::DirectCalls;
+// The tooling's (native only).
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) use geometry::{groups_of, window_ranges_in};
 use grad_passes::{GradBuffers, GradPasses, NO_CLIP};
 pub use muon::MatmulTiles;
@@ -128,8 +132,9 @@ pub struct GpuOptimizer<O: Algorithm> {
 impl<O: Algorithm> GpuOptimizer<O> {
     /// An optimizer on `device` whose first parameter group (group 0) uses `config`.
     ///
-    /// Compiles the kernel and builds the pipeline for group 0's flags.
-    pub fn new(device: &wgpu::Device, queue: &wgpu::Queue, config: O) -> Result<Self> {
+    /// Compiles the kernel and builds the pipeline for group 0's flags. On native targets
+    /// [`GpuOptimizer::new`] blocks on this.
+    pub async fn new_async(device: &wgpu::Device, queue: &wgpu::Queue, config: O) -> Result<Self> {
         let registry = Registry::new(config.clone())?;
         let scopes = ErrorScopes::push(device);
         let storage = |label, contents: &[u8], size| {
@@ -182,7 +187,9 @@ impl<O: Algorithm> GpuOptimizer<O> {
             ns_batches: None,
         };
         this.pipeline_for(&config, (GradAccess::ReadOnly, Precision::F32), Form::Vec4);
-        scopes.check(|| format!("{} kernel", O::KERNEL.name))?;
+        scopes
+            .check(|| format!("{} kernel", O::KERNEL.name))
+            .await?;
         Ok(this)
     }
 
@@ -245,7 +252,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
     }
 
     /// Adds a parameter group with its own hyperparameters, as a PyTorch param group.
-    pub fn add_param_group(&mut self, config: O) -> Result<GroupId> {
+    pub async fn add_param_group_async(&mut self, config: O) -> Result<GroupId> {
         config.validate()?;
         self.tables.check_groups(
             self.registry.scheduler.groups().len() + 1,
@@ -254,7 +261,10 @@ impl<O: Algorithm> GpuOptimizer<O> {
         let scopes = ErrorScopes::push(&self.device);
         let pipelines = self.kernels.len();
         self.pipeline_for(&config, (GradAccess::ReadOnly, Precision::F32), Form::Vec4);
-        if let Err(e) = scopes.check(|| format!("{} pipeline for {config:?}", O::KERNEL.name)) {
+        if let Err(e) = scopes
+            .check(|| format!("{} pipeline for {config:?}", O::KERNEL.name))
+            .await
+        {
             self.kernels.truncate(pipelines);
             return Err(e);
         }
@@ -529,30 +539,34 @@ impl<O: Algorithm> GpuOptimizer<O> {
 
     /// Reads state `name` of `param` back to the host as the f32 values it stores (waits for
     /// the GPU; not for the hot path).
-    pub fn read_state(&self, param: ParamId, name: &str) -> Result<Option<Vec<f32>>> {
+    pub async fn read_state_async(&self, param: ParamId, name: &str) -> Result<Option<Vec<f32>>> {
         let Some(slot) = self.registry.state_slot(param, name) else {
             return Ok(None);
         };
-        self.read_slot(param.0, slot).map(Some)
+        self.read_slot(param.0, slot).await.map(Some)
     }
 
     /// Reads the codes and block scales of state `name` of `param` back to the host, if it is
     /// quantized ([`Precision::quant`]; [`GpuOptimizer::read_state`] gives the values they
     /// stand for). Waits for the GPU; not for the hot path.
-    pub fn read_quantized_state(&self, param: ParamId, name: &str) -> Result<Option<Blocks>> {
+    pub async fn read_quantized_state_async(
+        &self,
+        param: ParamId,
+        name: &str,
+    ) -> Result<Option<Blocks>> {
         let Some(slot) = self.registry.state_slot(param, name) else {
             return Ok(None);
         };
-        self.read_blocks(param.0, slot)
+        self.read_blocks(param.0, slot).await
     }
 
     /// The codes and scales of state `slot` of parameter `index`, if it is quantized.
-    fn read_blocks(&self, index: usize, slot: usize) -> Result<Option<Blocks>> {
+    async fn read_blocks(&self, index: usize, slot: usize) -> Result<Option<Blocks>> {
         let p = &self.params[index];
         let (Some(buffer), Some(q)) = (p.states[slot].as_ref(), p.precision.quant) else {
             return Ok(None);
         };
-        let bytes = read_bytes(&self.device, &self.queue, buffer)?;
+        let bytes = read_bytes_async(&self.device, &self.queue, buffer).await?;
         from_records(q, &bytes, p.len).map(Some).ok_or_else(|| {
             Error::Readback(format!(
                 "state buffer of {} bytes holds fewer than {} values' blocks",
@@ -564,17 +578,17 @@ impl<O: Algorithm> GpuOptimizer<O> {
 
     /// The values of state `slot` of parameter `index`, decoded from its dtype (a quantized
     /// state's, from its codes and scales).
-    fn read_slot(&self, index: usize, slot: usize) -> Result<Vec<f32>> {
+    async fn read_slot(&self, index: usize, slot: usize) -> Result<Vec<f32>> {
         let p = &self.params[index];
         let Some(buffer) = p.states[slot].as_ref() else {
             return Ok(Vec::new());
         };
-        if let (Some(q), Some(blocks)) = (p.precision.quant, self.read_blocks(index, slot)?) {
+        if let (Some(q), Some(blocks)) = (p.precision.quant, self.read_blocks(index, slot).await?) {
             return Ok(crate::quant::dequantize(q, O::QUANT_MAPS[slot], &blocks));
         }
         let r = &self.registry.params()[index];
         let len = self.registry.scheduler.groups()[r.group].state_len(slot, &r.shape) as usize;
-        let bytes = read_bytes(&self.device, &self.queue, buffer)?;
+        let bytes = read_bytes_async(&self.device, &self.queue, buffer).await?;
         p.precision.state.decode(&bytes, len).ok_or_else(|| {
             Error::Readback(format!(
                 "state buffer of {} bytes holds fewer than {len} values",
@@ -586,43 +600,38 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// All optimizer state: step, groups, schedule, gradient stage (with loss scaling's state),
     /// and every parameter's state buffers (read back from the GPU, waiting for it; not for the
     /// hot path). The step count includes every step recorded, so submit them all first.
-    pub fn checkpoint(&self) -> Result<Checkpoint> {
+    pub async fn checkpoint_async(&self) -> Result<Checkpoint> {
         let loss_scale = match self.registry.grad_stage.loss_scale {
-            Some(_) => Some(self.read_loss_scale()?),
+            Some(_) => Some(self.read_loss_scale_async().await?),
             None => None,
         };
-        self.registry.capture(
-            |i| {
-                let (mut values, mut quantized) = (Vec::new(), Vec::new());
-                for s in self.registry.slots(i) {
-                    let name = O::STATE_NAMES[s].to_string();
-                    match self.read_blocks(i, s)? {
-                        Some(blocks) => quantized.push((name, blocks)),
-                        None if self.params[i].states[s].is_some() => {
-                            values.push((name, self.read_slot(i, s)?));
-                        }
-                        None => {}
+        let mut saved = Vec::with_capacity(self.params.len());
+        for i in 0..self.params.len() {
+            let (mut values, mut quantized) = (Vec::new(), Vec::new());
+            for s in self.registry.slots(i) {
+                let name = O::STATE_NAMES[s].to_string();
+                match self.read_blocks(i, s).await? {
+                    Some(blocks) => quantized.push((name, blocks)),
+                    None if self.params[i].states[s].is_some() => {
+                        values.push((name, self.read_slot(i, s).await?));
                     }
+                    None => {}
                 }
-                // By name: the average, then the pending gradient sum.
-                let mut tensors = Vec::new();
-                if let Some(ema) = self.read_ema(ParamId(i))? {
-                    tensors.push((EMA.to_string(), ema));
-                }
-                let pending = self.registry.accumulation.pending > 0;
-                if let Some(a) = self.accumulator.as_ref().filter(|_| pending) {
-                    let bytes = read_bytes(&self.device, &self.queue, &a.sums[i])?;
-                    tensors.push((GRAD_SUM.to_string(), bytemuck::pod_collect_to_vec(&bytes)));
-                }
-                Ok((values, quantized, tensors))
-            },
-            loss_scale,
-        )
-    }
-
-    /// Saves [`GpuOptimizer::checkpoint`] to `path` (through a temporary file and a rename).
-    pub fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
-        self.checkpoint()?.save(path)
+            }
+            // By name: the average, then the pending gradient sum.
+            let mut tensors = Vec::new();
+            if let Some(ema) = self.read_ema_async(ParamId(i)).await? {
+                tensors.push((EMA.to_string(), ema));
+            }
+            let pending = self.registry.accumulation.pending > 0;
+            if let Some(a) = self.accumulator.as_ref().filter(|_| pending) {
+                let bytes = read_bytes_async(&self.device, &self.queue, &a.sums[i]).await?;
+                tensors.push((GRAD_SUM.to_string(), bytemuck::pod_collect_to_vec(&bytes)));
+            }
+            saved.push((values, quantized, tensors));
+        }
+        self.registry
+            .capture(|i| Ok(std::mem::take(&mut saved[i])), loss_scale)
     }
 
     /// Restores a checkpoint taken from an optimizer with the same groups (and option flags) and
@@ -633,24 +642,24 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// The state is written with `queue.write_buffer`, so it lands at the start of the next
     /// submit, ahead of every command in it: submit the steps recorded before the restore
     /// first.
-    pub fn restore(&mut self, checkpoint: &Checkpoint) -> Result<()> {
+    pub async fn restore_async(&mut self, checkpoint: &Checkpoint) -> Result<()> {
         let mut plan = self.registry.plan_restore(checkpoint)?;
         // The pass and sums for the saved count of micro-batches, built before anything changes.
         let every = plan.accumulation.every;
         let accumulator = if every == self.registry.accumulation.every {
             None
         } else {
-            Some(self.build_accumulator(every)?)
+            Some(self.build_accumulator(every).await?)
         };
         let ema = plan.ema.is_some();
         let rebuilt_ema = ema != self.kernels.ema;
         if rebuilt_ema {
-            self.rebuild_for_ema(ema)?;
+            self.rebuild_for_ema(ema).await?;
         }
-        if let Err(e) = self.configure_grad_stage(plan.grad_stage) {
+        if let Err(e) = self.configure_grad_stage(plan.grad_stage).await {
             if rebuilt_ema {
                 // Back to the kernels this optimizer had (a device error either way).
-                self.rebuild_for_ema(!ema).ok();
+                self.rebuild_for_ema(!ema).await.ok();
             }
             return Err(e);
         }
@@ -697,11 +706,6 @@ impl<O: Algorithm> GpuOptimizer<O> {
         // The saved groups' Newton–Schulz coefficients, where they differ from these.
         self.refresh_iteration();
         Ok(())
-    }
-
-    /// Reads a checkpoint file and [`GpuOptimizer::restore`]s it.
-    pub fn load_checkpoint(&mut self, path: &std::path::Path) -> Result<()> {
-        self.restore(&Checkpoint::load(path)?)
     }
 }
 

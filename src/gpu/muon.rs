@@ -555,7 +555,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// [`Error::InvalidOptions`](crate::Error::InvalidOptions) for tiles the device cannot run
     /// or a registered matrix they cannot grid, and for optimizers without the iteration
     /// ([`Algorithm::ORTHOGONAL`]). On error nothing changes.
-    pub fn set_matmul_tiles(&mut self, tiles: MatmulTiles) -> Result<()> {
+    pub async fn set_matmul_tiles_async(&mut self, tiles: MatmulTiles) -> Result<()> {
         if !O::ORTHOGONAL {
             return Err(Error::InvalidOptions(format!(
                 "{} runs no matrix multiplies",
@@ -573,7 +573,10 @@ impl<O: Algorithm> GpuOptimizer<O> {
         let stage = NsStage::new(&self.device, tiles);
         let old = self.ns_stage.replace(stage);
         let rebuilt = self.rebuild();
-        if let Err(e) = scopes.check(|| format!("matmul pipelines for {tiles:?}")) {
+        if let Err(e) = scopes
+            .check(|| format!("matmul pipelines for {tiles:?}"))
+            .await
+        {
             self.ns_stage = old;
             return Err(e);
         }

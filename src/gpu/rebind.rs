@@ -49,19 +49,41 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// of gradient buffers creates no bind group once warm; a slice not seen before builds
     /// them (see the module docs for what a miss costs). Every slice is checked before
     /// anything changes: a bad one is an error and nothing is recorded.
-    pub fn step_with(
+    pub async fn step_with_async(
         &mut self,
         encoder: &mut wgpu::CommandEncoder,
         grads: &[wgpu::BufferSlice<'_>],
     ) -> Result<()> {
-        self.rebind_grads(grads)?;
+        self.rebind_grads_async(grads).await?;
         self.step(encoder);
         Ok(())
     }
 
     /// Binds `grads` (one slice per registered parameter) as the gradients of the steps
     /// recorded from now on, checked as [`GpuOptimizer::step_with`] checks them.
-    pub fn rebind_grads(&mut self, grads: &[wgpu::BufferSlice<'_>]) -> Result<()> {
+    pub async fn rebind_grads_async(&mut self, grads: &[wgpu::BufferSlice<'_>]) -> Result<()> {
+        if self.rebind_warm(grads)? {
+            return Ok(());
+        }
+        // Slices not seen before are built first, so a failure leaves every binding as it was.
+        let mut built = Vec::new();
+        for (i, g) in grads.iter().enumerate() {
+            built.push(match self.cached(i, g) {
+                None => Some(self.build_binding(i, g).await?),
+                Some(_) => None,
+            });
+        }
+        for (i, g) in grads.iter().enumerate() {
+            let fresh = built.get_mut(i).and_then(Option::take);
+            self.bind_grad(i, g, fresh);
+        }
+        Ok(())
+    }
+
+    /// Checks `grads` and, when every slice is bound or cached (a warm loop: nothing to build,
+    /// nothing to wait for, nothing allocated), binds them and returns `true`; `false` when
+    /// some slice needs its bind groups built, with nothing changed.
+    pub(super) fn rebind_warm(&mut self, grads: &[wgpu::BufferSlice<'_>]) -> Result<bool> {
         if grads.len() != self.params.len() {
             return Err(Error::StepShape(format!(
                 "{} gradient slices for {} registered parameters",
@@ -72,22 +94,13 @@ impl<O: Algorithm> GpuOptimizer<O> {
         for (i, g) in grads.iter().enumerate() {
             self.check_moved_grad(i, g)?;
         }
-        // Slices not seen before are built first, so a failure leaves every binding as it was;
-        // a warm loop has none and allocates nothing here.
-        let mut built = Vec::new();
         if (0..grads.len()).any(|i| self.cached(i, &grads[i]).is_none()) {
-            for (i, g) in grads.iter().enumerate() {
-                built.push(match self.cached(i, g) {
-                    None => Some(self.build_binding(i, g)?),
-                    Some(_) => None,
-                });
-            }
+            return Ok(false);
         }
         for (i, g) in grads.iter().enumerate() {
-            let fresh = built.get_mut(i).and_then(Option::take);
-            self.bind_grad(i, g, fresh);
+            self.bind_grad(i, g, None);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Where parameter `index` has `slice` bound: `Some(None)` now, `Some(Some(k))` in its
@@ -161,7 +174,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
     }
 
     /// Builds everything bound to `slice` as parameter `index`'s gradient, in an error scope.
-    fn build_binding(
+    async fn build_binding(
         &mut self,
         index: usize,
         slice: &wgpu::BufferSlice<'_>,
@@ -208,8 +221,9 @@ impl<O: Algorithm> GpuOptimizer<O> {
             None => Vec::new(),
         };
         self.exchange_grad(index, &mut binding);
-        if let Err(e) =
-            scopes.check(|| format!("the bind groups of a new gradient of parameter {index}"))
+        if let Err(e) = scopes
+            .check(|| format!("the bind groups of a new gradient of parameter {index}"))
+            .await
         {
             self.kernels.truncate(pipelines);
             return Err(e);

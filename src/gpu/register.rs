@@ -71,13 +71,14 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// may be registered as a parameter only once, and never as its own gradient. Nothing is
     /// allocated unless every check passes. See [`GpuOptimizer::register_slices`] for parts of
     /// buffers.
-    pub fn register(
+    pub async fn register_async(
         &mut self,
         group: GroupId,
         param: &wgpu::Buffer,
         grad: &wgpu::Buffer,
     ) -> Result<ParamId> {
-        self.register_slices(group, param.slice(..), grad.slice(..))
+        self.register_slices_async(group, param.slice(..), grad.slice(..))
+            .await
     }
 
     /// Registers a range of a parameter buffer and the matching range of a gradient buffer,
@@ -99,13 +100,14 @@ impl<O: Algorithm> GpuOptimizer<O> {
     ///
     /// Allocation happens inside wgpu error scopes: running out of device memory, or a buffer
     /// from another device, is an error and leaves the optimizer as it was.
-    pub fn register_slices(
+    pub async fn register_slices_async(
         &mut self,
         group: GroupId,
         param: wgpu::BufferSlice<'_>,
         grad: wgpu::BufferSlice<'_>,
     ) -> Result<ParamId> {
         self.register_inner(group, (param, grad, None), None, Precision::F32)
+            .await
     }
 
     /// As [`GpuOptimizer::register_slices`], for a parameter of `shape` (row-major): for
@@ -114,7 +116,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// an Adafactor tensor must fit one storage binding. [`crate::Muon`] steps matrices only,
     /// each registered with its 2-D shape (else an [`Error::UnsupportedShape`]) and fitting one
     /// storage binding.
-    pub fn register_with_shape(
+    pub async fn register_with_shape_async(
         &mut self,
         group: GroupId,
         param: wgpu::BufferSlice<'_>,
@@ -122,6 +124,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
         shape: &[usize],
     ) -> Result<ParamId> {
         self.register_inner(group, (param, grad, None), Some(shape), Precision::F32)
+            .await
     }
 
     /// As [`GpuOptimizer::register_with_shape`], for a tensor whose parameter, gradient and
@@ -141,7 +144,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// values or more in whole blocks are held as codes and block scales ([`crate::quant`]),
     /// stepped by one workgroup per few blocks; both slices must then start 16-byte aligned.
     /// [`GpuOptimizer::read_quantized_state`] reads them back as stored.
-    pub fn register_typed(
+    pub async fn register_typed_async(
         &mut self,
         group: GroupId,
         param: wgpu::BufferSlice<'_>,
@@ -150,6 +153,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
         precision: Precision,
     ) -> Result<ParamId> {
         self.register_inner(group, (param, grad, None), Some(shape), precision)
+            .await
     }
 
     /// Registers f32 master weights with a 16-bit copy the step writes: as
@@ -159,7 +163,7 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// pass, for the next forward pass to read, as apex's and DeepSpeed's mixed-precision
     /// optimizers do. The parameter must be f32 and the copy bf16 or f16; the copy may not
     /// overlap the parameter or its gradient.
-    pub fn register_master(
+    pub async fn register_master_async(
         &mut self,
         group: GroupId,
         (param, grad, copy): (
@@ -171,9 +175,10 @@ impl<O: Algorithm> GpuOptimizer<O> {
         precision: Precision,
     ) -> Result<ParamId> {
         self.register_inner(group, (param, grad, Some(copy)), Some(shape), precision)
+            .await
     }
 
-    fn register_inner(
+    async fn register_inner(
         &mut self,
         group: GroupId,
         (param, grad, copy): Slices<'_>,
@@ -414,9 +419,14 @@ impl<O: Algorithm> GpuOptimizer<O> {
         let grad_buffers = self.build_grad_stage();
         self.accumulate_new_param();
         self.average_new_param();
-        if let Err(e) = scopes.check(|| {
-            format!("registration of a parameter of shape {shape:?} ({state_bytes} bytes of state)")
-        }) {
+        if let Err(e) = scopes
+            .check(|| {
+                format!(
+                    "registration of a parameter of shape {shape:?} ({state_bytes} bytes of state)"
+                )
+            })
+            .await
+        {
             self.params.pop();
             if let Some(a) = &mut self.accumulator {
                 a.pop();
@@ -468,13 +478,16 @@ impl<O: Algorithm> GpuOptimizer<O> {
     /// The shared buffers that span every tensor (LAMB's and LARS's norms, clipping's sums)
     /// are rebuilt inside an error scope; on any error, and for an unknown id
     /// ([`Error::UnknownParam`]) or while the average is swapped in, nothing changes.
-    pub fn unregister(&mut self, param: ParamId) -> Result<()> {
+    pub async fn unregister_async(&mut self, param: ParamId) -> Result<()> {
         self.registry.check_unregister(param)?;
         let scopes = ErrorScopes::push(&self.device);
         let removed = self.params.remove(param.0);
         let rebuilt = self.norm_stage.is_some().then(|| self.rebuild());
         let grad_buffers = self.build_grad_stage();
-        if let Err(e) = scopes.check(|| format!("unregistering parameter {}", param.0)) {
+        if let Err(e) = scopes
+            .check(|| format!("unregistering parameter {}", param.0))
+            .await
+        {
             self.params.insert(param.0, removed);
             return Err(e);
         }

@@ -18,9 +18,11 @@ impl ErrorScopes {
 
     /// The first error wgpu caught since [`ErrorScopes::push`], as [`Error::OutOfMemory`] or
     /// [`Error::Gpu`] about `what`.
-    pub fn check(self, what: impl FnOnce() -> String) -> Result<()> {
-        let memory = pollster::block_on(self.memory.pop());
-        let validation = pollster::block_on(self.validation.pop());
+    /// Waits for wgpu's answer: at once on native targets, at the device timeline's next
+    /// turn in a browser.
+    pub async fn check(self, what: impl FnOnce() -> String) -> Result<()> {
+        let memory = self.memory.pop().await;
+        let validation = self.validation.pop().await;
         match (memory, validation) {
             (Some(e), _) => Err(Error::OutOfMemory {
                 what: what(),

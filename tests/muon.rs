@@ -5,20 +5,14 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{Rng, gpu, muon_cases_dir, scratch_dir};
+use common::{Rng, case_files, gpu, muon_cases_dir, scratch_dir};
 use wgpu_optim::case::{self, Backend, Case};
 use wgpu_optim::{
     AdjustLr, Algorithm, CpuOptimizer, Error, GpuContext, GpuOptimizer, MatmulTiles, Muon, ParamId,
 };
 
 fn muon_cases() -> Vec<PathBuf> {
-    let dir = muon_cases_dir();
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    paths.sort();
+    let paths = case_files(&muon_cases_dir());
     assert_eq!(paths.len(), 2, "the two recorded Muon cases");
     paths
 }

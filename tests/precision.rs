@@ -197,11 +197,7 @@ fn replay_low_precision(backend: Backend) {
         },
         Backend::Cpu => None,
     };
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(low_precision_dir())
-        .expect("../shared/parity/low-precision")
-        .map(|e| e.unwrap().path())
-        .collect();
-    paths.sort();
+    let paths = common::case_files(&low_precision_dir());
     let (mut replayed, mut unsupported) = (Vec::new(), Vec::new());
     for path in &paths {
         let stem = path.file_stem().unwrap().to_string_lossy().to_string();

@@ -6,18 +6,12 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{cases_dir, gpu, optimizer_cases_dir, scratch_dir};
+use common::{case_files, cases_dir, gpu, optimizer_cases_dir, scratch_dir};
 use safetensors::SafeTensors;
 use wgpu_optim::case::{self, Backend, Case, IMPLEMENTED};
 
 fn all_cases() -> Vec<PathBuf> {
-    let dir = cases_dir();
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read the parity cases at {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    cases.sort();
+    let cases = case_files(&cases_dir());
     assert!(
         cases.len() >= 28,
         "expected the 28 recorded cases, found {}",
@@ -78,13 +72,7 @@ fn replay_new_optimizers(backend: Backend) {
         },
         Backend::Cpu => None,
     };
-    let dir = optimizer_cases_dir();
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    paths.sort();
+    let paths = case_files(&optimizer_cases_dir());
     let mut replayed = Vec::new();
     for path in paths {
         let case = Case::load(&path).unwrap();

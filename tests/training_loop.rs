@@ -36,14 +36,11 @@ fn replay_training_loop(backend: Backend) {
         Backend::Cpu => None,
     };
     let dir = training_loop_dir();
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+    let names: Vec<String> = common::case_files(&dir)
+        .iter()
         .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
         .filter(|n| CASES.contains(&n.as_str()))
         .collect();
-    names.sort();
     assert_eq!(names, CASES, "the recorded training-loop cases");
     for name in names {
         let path = dir.join(format!("{name}.safetensors"));

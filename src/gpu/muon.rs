@@ -154,9 +154,11 @@ impl MatmulTiles {
         Ok(())
     }
 
-    fn constants(&self, trans_a: bool, trans_b: bool) -> Vec<(&'static str, f64)> {
+    /// The pipeline constants of `matmul.wgsl`, or (`vec4`) of `matmul4.wgsl`, which declares
+    /// only the transposes, TM and RN.
+    fn constants(&self, trans_a: bool, trans_b: bool, vec4: bool) -> Vec<(&'static str, f64)> {
         let flag = |on: bool| if on { 1.0 } else { 0.0 };
-        vec![
+        [
             ("STAGED", flag(self.staged)),
             ("TRANS_A", flag(trans_a)),
             ("TRANS_B", flag(trans_b)),
@@ -166,6 +168,9 @@ impl MatmulTiles {
             ("RM", f64::from(self.rm)),
             ("RN", f64::from(self.rn)),
         ]
+        .into_iter()
+        .filter(|(name, _)| !vec4 || matches!(*name, "TRANS_A" | "TRANS_B" | "TM" | "RN"))
+        .collect()
     }
 }
 
@@ -199,47 +204,22 @@ impl NsStage {
             entries: &bindings::ALL.map(|b| b.layout_entry(size)),
         });
         let pipeline_layout = pipeline_layout(device, MATMUL.name, &[&layout]);
-        let pipeline = |trans_a, trans_b| {
-            sized_compute_pipeline(
-                device,
-                MATMUL.name,
-                &pipeline_layout,
-                (&module, "matmul"),
-                tiles.workgroup_size(),
-                &tiles.constants(trans_a, trans_b),
-            )
-        };
-        let vec4 = module4.as_ref().map(|module| {
-            let pipeline = |trans_a: bool, trans_b: bool| {
-                let flag = |on: bool| if on { 1.0 } else { 0.0 };
-                let constants = [
-                    ("TRANS_A", flag(trans_a)),
-                    ("TRANS_B", flag(trans_b)),
-                    ("TM", f64::from(tiles.tm)),
-                    ("RN", f64::from(tiles.rn)),
-                ];
+        // The three forms (NN, NT, TN) of one module.
+        let forms = |module: &wgpu::ShaderModule, name, vec4| {
+            [(false, false), (false, true), (true, false)].map(|(trans_a, trans_b)| {
                 sized_compute_pipeline(
                     device,
-                    MATMUL4.name,
+                    name,
                     &pipeline_layout,
                     (module, "matmul"),
                     tiles.workgroup_size(),
-                    &constants,
+                    &tiles.constants(trans_a, trans_b, vec4),
                 )
-            };
-            [
-                pipeline(false, false),
-                pipeline(false, true),
-                pipeline(true, false),
-            ]
-        });
+            })
+        };
         Self {
-            pipelines: [
-                pipeline(false, false),
-                pipeline(false, true),
-                pipeline(true, false),
-            ],
-            vec4,
+            pipelines: forms(&module, MATMUL.name, false),
+            vec4: module4.as_ref().map(|m| forms(m, MATMUL4.name, true)),
             layout,
             tiles,
         }

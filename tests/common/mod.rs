@@ -31,6 +31,17 @@ pub fn gpu() -> Option<GpuContext> {
     }
 }
 
+/// The `.safetensors` case files in `dir`, sorted; a test fails if the folder cannot be read.
+pub fn case_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot read the parity cases at {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    paths.sort();
+    paths
+}
+
 /// The recorded parity cases shipped beside the repository.
 pub fn cases_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/parity/cases")

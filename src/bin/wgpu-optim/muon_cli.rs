@@ -22,12 +22,13 @@ fn parse_tiles(s: &str) -> Result<MatmulTiles> {
             "tiles {s:?}: expected TMxTNxTKxRMxRN or direct:TMxTNxRN"
         ))
     };
-    if let Some(direct) = s.strip_prefix("direct:") {
-        let v: Vec<u32> = direct
-            .split('x')
+    let dims = |part: &str| -> Result<Vec<u32>> {
+        part.split('x')
             .map(|d| d.trim().parse().map_err(|_| bad()))
-            .collect::<Result<_>>()?;
-        return match v[..] {
+            .collect()
+    };
+    if let Some(direct) = s.strip_prefix("direct:") {
+        return match dims(direct)?[..] {
             [tm, tn, rn] => Ok(MatmulTiles {
                 staged: false,
                 tm,
@@ -39,11 +40,7 @@ fn parse_tiles(s: &str) -> Result<MatmulTiles> {
             _ => Err(bad()),
         };
     }
-    let v: Vec<u32> = s
-        .split('x')
-        .map(|d| d.trim().parse().map_err(|_| bad()))
-        .collect::<Result<_>>()?;
-    match v[..] {
+    match dims(s)?[..] {
         [tm, tn, tk, rm, rn] => Ok(MatmulTiles {
             staged: true,
             tm,

@@ -141,7 +141,7 @@ impl GpuContext {
         read_buffer(&self.device, &self.queue, buffer)
     }
 
-    /// As [`GpuContext::read`], without blocking.
+    /// As [`GpuContext::read`], as a future (see [`read_bytes_async`] for how it waits).
     pub async fn read_async(&self, buffer: &wgpu::Buffer) -> Result<Vec<f32>> {
         read_buffer_async(&self.device, &self.queue, buffer).await
     }
@@ -170,7 +170,7 @@ impl GpuContext {
         pollster::block_on(self.read_as_async(buffer, dtype, len))
     }
 
-    /// As [`GpuContext::read_as`], without blocking.
+    /// As [`GpuContext::read_as`], as a future (see [`read_bytes_async`] for how it waits).
     pub async fn read_as_async(
         &self,
         buffer: &wgpu::Buffer,
@@ -197,7 +197,7 @@ pub fn read_buffer(
     pollster::block_on(read_buffer_async(device, queue, buffer))
 }
 
-/// As [`read_buffer`], without blocking.
+/// As [`read_buffer`], as a future (see [`read_bytes_async`] for how it waits).
 pub async fn read_buffer_async(
     device: &wgpu::Device,
     queue: &wgpu::Queue,
@@ -218,7 +218,7 @@ pub fn read_bytes(
     pollster::block_on(read_bytes_async(device, queue, buffer))
 }
 
-/// As [`read_bytes`], without blocking: in a browser the copy is submitted and the future
+/// As [`read_bytes`], as a future: in a browser the copy is submitted and the future
 /// resolves when the buffer maps. On native targets it polls the device until the copy is
 /// done (a blocking wait inside the future), since nothing else drives wgpu there.
 pub async fn read_bytes_async(

@@ -170,3 +170,38 @@ fn replay_async_computes_what_replay_does() {
         assert!(case::compare(&case, &got).within_tolerance(), "{name}");
     }
 }
+
+#[test]
+fn step_with_async_rebinds_as_step_with_does() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng::new(5);
+    let init = rng.vec(LEN);
+    let mut a = blocking(&ctx, &init);
+    let mut b = block_on(asynchronous(&ctx, &init));
+    // A pool of three gradient buffers, handed out in turn: misses, then cache hits.
+    let pool: Vec<wgpu::Buffer> = (0..3).map(|_| ctx.upload("pooled grad", &init)).collect();
+    for t in 0..7 {
+        let g = &pool[t % 3];
+        ctx.write(g, &rng.vec(LEN));
+        for (run, asynchronously) in [(&mut a, false), (&mut b, true)] {
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            if asynchronously {
+                block_on(run.opt.step_with_async(&mut encoder, &[g.slice(..)])).unwrap();
+            } else {
+                run.opt.step_with(&mut encoder, &[g.slice(..)]).unwrap();
+            }
+            ctx.queue.submit([encoder.finish()]);
+        }
+    }
+    assert_eq!(ctx.read(&a.param).unwrap(), ctx.read(&b.param).unwrap());
+    assert_ne!(ctx.read(&a.param).unwrap(), init);
+    // A gradient of the wrong length is refused by both, and neither changes.
+    let short = ctx.upload("short", &[0.0; 4]);
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    let want = a
+        .opt
+        .step_with(&mut encoder, &[short.slice(..)])
+        .unwrap_err();
+    let got = block_on(b.opt.step_with_async(&mut encoder, &[short.slice(..)])).unwrap_err();
+    assert_eq!(want.to_string(), got.to_string());
+}

@@ -16,9 +16,9 @@ const TYPES = {
 };
 
 const server = createServer(async (req, res) => {
-  const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
-  const file = join(root, path.endsWith('/') ? join(path, 'index.html') : path);
   try {
+    const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
+    const file = join(root, path.endsWith('/') ? join(path, 'index.html') : path);
     if (!file.startsWith(root) || !(await stat(file)).isFile()) throw new Error('not a file');
     const body = await readFile(file);
     res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
@@ -45,10 +45,23 @@ let passed = 0;
 try {
   const page = await browser.newPage();
   page.on('console', (m) => { if (m.type() === 'error') console.log(`console: ${m.text()}`); });
-  page.on('pageerror', (e) => console.log(`page error: ${e.message}`));
+  // A page error (a trap in the wasm module, say) ends the wait at once.
+  const crashed = new Promise((_, reject) => page.on('pageerror', (e) => {
+    console.log(`page error: ${e.message}`);
+    reject(new Error(`page error: ${e.message}`));
+  }));
+  crashed.catch(() => {});
   await page.goto(url);
-  await page.waitForFunction(() => window.wgpuOptim && window.wgpuOptim.done, null,
-    { timeout: TIMEOUT_MS, polling: 500 });
+  try {
+    await Promise.race([
+      page.waitForFunction(() => window.wgpuOptim && window.wgpuOptim.done, null,
+        { timeout: TIMEOUT_MS, polling: 500 }),
+      crashed,
+    ]);
+  } catch (e) {
+    console.log(`the page did not finish: ${e.message}`);
+    failed += 1;
+  }
   const state = await page.evaluate(() => window.wgpuOptim);
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
   console.log(`adapter: ${state.adapter}`);
@@ -67,13 +80,16 @@ try {
     } else {
       failed += 1;
     }
-    const worst = c.params ? Math.max(0, ...c.params.map((p) => p.worst_ratio)) : NaN;
-    const what = c.error ? `error: ${c.error}` : `worst error/tolerance ${worst.toFixed(3)}, lr rel err ${c.max_lr_rel_err.toExponential(1)}`;
+    // serde_json writes non-finite numbers as null.
+    const worst = c.params ? Math.max(0, ...c.params.map((p) => p.worst_ratio ?? Infinity)) : NaN;
+    const lr = c.max_lr_rel_err ?? Infinity;
+    const what = c.error ? `error: ${c.error}` : `worst error/tolerance ${worst.toFixed(3)}, lr rel err ${lr.toExponential(1)}`;
     console.log(`${c.passed ? 'ok    ' : 'FAILED'} ${c.name} (${c.optimizer ?? '?'}): ${what}`);
   }
-  if (state.cases.length === 0) {
-    console.log('no case was replayed');
-    failed += 1;
+  const listed = JSON.parse(await readFile(join(root, 'cases.json'), 'utf8'));
+  if (state.cases.length < listed.length || listed.length === 0) {
+    console.log(`${state.cases.length} of the ${listed.length} listed cases were replayed`);
+    failed += Math.max(1, listed.length - state.cases.length);
   }
 } finally {
   await browser.close();

@@ -21,8 +21,11 @@ impl ErrorScopes {
     /// Waits for wgpu's answer: at once on native targets, at the device timeline's next
     /// turn in a browser.
     pub async fn check(self, what: impl FnOnce() -> String) -> Result<()> {
-        let memory = self.memory.pop().await;
-        let validation = self.validation.pop().await;
+        // Both popped before either is awaited: in a browser other tasks run during the wait,
+        // and a scope left open would catch (and misattribute) their errors, or be popped out
+        // of order if they push one.
+        let (memory, validation) = (self.memory.pop(), self.validation.pop());
+        let (memory, validation) = (memory.await, validation.await);
         match (memory, validation) {
             (Some(e), _) => Err(Error::OutOfMemory {
                 what: what(),

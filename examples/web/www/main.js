@@ -6,6 +6,14 @@ import init, { Harness } from './pkg/wgpu_optim_web.js';
 
 const state = { done: false, error: null, adapter: null, descent: [], cases: [] };
 window.wgpuOptim = state;
+// A panic in the wasm module traps inside a promise that then never settles: end the run
+// with the error rather than leave the harness waiting.
+function fail(e) {
+  state.error = state.error ?? String(e && e.stack ? e.stack : e);
+  state.done = true;
+}
+window.addEventListener('error', (event) => fail(event.error ?? event.message));
+window.addEventListener('unhandledrejection', (event) => fail(event.reason));
 
 const CURVES = [
   { optimizer: 'adam', lr: 0.1, color: '#1f77b4' },
@@ -71,7 +79,9 @@ async function main() {
       ? JSON.parse(await harness.replay(path, new Uint8Array(await response.arrayBuffer())))
       : { name: path, error: `fetch failed: HTTP ${response.status}` };
     state.cases.push(report);
-    const worst = report.params ? Math.max(0, ...report.params.map((p) => p.worst_ratio)) : NaN;
+    // serde_json writes a non-finite ratio (a short replay) as null: count it as failing.
+    const worst = report.params
+      ? Math.max(0, ...report.params.map((p) => p.worst_ratio ?? Infinity)) : NaN;
     const ok = report.passed === true;
     const row = document.createElement('tr');
     row.innerHTML = `<td>${report.name}</td><td>${report.optimizer ?? ''}</td>` +
@@ -86,7 +96,7 @@ async function main() {
 
 main()
   .catch((e) => {
-    state.error = String(e && e.stack ? e.stack : e);
+    fail(e);
     document.getElementById('adapter').textContent = `Error: ${state.error}`;
   })
   .finally(() => { state.done = true; });

@@ -63,7 +63,10 @@ pub fn shared_device() -> Result<Shared, Error> {
     let (wgpu_device, queue) =
         pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("burn + wgpu-optim"),
-            required_features: adapter.features() - wgpu::Features::MAPPABLE_PRIMARY_BUFFERS,
+            // Experimental features would need wgpu's unsafe opt-in; neither crate uses them.
+            required_features: adapter.features()
+                - wgpu::Features::MAPPABLE_PRIMARY_BUFFERS
+                - wgpu::Features::all_experimental_mask(),
             required_limits: adapter.limits(),
             ..Default::default()
         }))
@@ -91,7 +94,7 @@ pub fn shared_device() -> Result<Shared, Error> {
 /// A tensor's place in a CubeCL buffer, held so CubeCL neither frees nor moves it.
 struct Bound {
     /// The tensor (a handle count of its own, so no Burn kernel writes into it in place).
-    _tensor: CubeTensor,
+    tensor: CubeTensor,
     /// CubeCL's binding of its memory: while held, the allocation stays where it is.
     _pin: Box<dyn Any + Send>,
     buffer: wgpu::Buffer,
@@ -114,6 +117,9 @@ impl Bound {
         if !tensor.is_contiguous() || tensor.meta.is_tiled() {
             return Err(unsupported(format!("{what} is not contiguous")));
         }
+        if tensor.meta.shape().num_elements() == 0 {
+            return Err(unsupported(format!("{what} has no elements")));
+        }
         let managed = tensor
             .client
             .get_resource::<WgpuServer<AutoCompiler>>(tensor.handle.clone())
@@ -121,12 +127,19 @@ impl Bound {
         let resource: &WgpuResource = managed.resource();
         let (buffer, offset, size) = (resource.buffer.clone(), resource.offset, resource.size);
         Ok(Self {
-            _tensor: tensor,
+            tensor,
             _pin: Box::new(managed),
             buffer,
             offset,
             size,
         })
+    }
+
+    /// Whether `tensor` is the one bound here (the same CubeCL allocation and offset), not a
+    /// replacement (a loaded record, a mapped module) that kept the parameter's id.
+    fn holds(&self, tensor: &CubeTensor) -> bool {
+        self.tensor.handle.memory.descriptor() == tensor.handle.memory.descriptor()
+            && self.tensor.handle.offset_start == tensor.handle.offset_start
     }
 
     fn slice(&self) -> wgpu::BufferSlice<'_> {
@@ -193,6 +206,9 @@ fn collect<M: Module>(module: &M, grads: Option<&mut Gradients>) -> Result<Vec<F
     }
 }
 
+/// The registered parameters with their Burn ids, and the first step's gradients.
+type Registered = (Vec<(ParamId, Bound)>, Vec<Bound>);
+
 /// A wgpu-optim optimizer stepping every float parameter of a Burn module in place, in Burn's
 /// own buffers, on the device and queue Burn runs on.
 ///
@@ -200,6 +216,11 @@ fn collect<M: Module>(module: &M, grads: Option<&mut Gradients>) -> Result<Vec<F
 /// gradients, each with its shape, in one group; each later step binds the gradients Burn
 /// hands out then ([`GpuOptimizer::step_with`]: fresh pooled buffers each step, their bind
 /// groups cached per slice). A parameter and its gradient may share one of CubeCL's pages.
+///
+/// The update is in place: every clone of the module or of a parameter tensor shares its
+/// buffer and sees it. Every float parameter needs a gradient at every step; a module
+/// whose tensors were replaced (a loaded record) needs a new optimizer. Each step fetches each
+/// gradient's buffer from CubeCL, one call to its runtime per tensor.
 pub struct BurnOptimizer<O: Algorithm> {
     opt: GpuOptimizer<O>,
     device: Device,
@@ -236,29 +257,39 @@ impl<O: Algorithm> BurnOptimizer<O> {
         self.params.is_empty()
     }
 
-    /// Registers each parameter of `found` with its gradient, pushing them to `params` (with
-    /// the optimizer's id once registered) and `grads`.
-    fn register_all(
-        &mut self,
-        found: Vec<Found>,
-        params: &mut Vec<(ParamId, Bound, Option<wgpu_optim::ParamId>)>,
-        grads: &mut Vec<Bound>,
-    ) -> Result<(), Error> {
-        let group = self.opt.default_group();
+    /// Binds every parameter of `found` and its gradient (all checked before any is
+    /// registered), then registers them in order; on error, unregisters those it registered,
+    /// so the optimizer is as it was.
+    fn register_all(&mut self, found: Vec<Found>) -> Result<Registered, Error> {
+        let mut bound = Vec::with_capacity(found.len());
         for (i, f) in found.into_iter().enumerate() {
-            let (id, shape) = (f.id, f.shape);
             let g = f
                 .grad
                 .ok_or_else(|| Error::Mismatch(format!("parameter {i} has no gradient")))?;
-            params.push((id, Bound::new(i, f.param, "parameter")?, None));
-            grads.push(Bound::new(i, g, "gradient")?);
-            let (param, grad) = (&params[i].1, &grads[i]);
-            let registered =
-                self.opt
-                    .register_with_shape(group, param.slice(), grad.slice(), &shape)?;
-            params[i].2 = Some(registered);
+            let param = Bound::new(i, f.param, "parameter")?;
+            bound.push((f.id, f.shape, param, Bound::new(i, g, "gradient")?));
         }
-        Ok(())
+        let group = self.opt.default_group();
+        let mut registered = Vec::with_capacity(bound.len());
+        for (_, shape, param, grad) in &bound {
+            match self
+                .opt
+                .register_with_shape(group, param.slice(), grad.slice(), shape)
+            {
+                Ok(id) => registered.push(id),
+                Err(e) => {
+                    // Last first, so the earlier ids stay valid.
+                    for id in registered.into_iter().rev() {
+                        self.opt.unregister(id)?;
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(bound
+            .into_iter()
+            .map(|(id, _, param, grad)| ((id, param), grad))
+            .unzip())
     }
 
     /// One optimizer step of `module` with the gradients `grads` (from `loss.backward()`),
@@ -273,15 +304,9 @@ impl<O: Algorithm> BurnOptimizer<O> {
         let mut grad_slots = Vec::with_capacity(found.len());
         if self.params.is_empty() {
             // Registration: every parameter with its first gradient; on error, none stays.
-            let mut params = Vec::with_capacity(found.len());
-            let registered = self.register_all(found, &mut params, &mut grad_slots);
-            if let Err(e) = registered {
-                for id in params.iter().rev().filter_map(|(_, _, id)| *id) {
-                    self.opt.unregister(id).ok();
-                }
-                return Err(e);
-            }
-            self.params = params.into_iter().map(|(id, p, _)| (id, p)).collect();
+            let (params, grads) = self.register_all(found)?;
+            self.params = params;
+            grad_slots = grads;
         } else {
             if found.len() != self.params.len() {
                 return Err(Error::Mismatch(format!(
@@ -290,10 +315,11 @@ impl<O: Algorithm> BurnOptimizer<O> {
                     self.params.len()
                 )));
             }
-            for (i, (f, (registered, _))) in found.into_iter().zip(&self.params).enumerate() {
-                if f.id != *registered {
+            for (i, (f, (registered, bound))) in found.into_iter().zip(&self.params).enumerate() {
+                if f.id != *registered || !bound.holds(&f.param) {
                     return Err(Error::Mismatch(format!(
-                        "parameter {i} is not the one registered"
+                        "parameter {i} is not the tensor registered (a new optimizer steps a \
+                         replaced module)"
                     )));
                 }
                 let g = f

@@ -119,19 +119,22 @@ fn accuracy(model: &Mlp, data: &Data) -> Result<f32, Error> {
     Ok(correct as f32 / data.labels.len() as f32)
 }
 
-/// Every float parameter's values, in visiting order.
-struct Values(Vec<Vec<f32>>);
+/// Every float parameter's values, in visiting order, or the first read that failed.
+struct Values(Result<Vec<Vec<f32>>, Error>);
 
 impl ModuleVisitor for Values {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let data = param.val().into_data();
-        self.0
-            .push(data.try_into_vec_as::<f32>().unwrap_or_default());
+        if let Ok(values) = &mut self.0 {
+            match param.val().into_data().try_into_vec_as::<f32>() {
+                Ok(v) => values.push(v),
+                Err(e) => self.0 = Err(Error::Burn(format!("reading a parameter: {e:?}"))),
+            }
+        }
     }
 }
 
-fn values(model: &Mlp) -> Vec<Vec<f32>> {
-    let mut v = Values(Vec::new());
+fn values(model: &Mlp) -> Result<Vec<Vec<f32>>, Error> {
+    let mut v = Values(Ok(Vec::new()));
     model.visit(&mut v);
     v.0
 }
@@ -184,7 +187,7 @@ fn train(shared: &Shared, which: Which, steps: usize, lr: f64) -> Result<Trained
     let device = &shared.device;
     let data = data(device);
     let mut model = Mlp::new(&[2, 64, 64, 3], 42, device);
-    let start = values(&model);
+    let start = values(&model)?;
     let mut early = Vec::new();
     let mut ours = match which {
         Which::WgpuOptim => Some(BurnOptimizer::new(shared, adamw(lr))?),
@@ -202,7 +205,7 @@ fn train(shared: &Shared, which: Which, steps: usize, lr: f64) -> Result<Trained
             }
         }
         if t + 1 == EARLY {
-            early = values(&model);
+            early = values(&model)?;
         }
     }
     device.sync().map_err(|e| Error::Burn(format!("{e:?}")))?;
@@ -382,6 +385,9 @@ fn parse() -> Result<Args, String> {
     }
     if a.steps < EARLY {
         return Err(format!("--steps must be at least {EARLY}"));
+    }
+    if a.width == 0 || a.depths.contains(&0) {
+        return Err("--width and --depths must be positive".into());
     }
     Ok(a)
 }
